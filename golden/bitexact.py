@@ -1,0 +1,211 @@
+"""Bit-exact model of the token step the gateware computes (docs/numerics.md, "Dataflow").
+
+Where the float reference follows the published graph, this model follows the contract: every
+product is an L-Mul, sigmoid is piecewise linear, reciprocals are table lookups, the norms that
+only set a scale are folded into one scale per BitLinear, and the recurrence runs in decay form
+``h <- h - z*h + i`` in fp32. The gateware must produce these bits exactly.
+
+The dataflow is written once against a ``Numerics`` object, so the ablation study (and, with a
+differentiable ``Numerics``, training with the hardware numerics in the loop) reuses it unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from .config import ModelConfig
+from .float_model import bits_per_token
+from .numerics import Approximations, Numerics, round_to
+from .ternary import absmean_ternary
+
+__all__ = ["Projection", "DeviceModel", "BitExactModel"]
+
+
+@dataclasses.dataclass
+class Projection:
+    """One BitLinear as the device holds it: ternary rows, folded norm gain, output constant."""
+
+    weight: np.ndarray  # int8 [N, K] in {-1, 0, 1}
+    gain: np.ndarray  # bf16 [K]: the preceding norm's weight times the BitLinear's own norm weight
+    scale: float  # bf16: sqrt(K) * mean|W| / 127
+
+    @classmethod
+    def build(cls, w, norm_weight, pre_norm_weight=None):
+        w_t, beta = absmean_ternary(w)
+        k = w.shape[1]
+        gain = norm_weight if pre_norm_weight is None else pre_norm_weight * norm_weight
+        return cls(w_t, round_to(gain), float(round_to(math.sqrt(k) * beta / 127)))
+
+
+@dataclasses.dataclass
+class DeviceModel:
+    """Everything the device stores: the device image before packing, all values on their grid."""
+
+    config: ModelConfig
+    embedding: np.ndarray  # bf16 [vocab, d]
+    layers: list  # of dicts, see from_params
+    norm: np.ndarray  # bf16 [d], the final norm's weight (sets the LM head's scale only)
+    head: Projection
+    eps_d: float  # bf16 of d * eps: the eps term of a sum of squares over d elements
+    eps_i: float  # bf16 of I * eps
+
+    @classmethod
+    def from_params(cls, config: ModelConfig, params: dict) -> "DeviceModel":
+        d = config.hidden_size
+        lb = None
+        if config.use_lower_bound:
+            raw = params["model.lower_bounds"].astype(np.float64)
+            e = np.exp(raw - raw.max(axis=0, keepdims=True))
+            soft = e / e.sum(axis=0, keepdims=True)
+            lb = np.cumsum(soft, axis=0) - soft[0]
+        layers = []
+        for n in range(config.num_hidden_layers):
+            p = lambda key: params[f"model.layers.{n}.{key}"].astype(np.float64)  # noqa: E731
+            attn_norm, mlp_norm, g_norm = p("attn_norm.weight"), p("mlp_norm.weight"), p("attn.g_norm.weight")
+            layers.append(dict(
+                attn_norm=round_to(attn_norm),
+                i=Projection.build(p("attn.i_proj.weight"), p("attn.i_proj.norm.weight"), attn_norm),
+                f=Projection.build(p("attn.f_proj.weight"), p("attn.f_proj.norm.weight"), attn_norm),
+                g=Projection.build(p("attn.g_proj.weight"), p("attn.g_proj.norm.weight"), attn_norm),
+                g_norm=round_to(g_norm),
+                o_code=Projection.build(p("attn.o_proj.weight"), p("attn.o_proj.norm.weight"), g_norm),
+                o_paper=Projection.build(p("attn.o_proj.weight"), p("attn.o_proj.norm.weight")),
+                # 1 - lower bound: scales the decay z = 1 - f. Layer 0 has none (lb = 0 exactly).
+                keep=round_to(1.0 - lb[n]) if (lb is not None and n > 0) else None,
+                mlp_norm=round_to(mlp_norm),
+                gate=Projection.build(p("mlp.gate_proj.weight"), p("mlp.gate_proj.norm.weight"), mlp_norm),
+                down=Projection.build(p("mlp.down_proj.weight"), p("mlp.down_proj.norm.weight")),
+            ))
+        norm = params["model.norm.weight"].astype(np.float64)
+        eps = config.rms_norm_eps
+        return cls(
+            config=config,
+            embedding=round_to(params["model.embeddings.weight"].astype(np.float64)),
+            layers=layers,
+            norm=round_to(norm),
+            head=Projection.build(params["lm_head.weight"].astype(np.float64),
+                                  params["lm_head.norm.weight"].astype(np.float64), norm),
+            eps_d=float(round_to(d * eps)),
+            eps_i=float(round_to(config.intermediate_size * eps)),
+        )
+
+
+class BitExactModel:
+    """The contract's token step. ``mixer`` selects the code's output gate or the paper's."""
+
+    def __init__(self, device: DeviceModel, mixer: str = "code", numerics: Numerics | None = None):
+        if mixer not in ("code", "paper"):
+            raise ValueError(f"mixer must be 'code' or 'paper', got {mixer!r}")
+        self.device = device
+        self.config = device.config
+        self.mixer = mixer
+        self.nx = numerics if numerics is not None else Numerics()
+
+    @classmethod
+    def from_params(cls, config, params, **kwargs):
+        return cls(DeviceModel.from_params(config, params), **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, model_dir, **kwargs):
+        from .checkpoint import load_checkpoint
+
+        config, params = load_checkpoint(model_dir)
+        return cls.from_params(config, params, **kwargs)
+
+    # -- the BitLinear composite ----------------------------------------------------------------
+
+    def bitlinear(self, x, pre_norm, projections, eps_k):
+        """RMSNorm (optional ``pre_norm`` weight) then BitLinear(s) with their own norms.
+
+        Both norms only scale the int8 codes' common factor, so the codes come from
+        ``u = x * gain`` and the norms survive in one scalar per projection:
+        ``out = acc * max|u| * rsqrt(sum(v^2) + K*eps) * sqrt(K)*beta/127``, v = x * pre_norm.
+        Returns [(out, acc), ...] in the order of ``projections``.
+        """
+        nx = self.nx
+        v = x if pre_norm is None else nx.mul(x, pre_norm)
+        r = nx.rsqrt(nx.add(nx.sum_squares(v), eps_k))
+        results = []
+        for proj in projections:
+            u = nx.mul(x, proj.gain)
+            amax = nx.absmax(u)
+            q = nx.to_int8(nx.mul(u, nx.mul(nx.recip(amax), 127.0)))
+            acc = nx.ternary_matvec(q, proj.weight)
+            scale = nx.mul(nx.mul(amax, r), proj.scale)
+            results.append((nx.mul(nx.from_int(acc), scale), acc))
+        return results
+
+    # -- one block --------------------------------------------------------------------------------
+
+    def init_state(self, batch_shape=()):
+        return [np.zeros(tuple(batch_shape) + (self.config.hidden_size,)) for _ in self.device.layers]
+
+    def token_mixer(self, x, layer, h):
+        """MLGRU over a sequence x[..., T, d] from state h[..., d]; returns (out, h)."""
+        nx, eps_d = self.nx, self.device.eps_d
+        (i_raw, _), (f_raw, _), (g_raw, _) = self.bitlinear(
+            x, layer["attn_norm"], [layer["i"], layer["f"], layer["g"]], eps_d)
+        # z = 1 - f. With f = lb + (1-lb)*sigmoid(f_raw), z = (1-lb)*sigmoid(-f_raw) exactly.
+        z = nx.sigmoid(-f_raw)
+        if layer["keep"] is not None:
+            z = nx.mul(z, layer["keep"])
+        i = nx.mul(nx.silu(i_raw), z)
+        hs = []
+        for t in range(x.shape[-2]):
+            z_t, i_t = z[..., t, :], i[..., t, :]
+            if nx.approx.decay_form:
+                h = nx.add(nx.sub(h, nx.mul(z_t, h, "fp32"), "fp32"), i_t, "fp32")
+            else:
+                h = nx.add(nx.mul(nx.sub(1.0, z_t), h, "fp32"), i_t, "fp32")
+            hs.append(h)
+        h_seq = round_to(np.stack(hs, axis=-2))  # the state leaves the engine as bf16
+        if self.mixer == "code":
+            p = nx.mul(g_raw, nx.silu(h_seq))
+            (o, _), = self.bitlinear(p, layer["g_norm"], [layer["o_code"]], eps_d)
+        else:
+            p = nx.mul(nx.sigmoid(g_raw), h_seq)
+            (o, _), = self.bitlinear(p, None, [layer["o_paper"]], eps_d)
+        return o, h
+
+    def channel_mixer(self, x, layer):
+        nx = self.nx
+        (u, _), = self.bitlinear(x, layer["mlp_norm"], [layer["gate"]], self.device.eps_d)
+        inter = self.config.intermediate_size
+        p = nx.mul(nx.silu(u[..., :inter]), u[..., inter:])
+        (down, _), = self.bitlinear(p, None, [layer["down"]], self.device.eps_i)
+        return down
+
+    # -- the token step and the sequence form --------------------------------------------------
+
+    def forward(self, tokens, state=None):
+        """tokens [..., T] -> (logits [..., T, vocab] bf16 values, head accumulators, new state).
+
+        Same arithmetic for any T: one step is ``forward`` with T = 1."""
+        tokens = np.asarray(tokens)
+        if state is None:
+            state = self.init_state(tokens.shape[:-1])
+        nx = self.nx
+        x = self.device.embedding[tokens]
+        new_state = []
+        for layer, h in zip(self.device.layers, state):
+            o, h = self.token_mixer(x, layer, h)
+            x = nx.add(x, o)
+            x = nx.add(x, self.channel_mixer(x, layer))
+            new_state.append(h)
+        (logits, acc), = self.bitlinear(x, self.device.norm, [self.device.head], self.device.eps_d)
+        return logits, acc, new_state
+
+    def step(self, token: int, state):
+        """One token step: (logits [vocab], argmax, new state). Argmax is taken on the integer
+        accumulators, lowest index on ties (the logits share one positive scale)."""
+        logits, acc, state = self.forward(np.array([token]), state)
+        return logits[0], int(np.argmax(acc[0])), state
+
+    def bits_per_token(self, tokens) -> float:
+        """Mean -log2 p(token[t] | tokens[:t]) over t >= 1 (and the batch), from zero state."""
+        logits, _, _ = self.forward(np.asarray(tokens))
+        return bits_per_token(logits, tokens)
+

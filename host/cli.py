@@ -1,0 +1,133 @@
+"""``mmfree``: the command-line tool. Thin: parse, call the library, print.
+
+Every expected failure prints one line ``mmfree: error: ...`` on stderr and exits nonzero, with
+no traceback (``--verbose`` adds the traceback for bug reports).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object for scripts")
+    p.add_argument("--verbose", action="store_true", help="show tracebacks and extra detail")
+
+
+def _add_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, type=Path, help="model folder (config.json + model.safetensors)")
+    p.add_argument("--backend", choices=("float", "bitexact"), default="bitexact",
+                   help="golden model to run (default: bitexact, the hardware arithmetic)")
+    p.add_argument("--mixer", choices=("code", "paper"), default="code",
+                   help="MLGRU output gate: the released code's (default) or the paper's")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmfree", description="MatMul-free LMs on open-toolchain FPGAs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="generate text (greedy)")
+    _add_model(gen)
+    gen.add_argument("--prompt", required=True, help="prompt text (UTF-8; the vocabulary is bytes)")
+    gen.add_argument("--max-tokens", type=int, default=64, help="tokens to generate (default 64)")
+    _add_common(gen)
+    gen.set_defaults(func=cmd_generate)
+
+    ev = sub.add_parser("eval", help="bits per token of a text file")
+    _add_model(ev)
+    ev.add_argument("--text", required=True, type=Path, help="text file to score")
+    ev.add_argument("--context", type=int, default=256,
+                    help="window length; each window starts from the zero state (default 256)")
+    ev.add_argument("--max-bytes", type=int, default=None, help="score only the first N bytes")
+    _add_common(ev)
+    ev.set_defaults(func=cmd_eval)
+    return parser
+
+
+def _byte_tokens(text: bytes, vocab_size: int) -> list[int]:
+    if vocab_size != 256:
+        raise ValueError(f"this model has a {vocab_size}-token vocabulary; only byte-level (256) "
+                         "models can take text here")
+    return list(text)
+
+
+def cmd_generate(args) -> int:
+    from golden.generate import Backend, generate
+
+    if args.max_tokens < 0:
+        raise ValueError(f"--max-tokens must be >= 0, got {args.max_tokens}")
+    backend = Backend.load(args.backend, args.model, mixer=args.mixer)
+    prompt = _byte_tokens(args.prompt.encode("utf-8"), backend.config.vocab_size)
+    if not prompt:
+        raise ValueError("--prompt must not be empty")
+    stream = None if args.json else sys.stdout.buffer
+    if stream is not None:
+        stream.write(bytes(prompt))
+        stream.flush()
+
+    def show(token: int) -> None:
+        if stream is not None:
+            stream.write(bytes([token]))
+            stream.flush()
+
+    start = time.perf_counter()
+    tokens = generate(backend, prompt, args.max_tokens, on_token=show)
+    elapsed = time.perf_counter() - start
+    rate = (len(prompt) + len(tokens)) / elapsed if elapsed > 0 else float("inf")
+    if args.json:
+        print(json.dumps({"backend": args.backend, "model": str(args.model), "prompt_tokens": prompt,
+                          "tokens": tokens, "text": bytes(tokens).decode("utf-8", errors="replace"),
+                          "token_steps_per_second": rate}))
+    else:
+        print()
+        print(f"[{args.backend}] {len(tokens)} tokens, {rate:.1f} token steps/s on the host", file=sys.stderr)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import numpy as np
+
+    from golden.generate import Backend, evaluate
+
+    try:
+        data = args.text.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read --text {args.text}: {exc.strerror}") from None
+    if args.max_bytes is not None:
+        data = data[: args.max_bytes]
+    backend = Backend.load(args.backend, args.model, mixer=args.mixer)
+    tokens = np.array(_byte_tokens(data, backend.config.vocab_size), dtype=np.int64)
+    result = evaluate(backend, tokens, context=args.context, progress=not args.json and sys.stderr.isatty())
+    result.update(backend=args.backend, model=str(args.model), text=str(args.text))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{result['bits_per_token']:.4f} bits/token ({args.backend}, {result['predicted_tokens']} "
+              f"predicted tokens in {result['windows']} windows of {result['context']})")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("mmfree: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as exc:  # every expected failure: bad input, missing files
+        if args.verbose:
+            raise
+        print(f"mmfree: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
