@@ -7,6 +7,7 @@ no traceback (``--verbose`` adds the traceback for bug reports).
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
 import sys
 import time
@@ -67,15 +68,17 @@ def cmd_generate(args) -> int:
     prompt = _byte_tokens(args.prompt.encode("utf-8"), backend.config.vocab_size)
     if not prompt:
         raise ValueError("--prompt must not be empty")
-    stream = None if args.json else sys.stdout.buffer
-    if stream is not None:
-        stream.write(bytes(prompt))
-        stream.flush()
+    # Bytes arrive one at a time; an incremental decoder holds partial UTF-8 sequences back and
+    # replaces invalid ones, so the terminal never sees a broken character.
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def show(token: int) -> None:
-        if stream is not None:
-            stream.write(bytes([token]))
-            stream.flush()
+        if not args.json:
+            sys.stdout.write(decoder.decode(bytes([token])))
+            sys.stdout.flush()
+
+    for token in prompt:
+        show(token)
 
     start = time.perf_counter()
     tokens = generate(backend, prompt, args.max_tokens, on_token=show)
@@ -86,7 +89,7 @@ def cmd_generate(args) -> int:
                           "tokens": tokens, "text": bytes(tokens).decode("utf-8", errors="replace"),
                           "token_steps_per_second": rate}))
     else:
-        print()
+        print(decoder.decode(b"", final=True))
         print(f"[{args.backend}] {len(tokens)} tokens, {rate:.1f} token steps/s on the host", file=sys.stderr)
     return 0
 
