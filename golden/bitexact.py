@@ -18,8 +18,7 @@ import numpy as np
 
 from .config import ModelConfig
 from .float_model import bits_per_token
-from .numerics import Approximations, Numerics, round_to
-from .ternary import absmean_ternary
+from .numerics import Numerics
 
 __all__ = ["Projection", "DeviceModel", "BitExactModel"]
 
@@ -33,11 +32,10 @@ class Projection:
     scale: float  # bf16: sqrt(K) * mean|W| / 127
 
     @classmethod
-    def build(cls, w, norm_weight, pre_norm_weight=None):
-        w_t, beta = absmean_ternary(w)
-        k = w.shape[1]
+    def build(cls, nx, w, norm_weight, pre_norm_weight=None):
+        w_t, beta = nx.ternarize(w)
         gain = norm_weight if pre_norm_weight is None else pre_norm_weight * norm_weight
-        return cls(w_t, round_to(gain), float(round_to(math.sqrt(k) * beta / 127)))
+        return cls(w_t, nx.constant(gain), nx.constant(math.sqrt(w.shape[1]) * beta / 127))
 
 
 @dataclasses.dataclass
@@ -53,43 +51,43 @@ class DeviceModel:
     eps_i: float  # bf16 of I * eps
 
     @classmethod
-    def from_params(cls, config: ModelConfig, params: dict) -> "DeviceModel":
-        d = config.hidden_size
-        lb = None
-        if config.use_lower_bound:
-            raw = params["model.lower_bounds"].astype(np.float64)
-            e = np.exp(raw - raw.max(axis=0, keepdims=True))
-            soft = e / e.sum(axis=0, keepdims=True)
-            lb = np.cumsum(soft, axis=0) - soft[0]
+    def from_params(cls, config: ModelConfig, params: dict, nx: Numerics | None = None) -> "DeviceModel":
+        """Fold a checkpoint's float tensors into device constants. ``nx`` does the folding
+        (NumPy by default; a differentiable one keeps gradients to the latent weights)."""
+        nx = nx if nx is not None else Numerics()
+        lb = nx.lower_bounds(params["model.lower_bounds"]) if config.use_lower_bound else None
         layers = []
         for n in range(config.num_hidden_layers):
-            p = lambda key: params[f"model.layers.{n}.{key}"].astype(np.float64)  # noqa: E731
+            p = lambda key: params[f"model.layers.{n}.{key}"]  # noqa: E731
             attn_norm, mlp_norm, g_norm = p("attn_norm.weight"), p("mlp_norm.weight"), p("attn.g_norm.weight")
+
+            def proj(name, pre=None):
+                return Projection.build(nx, p(f"{name}.weight"), p(f"{name}.norm.weight"), pre)
+
             layers.append(dict(
-                attn_norm=round_to(attn_norm),
-                i=Projection.build(p("attn.i_proj.weight"), p("attn.i_proj.norm.weight"), attn_norm),
-                f=Projection.build(p("attn.f_proj.weight"), p("attn.f_proj.norm.weight"), attn_norm),
-                g=Projection.build(p("attn.g_proj.weight"), p("attn.g_proj.norm.weight"), attn_norm),
-                g_norm=round_to(g_norm),
-                o_code=Projection.build(p("attn.o_proj.weight"), p("attn.o_proj.norm.weight"), g_norm),
-                o_paper=Projection.build(p("attn.o_proj.weight"), p("attn.o_proj.norm.weight")),
+                attn_norm=nx.constant(attn_norm),
+                i=proj("attn.i_proj", attn_norm),
+                f=proj("attn.f_proj", attn_norm),
+                g=proj("attn.g_proj", attn_norm),
+                g_norm=nx.constant(g_norm),
+                o_code=proj("attn.o_proj", g_norm),
+                o_paper=proj("attn.o_proj"),
                 # 1 - lower bound: scales the decay z = 1 - f. Layer 0 has none (lb = 0 exactly).
-                keep=round_to(1.0 - lb[n]) if (lb is not None and n > 0) else None,
-                mlp_norm=round_to(mlp_norm),
-                gate=Projection.build(p("mlp.gate_proj.weight"), p("mlp.gate_proj.norm.weight"), mlp_norm),
-                down=Projection.build(p("mlp.down_proj.weight"), p("mlp.down_proj.norm.weight")),
+                keep=nx.constant(1.0 - lb[n]) if (lb is not None and n > 0) else None,
+                mlp_norm=nx.constant(mlp_norm),
+                gate=proj("mlp.gate_proj", mlp_norm),
+                down=proj("mlp.down_proj"),
             ))
-        norm = params["model.norm.weight"].astype(np.float64)
+        norm = params["model.norm.weight"]
         eps = config.rms_norm_eps
         return cls(
             config=config,
-            embedding=round_to(params["model.embeddings.weight"].astype(np.float64)),
+            embedding=nx.constant(params["model.embeddings.weight"]),
             layers=layers,
-            norm=round_to(norm),
-            head=Projection.build(params["lm_head.weight"].astype(np.float64),
-                                  params["lm_head.norm.weight"].astype(np.float64), norm),
-            eps_d=float(round_to(d * eps)),
-            eps_i=float(round_to(config.intermediate_size * eps)),
+            norm=nx.constant(norm),
+            head=Projection.build(nx, params["lm_head.weight"], params["lm_head.norm.weight"], norm),
+            eps_d=float(nx.constant(config.hidden_size * eps)),
+            eps_i=float(nx.constant(config.intermediate_size * eps)),
         )
 
 
@@ -105,8 +103,8 @@ class BitExactModel:
         self.nx = numerics if numerics is not None else Numerics()
 
     @classmethod
-    def from_params(cls, config, params, **kwargs):
-        return cls(DeviceModel.from_params(config, params), **kwargs)
+    def from_params(cls, config, params, numerics: Numerics | None = None, **kwargs):
+        return cls(DeviceModel.from_params(config, params, numerics), numerics=numerics, **kwargs)
 
     @classmethod
     def from_pretrained(cls, model_dir, **kwargs):
@@ -143,6 +141,14 @@ class BitExactModel:
     def init_state(self, batch_shape=()):
         return [np.zeros(tuple(batch_shape) + (self.config.hidden_size,)) for _ in self.device.layers]
 
+    def _check_tokens(self, tokens):
+        tokens = np.asarray(tokens)
+        if not np.issubdtype(tokens.dtype, np.integer) or tokens.ndim < 1:
+            raise ValueError(f"tokens must be an integer array [..., T], got {tokens.dtype} {tokens.shape}")
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.config.vocab_size):
+            raise ValueError(f"token ids must lie in [0, {self.config.vocab_size})")
+        return tokens
+
     def token_mixer(self, x, layer, h):
         """MLGRU over a sequence x[..., T, d] from state h[..., d]; returns (out, h)."""
         nx, eps_d = self.nx, self.device.eps_d
@@ -161,7 +167,7 @@ class BitExactModel:
             else:
                 h = nx.add(nx.mul(nx.sub(1.0, z_t), h, "fp32"), i_t, "fp32")
             hs.append(h)
-        h_seq = round_to(np.stack(hs, axis=-2))  # the state leaves the engine as bf16
+        h_seq = nx.round(nx.stack(hs, axis=-2))  # the state leaves the engine as bf16
         if self.mixer == "code":
             p = nx.mul(g_raw, nx.silu(h_seq))
             (o, _), = self.bitlinear(p, layer["g_norm"], [layer["o_code"]], eps_d)
@@ -184,7 +190,6 @@ class BitExactModel:
         """tokens [..., T] -> (logits [..., T, vocab] bf16 values, head accumulators, new state).
 
         Same arithmetic for any T: one step is ``forward`` with T = 1."""
-        tokens = np.asarray(tokens)
         if state is None:
             state = self.init_state(tokens.shape[:-1])
         nx = self.nx
@@ -201,11 +206,11 @@ class BitExactModel:
     def step(self, token: int, state):
         """One token step: (logits [vocab], argmax, new state). Argmax is taken on the integer
         accumulators, lowest index on ties (the logits share one positive scale)."""
-        logits, acc, state = self.forward(np.array([token]), state)
+        logits, acc, state = self.forward(self._check_tokens([token]), state)
         return logits[0], int(np.argmax(acc[0])), state
 
     def bits_per_token(self, tokens) -> float:
         """Mean -log2 p(token[t] | tokens[:t]) over t >= 1 (and the batch), from zero state."""
-        logits, _, _ = self.forward(np.asarray(tokens))
+        logits, _, _ = self.forward(self._check_tokens(tokens))
         return bits_per_token(logits, tokens)
 

@@ -17,6 +17,8 @@ import numpy as np
 
 from .formats import decode, encode, get_format
 from .lmul import lmul
+from .float_model import lower_bounds
+from .ternary import absmean_ternary
 
 __all__ = ["Approximations", "Numerics", "NUMERICS_VERSION", "SIGMOID_SEGMENTS", "SUMSQ_GUARD_BITS"]
 
@@ -151,6 +153,30 @@ class Numerics:
     def from_int(acc, fmt="bf16"):
         """Integer accumulator -> format, round to nearest even."""
         return round_to(np.asarray(acc, np.float64), fmt)
+
+    # -- array plumbing and host-side constants (overridden by a differentiable Numerics) -------
+
+    @staticmethod
+    def round(x, fmt="bf16"):
+        return round_to(x, fmt)
+
+    @staticmethod
+    def stack(xs, axis):
+        return np.stack(xs, axis=axis)
+
+    @staticmethod
+    def constant(x, fmt="bf16"):
+        """A host-folded constant: computed in float64, rounded once."""
+        return round_to(np.asarray(x, np.float64), fmt)
+
+    @staticmethod
+    def ternarize(w):
+        """-> (ternary int8 matrix, beta = mean|W|)."""
+        return absmean_ternary(np.asarray(w, np.float64))
+
+    @staticmethod
+    def lower_bounds(raw):
+        return lower_bounds(np.asarray(raw, np.float64))
 
     @staticmethod
     def ternary_matvec(q, w_t):
