@@ -272,27 +272,3 @@ class HGRNBitForCausalLM(nn.Module):
         x, new_states = self.model(ids, states)
         logits = self.lm_head(x)
         return (logits, new_states) if return_states else logits
-
-
-def official_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """The official MMfreeLM state_dict layout for ``cfg`` (name -> shape)."""
-    d, inter, v = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
-    shapes = {"model.embeddings.weight": (v, d)}
-    if cfg.use_lower_bound:
-        shapes["model.lower_bounds"] = (cfg.num_hidden_layers, d)
-    for l in range(cfg.num_hidden_layers):
-        p = f"model.layers.{l}."
-        shapes[p + "attn_norm.weight"] = (d,)
-        for proj in ("i_proj", "f_proj", "g_proj", "o_proj"):
-            shapes[p + f"attn.{proj}.weight"] = (d, d)
-            shapes[p + f"attn.{proj}.norm.weight"] = (d,)
-        shapes[p + "attn.g_norm.weight"] = (d,)
-        shapes[p + "mlp_norm.weight"] = (d,)
-        shapes[p + "mlp.gate_proj.weight"] = (2 * inter, d)
-        shapes[p + "mlp.gate_proj.norm.weight"] = (d,)
-        shapes[p + "mlp.down_proj.weight"] = (d, inter)
-        shapes[p + "mlp.down_proj.norm.weight"] = (inter,)
-    shapes["model.norm.weight"] = (d,)
-    shapes["lm_head.weight"] = (v, d)
-    shapes["lm_head.norm.weight"] = (d,)
-    return shapes
