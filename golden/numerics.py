@@ -44,6 +44,13 @@ def round_to(values, fmt="bf16") -> np.ndarray:
     return decode(encode(values, fmt), fmt)
 
 
+def daz(x, fmt="bf16") -> np.ndarray:
+    """Inputs below the smallest normal are zero (the contract has no subnormals). Values the
+    model computes never are; this makes each unit's behaviour on every bit pattern defined."""
+    x = np.asarray(x, np.float64)
+    return np.where(np.abs(x) < get_format(fmt).min_normal, 0.0, x)
+
+
 @dataclasses.dataclass(frozen=True)
 class Approximations:
     """Which approximations are on. All True is the contract; False swaps in the exact op."""
@@ -76,10 +83,10 @@ class Numerics:
     def add(self, a, b, fmt="bf16"):
         """Exact sum rounded once (float64 holds every bf16/fp32 sum exactly or harmlessly:
         double rounding is innocuous since 53 >= 2*24 + 2)."""
-        return round_to(np.add(a, b), fmt)
+        return round_to(np.add(daz(a, fmt), daz(b, fmt)), fmt)
 
     def sub(self, a, b, fmt="bf16"):
-        return round_to(np.subtract(a, b), fmt)
+        return round_to(np.subtract(daz(a, fmt), daz(b, fmt)), fmt)
 
     @staticmethod
     def scale_pow2(x, k, fmt="bf16"):
@@ -89,7 +96,7 @@ class Numerics:
     # -- nonlinear functions --------------------------------------------------------------------
 
     def sigmoid(self, x):
-        x = np.asarray(x, np.float64)
+        x = daz(x)
         if not self.approx.pwl_sigmoid:
             return round_to(1.0 / (1.0 + np.exp(-x)))
         mag = np.abs(x)
@@ -106,17 +113,19 @@ class Numerics:
 
     @staticmethod
     def rsqrt(x):
-        """Correctly rounded 1/sqrt(x) for x > 0; 0 -> largest finite (never reached in the model).
+        """Correctly rounded 1/sqrt(x) for x > 0; anything else (zero, negative, NaN) -> largest
+        finite (never reached in the model); +Inf -> +0.
         The gateware reads a 256-entry table indexed by exponent parity and mantissa."""
-        x = np.asarray(x, np.float64)
-        with np.errstate(divide="ignore"):
+        x = daz(x)
+        with np.errstate(divide="ignore", invalid="ignore"):
             return round_to(np.where(x > 0, 1.0 / np.sqrt(np.where(x > 0, x, 1.0)), np.inf))
 
     @staticmethod
     def recip(x):
-        """Correctly rounded 1/x; 0 -> largest finite. A 128-entry mantissa table in the gateware."""
-        x = np.asarray(x, np.float64)
-        with np.errstate(divide="ignore"):
+        """Correctly rounded 1/x; 0 -> largest finite; NaN -> NaN; Inf -> +0.
+        A 128-entry mantissa table in the gateware."""
+        x = daz(x)
+        with np.errstate(divide="ignore", invalid="ignore"):
             return round_to(np.where(x != 0, 1.0 / np.where(x != 0, x, 1.0), np.inf))
 
     # -- reductions and conversions -------------------------------------------------------------
