@@ -10,11 +10,20 @@ from amaranth.lib.wiring import In, Out
 from golden.formats import FloatFormat, get_format
 from golden.lmul import lmul_constant
 
-__all__ = ["LMul", "lmul_operands"]
+__all__ = ["LMul", "lmul_operands", "lmul_result"]
 
 
-def lmul_operands(fmt: FloatFormat) -> data.StructLayout:
-    return data.StructLayout({"a": fmt.width, "b": fmt.width})
+def lmul_operands(fmt: FloatFormat, tag_width: int = 0) -> data.StructLayout:
+    fields = {"a": fmt.width, "b": fmt.width}
+    if tag_width:
+        fields["tag"] = tag_width
+    return data.StructLayout(fields)
+
+
+def lmul_result(fmt: FloatFormat, tag_width: int = 0):
+    if tag_width:
+        return data.StructLayout({"product": fmt.width, "tag": tag_width})
+    return fmt.width
 
 
 class LMul(wiring.Component):
@@ -26,12 +35,16 @@ class LMul(wiring.Component):
         ``"bf16"`` (the contract's element-wise format), ``"fp32"`` (the recurrent state),
         ``"fp16"``, ``"e4m3"`` or ``"e5m2"``.
 
+    tag_width : int
+        Width of an optional side-band ``tag`` carried from each operand pair to its product
+        (0: no tag), so that composite engines keep their other values aligned with the product.
+
     Attributes
     ----------
-    i : In(stream.Signature(StructLayout({"a": width, "b": width})))
+    i : In(stream.Signature(StructLayout({"a": width, "b": width[, "tag": tag_width]})))
         Operand pairs as bit patterns.
-    o : Out(stream.Signature(width))
-        Products as bit patterns.
+    o : Out(stream.Signature(width or StructLayout({"product": width, "tag": tag_width})))
+        Products as bit patterns (a plain ``width``-bit payload when there is no tag).
 
     Latency 2 cycles (stage 1 adds the fields and classifies the operands, stage 2 selects the
     result); throughput one product per cycle. Back-pressure stalls the whole pipeline: ``i.ready``
@@ -39,11 +52,16 @@ class LMul(wiring.Component):
     ``o.ready`` to ``i.ready``). No multiplier: one adder of ``width`` bits, comparators and muxes.
     """
 
-    def __init__(self, fmt="bf16"):
+    LATENCY = 2
+
+    def __init__(self, fmt="bf16", tag_width: int = 0):
         self.fmt = get_format(fmt)
+        if not isinstance(tag_width, int) or tag_width < 0:
+            raise ValueError(f"tag_width must be a non-negative integer, got {tag_width!r}")
+        self.tag_width = tag_width
         super().__init__({
-            "i": In(stream.Signature(lmul_operands(self.fmt))),
-            "o": Out(stream.Signature(self.fmt.width)),
+            "i": In(stream.Signature(lmul_operands(self.fmt, tag_width))),
+            "o": Out(stream.Signature(lmul_result(self.fmt, tag_width))),
         })
 
     def elaborate(self, platform):
@@ -100,8 +118,11 @@ class LMul(wiring.Component):
         with m.Else():
             m.d.comb += result.eq(Cat(normal, s1_sign))
         with m.If(advance):
-            m.d.sync += [
-                self.o.valid.eq(s1_valid),
-                self.o.payload.eq(result),
-            ]
+            m.d.sync += self.o.valid.eq(s1_valid)
+            if self.tag_width:
+                s1_tag = Signal(self.tag_width)
+                m.d.sync += [s1_tag.eq(self.i.payload.tag), self.o.payload.product.eq(result),
+                             self.o.payload.tag.eq(s1_tag)]
+            else:
+                m.d.sync += self.o.payload.eq(result)
         return m

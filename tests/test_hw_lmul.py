@@ -52,3 +52,19 @@ def test_cocotb_wide_formats(simulator, cases, fmt):
     if why := missing_simulator(simulator):
         pytest.fail(why)
     run_bench(LMul(fmt), f"lmul_{fmt}", "lmul", simulator, env={"LMUL_FMT": fmt, "LMUL_CASES": cases})
+
+
+def test_tag_travels_with_its_product():
+    f = get_format("bf16")
+    rng = np.random.default_rng(4)
+    a, b = rng.integers(0, 1 << 16, 300), rng.integers(0, 1 << 16, 300)
+    dut = LMul("bf16", tag_width=9)
+    results = []
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(feed(dut.i, [{"a": int(x), "b": int(y), "tag": k} for k, (x, y) in enumerate(zip(a, b))],
+                           busy=0.3, seed=5))
+    sim.add_testbench(collect(dut.o, len(a), results, busy=0.4, seed=6))
+    sim.run()
+    assert [int(r.tag) for r in results] == list(range(300))
+    assert [int(r.product) for r in results] == lmul(a, b, f).tolist()
