@@ -154,25 +154,10 @@ class BitExactModel:
         nx, eps_d = self.nx, self.device.eps_d
         (i_raw, _), (f_raw, _), (g_raw, _) = self.bitlinear(
             x, layer["attn_norm"], [layer["i"], layer["f"], layer["g"]], eps_d)
-        # z = 1 - f. With f = lb + (1-lb)*sigmoid(f_raw), z = (1-lb)*sigmoid(-f_raw) exactly.
-        z = nx.sigmoid(-f_raw)
-        if layer["keep"] is not None:
-            z = nx.mul(z, layer["keep"])
-        i = nx.mul(nx.silu(i_raw), z)
-        hs = []
-        for t in range(x.shape[-2]):
-            z_t, i_t = z[..., t, :], i[..., t, :]
-            if nx.approx.decay_form:
-                h = nx.add(nx.sub(h, nx.mul(z_t, h, "fp32"), "fp32"), i_t, "fp32")
-            else:
-                h = nx.add(nx.mul(nx.sub(1.0, z_t), h, "fp32"), i_t, "fp32")
-            hs.append(h)
-        h_seq = nx.round(nx.stack(hs, axis=-2))  # the state leaves the engine as bf16
+        p, h = recurrence(nx, i_raw, f_raw, g_raw, layer["keep"], h, output=self.mixer)
         if self.mixer == "code":
-            p = nx.mul(g_raw, nx.silu(h_seq))
             (o, _), = self.bitlinear(p, layer["g_norm"], [layer["o_code"]], eps_d)
         else:
-            p = nx.mul(nx.sigmoid(g_raw), h_seq)
             (o, _), = self.bitlinear(p, None, [layer["o_paper"]], eps_d)
         return o, h
 
@@ -180,7 +165,7 @@ class BitExactModel:
         nx = self.nx
         (u, _), = self.bitlinear(x, layer["mlp_norm"], [layer["gate"]], self.device.eps_d)
         inter = self.config.intermediate_size
-        p = nx.mul(nx.silu(u[..., :inter]), u[..., inter:])
+        p = glu(nx, u[..., :inter], u[..., inter:])
         (down, _), = self.bitlinear(p, None, [layer["down"]], self.device.eps_i)
         return down
 
@@ -214,3 +199,40 @@ class BitExactModel:
         logits, _, _ = self.forward(self._check_tokens(tokens))
         return bits_per_token(logits, tokens)
 
+
+# -- the element-wise engines, shared with the gateware's tests ----------------------------------
+
+
+def recurrence(nx, i_raw, f_raw, g_raw, keep, h, output="code", decay_gate="neg", candidate="silu"):
+    """The MLGRU state-update engine over a sequence [..., T, d] from state h [..., d] (fp32).
+
+    ``h <- h - z*h + z*cand(i_raw)`` per channel: the decay form of ``h = f*h + (1-f)*c``
+    (docs/numerics.md section 7). ``z = sigmoid(-f_raw)`` (``decay_gate="neg"``: MLGRU/HGRN,
+    z = 1 - f) or ``sigmoid(f_raw)`` (``"pos"``: minGRU's update gate), times ``keep`` = 1 - lower
+    bound when given. ``cand`` is SiLU (MLGRU) or the identity (minGRU). The output gate is the
+    code's ``g * silu(h)``, the paper's ``sigmoid(g) * h``, or the state itself (``"state"``).
+    Returns (output [..., T, d] bf16, final state)."""
+    z = nx.sigmoid(-f_raw if decay_gate == "neg" else f_raw)
+    if keep is not None:
+        z = nx.mul(z, keep)
+    i = nx.mul(nx.silu(i_raw) if candidate == "silu" else i_raw, z)
+    hs = []
+    for t in range(i.shape[-2]):
+        z_t, i_t = z[..., t, :], i[..., t, :]
+        if nx.approx.decay_form:
+            h = nx.add(nx.sub(h, nx.mul(z_t, h, "fp32"), "fp32"), i_t, "fp32")
+        else:
+            h = nx.add(nx.mul(nx.sub(1.0, z_t), h, "fp32"), i_t, "fp32")
+        hs.append(h)
+    h_seq = nx.round(nx.stack(hs, axis=-2))  # the state leaves the engine as bf16
+    if output == "code":
+        return nx.mul(g_raw, nx.silu(h_seq)), h
+    if output == "paper":
+        return nx.mul(nx.sigmoid(g_raw), h_seq), h
+    return h_seq, h
+
+
+def glu(nx, gate, y):
+    """The GLU's element-wise stage: ``silu(gate) * y`` (its requantisation is the down
+    projection's BitLinear composite)."""
+    return nx.mul(nx.silu(gate), y)
