@@ -1,0 +1,73 @@
+"""fp32 -> bf16 narrowing, the state leaving the recurrence (docs/numerics.md section 4)."""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.formats import get_format
+
+__all__ = ["Narrow"]
+
+FP32, BF16 = get_format("fp32"), get_format("bf16")
+
+
+def _payload(width, tag_width, name):
+    return data.StructLayout({name: width, "tag": tag_width}) if tag_width else width
+
+
+class Narrow(wiring.Component):
+    """fp32 -> bf16, round to nearest even; a result past the largest finite value saturates to it
+    (sign kept), an fp32 zero or subnormal gives +0, Inf saturates, NaN gives the canonical NaN (as
+    ``golden.numerics.round_to(daz(decode(x, "fp32"), "fp32"), "bf16")``).
+
+    Parameters
+    ----------
+    tag_width : int
+        Width of an optional side-band ``tag`` carried with each value (0: none).
+
+    Attributes
+    ----------
+    i : In(stream.Signature(32 or StructLayout({"x": 32, "tag": tag_width})))
+    o : Out(stream.Signature(16 or StructLayout({"y": 16, "tag": tag_width})))
+
+    Latency 1 cycle, one result per cycle. ``i.ready`` is high whenever the output register is empty
+    or being read. One 15-bit incrementer, no multiplier.
+    """
+
+    LATENCY = 1
+
+    def __init__(self, tag_width: int = 0):
+        if not isinstance(tag_width, int) or tag_width < 0:
+            raise ValueError(f"tag_width must be a non-negative integer, got {tag_width!r}")
+        self.tag_width = tag_width
+        super().__init__({
+            "i": In(stream.Signature(_payload(32, tag_width, "x"))),
+            "o": Out(stream.Signature(_payload(16, tag_width, "y"))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        advance = Signal()
+        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
+        x = self.i.payload.x if self.tag_width else self.i.payload
+        sign, exp, man = x[31], x[23:31], x[:23]
+        upper = x[16:31]  # the bf16 exponent-and-mantissa field, truncated
+        round_up = x[15] & ((x[:15] != 0) | x[16])
+        rounded = Signal(16)
+        m.d.comb += rounded.eq(upper + round_up)
+        y = Signal(16)
+        with m.If(exp == 0):
+            m.d.comb += y.eq(0)
+        with m.Elif((exp == FP32.exp_all_ones) & (man != 0)):
+            m.d.comb += y.eq(BF16.nan_code)
+        with m.Elif(rounded[7:15] == BF16.exp_all_ones):  # Inf in, or rounded past the largest
+            m.d.comb += y.eq(Cat(Const(BF16.max_finite_field, 15), sign))
+        with m.Else():
+            m.d.comb += y.eq(Cat(rounded[:15], sign))
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(self.i.valid)
+            if self.tag_width:
+                m.d.sync += [self.o.payload.y.eq(y), self.o.payload.tag.eq(self.i.payload.tag)]
+            else:
+                m.d.sync += self.o.payload.eq(y)
+        return m
