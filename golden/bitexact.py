@@ -124,13 +124,10 @@ class BitExactModel:
         Returns [(out, acc), ...] in the order of ``projections``.
         """
         nx = self.nx
-        v = x if pre_norm is None else nx.mul(x, pre_norm)
-        r = nx.rsqrt(nx.add(nx.sum_squares(v), eps_k))
+        r = norm_factor(nx, x, pre_norm, eps_k)
         results = []
         for proj in projections:
-            u = nx.mul(x, proj.gain)
-            amax = nx.absmax(u)
-            q = nx.to_int8(nx.mul(u, nx.mul(nx.recip(amax), 127.0)))
+            q, amax = quantize(nx, x, proj.gain)
             acc = nx.ternary_matvec(q, proj.weight)
             scale = nx.mul(nx.mul(amax, r), proj.scale)
             results.append((nx.mul(nx.from_int(acc), scale), acc))
@@ -201,6 +198,25 @@ class BitExactModel:
 
 
 # -- the element-wise engines, shared with the gateware's tests ----------------------------------
+
+
+def norm_factor(nx, x, pre, eps_k):
+    """``rsqrt(sum(v^2) + K*eps)`` with ``v = x * pre`` (or x): what survives of the norms."""
+    v = x if pre is None else nx.mul(x, pre)
+    return nx.rsqrt(nx.add(nx.sum_squares(v), eps_k))
+
+
+def quantize(nx, x, gain):
+    """int8 codes of ``u = x * gain`` scaled by ``127 / max|u|``; returns (codes, max|u|)."""
+    u = nx.mul(x, gain)
+    amax = nx.absmax(u)
+    return nx.to_int8(nx.mul(u, nx.mul(nx.recip(amax), 127.0))), amax
+
+
+def norm_quant(nx, x, pre, gain, eps_k, c):
+    """The RMSNorm + int8 quantiser block: (codes, output scale ``(max|u| * r) * c``)."""
+    q, amax = quantize(nx, x, gain)
+    return q, nx.mul(nx.mul(amax, norm_factor(nx, x, pre, eps_k)), c)
 
 
 def recurrence(nx, i_raw, f_raw, g_raw, keep, h, output="code", decay_gate="neg", candidate="silu"):
