@@ -124,12 +124,10 @@ class BitExactModel:
         Returns [(out, acc), ...] in the order of ``projections``.
         """
         nx = self.nx
-        r = norm_factor(nx, x, pre_norm, eps_k)
         results = []
-        for proj in projections:
-            q, amax = quantize(nx, x, proj.gain)
+        for proj in projections:  # projections sharing x recompute the same norm factor
+            q, scale = norm_quant(nx, x, pre_norm, proj.gain, eps_k, proj.scale)
             acc = nx.ternary_matvec(q, proj.weight)
-            scale = nx.mul(nx.mul(amax, r), proj.scale)
             results.append((nx.mul(nx.from_int(acc), scale), acc))
         return results
 
