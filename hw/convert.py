@@ -1,0 +1,193 @@
+"""Conversions between integers and floats (docs/numerics.md, section 4).
+
+``IntToFloat``: a signed BitLinear accumulator to bf16 (or fp32), round to nearest even
+(golden ``Numerics.from_int``). ``FloatToInt8``: bf16 to an int8 activation code, round half away
+from zero, clamp to [-127, 127] (golden ``Numerics.to_int8`` of the bf16 value).
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.formats import get_format
+from hw.fadd import FADD_FORMATS, leading_zeros, register
+
+__all__ = ["IntToFloat", "FloatToInt8"]
+
+#: Widest accumulator accepted: every value converts without overflow and float64 (the golden
+#: model) holds it within double-rounding-safe precision.
+MAX_INT_WIDTH = 64
+
+
+class IntToFloat(wiring.Component):
+    """Pipelined signed integer -> float conversion, round to nearest, ties to even.
+
+    Parameters
+    ----------
+    width : int
+        Width of the two's complement input, 2 to 64 (the contract's ``W_acc``: 16 to 21).
+    fmt : str or FloatFormat
+        ``"bf16"`` (the contract's ``acc -> bf16``) or ``"fp32"``.
+
+    Attributes
+    ----------
+    i : In(stream.Signature(signed(width)))
+        Integers.
+    o : Out(stream.Signature(fmt.width))
+        Float bit patterns. Zero gives +0; no input can overflow (``|x| <= 2**63``).
+
+    Latency 4 cycles: (1) magnitude (one adder: conditional negation); (2) leading zeros;
+    (3) normalise (barrel shifter) and both candidate exponents; (4) round to nearest even, pick
+    the exponent, pack. Throughput one conversion per cycle. Back-pressure stalls the whole
+    pipeline: ``i.ready`` is high whenever the output register is empty or being read (a
+    combinational path from ``o.ready`` to ``i.ready``). No multiplier.
+    """
+
+    LATENCY = 4
+
+    def __init__(self, width: int, fmt="bf16"):
+        if not isinstance(width, int) or not 2 <= width <= MAX_INT_WIDTH:
+            raise ValueError(f"width must be an integer from 2 to {MAX_INT_WIDTH}, got {width!r}")
+        self.width = width
+        self.fmt = get_format(fmt)
+        if self.fmt.name not in FADD_FORMATS:
+            raise ValueError(f"IntToFloat supports {', '.join(FADD_FORMATS)}, not {self.fmt.name!r}")
+        super().__init__({
+            "i": In(stream.Signature(signed(width))),
+            "o": Out(stream.Signature(self.fmt.width)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        f = self.fmt
+        E, M, W = f.exp_bits, f.man_bits, f.width
+        n = self.width
+
+        advance = Signal()
+        m.d.comb += [
+            advance.eq(~self.o.valid | self.o.ready),
+            self.i.ready.eq(advance),
+        ]
+
+        def reg(value, name, shape=None):
+            return register(m, advance, value, name, shape)
+
+        # -- stage 1: sign and magnitude (|-2**(n-1)| = 2**(n-1) still fits n unsigned bits) -------
+        x = self.i.payload
+        negative = x[n - 1]
+        s1_valid = reg(self.i.valid, "s1_valid")
+        s1_mag = reg((x.as_unsigned() ^ Cat(*([negative] * n))) + negative, "s1_mag", n)
+        s1_sign = reg(negative, "s1_sign")
+
+        # -- stage 2: leading zeros ----------------------------------------------------------------
+        lz, zero = leading_zeros(s1_mag)
+        s2_valid = reg(s1_valid, "s2_valid")
+        s2_mag = reg(s1_mag, "s2_mag")
+        s2_lz = reg(lz, "s2_lz", range(n + 1))
+        s2_zero = reg(zero, "s2_zero")
+        s2_sign = reg(s1_sign, "s2_sign")
+
+        # -- stage 3: normalise (leading one to bit n - 1), candidate exponents --------------------
+        exp_shape = signed(E + 2)
+        top_exp = f.bias + n - 1
+        s3_valid = reg(s2_valid, "s3_valid")
+        s3_norm = reg((s2_mag << s2_lz)[:n], "s3_norm", n)
+        s3_exp = reg(top_exp - s2_lz, "s3_exp", exp_shape)
+        s3_exp_up = reg(top_exp + 1 - s2_lz, "s3_exp_up", exp_shape)
+        s3_zero = reg(s2_zero, "s3_zero")
+        s3_sign = reg(s2_sign, "s3_sign")
+
+        # -- stage 4: round to nearest even, pack --------------------------------------------------
+        if n > M + 1:
+            kept = s3_norm[n - M - 1:]  # M + 1 bits, the hidden bit on top
+            round_bit = s3_norm[n - M - 2]
+            sticky = s3_norm[:n - M - 2].any() if n > M + 2 else Const(0)
+            increment = round_bit & (sticky | kept[0])
+        else:  # exact: the integer fits the significand
+            kept = Cat(Const(0, M + 1 - n), s3_norm)
+            increment = Const(0)
+        rounded = kept + increment  # M + 2 bits; a carry out leaves the fraction bits at 0
+        carry = rounded[M + 1]
+        exp = Mux(carry, s3_exp_up, s3_exp)
+        result = Mux(s3_zero, 0, Cat(rounded[:M], exp[:E], s3_sign))
+        with m.If(advance):
+            m.d.sync += [
+                self.o.valid.eq(s3_valid),
+                self.o.payload.eq(result),
+            ]
+        return m
+
+
+class FloatToInt8(wiring.Component):
+    """Pipelined bf16 -> int8 activation code: round half away from zero, clamp to [-127, 127].
+
+    An input whose exponent field is 0 is zero. Inf and NaN never reach the unit in the token step;
+    both give +-127 by their sign bit (golden clamps Inf the same way and returns NaN, no code,
+    for NaN).
+
+    Attributes
+    ----------
+    i : In(stream.Signature(16))
+        bf16 bit patterns.
+    o : Out(stream.Signature(signed(8)))
+        Codes in [-127, 127] (-128 is never produced).
+
+    Latency 3 cycles: (1) range flags and the right shift of the significand (3 mux levels);
+    (2) add one half and clamp; (3) apply the sign (conditional negation). Throughput one code per
+    cycle. Back-pressure stalls the whole pipeline: ``i.ready`` is high whenever the output
+    register is empty or being read (a combinational path from ``o.ready`` to ``i.ready``).
+    """
+
+    LATENCY = 3
+
+    def __init__(self):
+        super().__init__({
+            "i": In(stream.Signature(16)),
+            "o": Out(stream.Signature(signed(8))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        f = get_format("bf16")
+        M = f.man_bits  # 7
+
+        advance = Signal()
+        m.d.comb += [
+            advance.eq(~self.o.valid | self.o.ready),
+            self.i.ready.eq(advance),
+        ]
+
+        def reg(value, name, shape=None):
+            return register(m, advance, value, name, shape)
+
+        # |x| = sig * 2**(e - bias - M) with sig = 1.m as an 8-bit integer. For e = bias + M - k
+        # (k = 1..8) the code is floor(sig / 2**k + 1/2) = ((sig >> (k - 1)) + 1) >> 1.
+        x = self.i.payload
+        exp = x[M:15]
+        sig = Cat(x[:M], Const(1, 1))
+        low = f.bias - 2  # e <= bias - 2: |x| < 0.5, code 0 (zero and subnormals included)
+        high = f.bias + M  # e >= bias + 7: |x| >= 128, clamped (Inf and NaN included)
+        shift = (Const((high - 1) % 8, 3) - exp[:3])[:3]  # k - 1 = bias + 6 - e, for low < e < high
+
+        # -- stage 1: range flags and the shift ----------------------------------------------------
+        s1_valid = reg(self.i.valid, "s1_valid")
+        s1_scaled = reg(sig >> shift, "s1_scaled", 8)
+        s1_small = reg(exp <= low, "s1_small")
+        s1_large = reg(exp >= high, "s1_large")
+        s1_sign = reg(x[15], "s1_sign")
+
+        # -- stage 2: round half away from zero (on the magnitude) and clamp -----------------------
+        half_up = (s1_scaled + 1)[1:9]  # up to 128
+        magnitude = Mux(s1_large | half_up[7], 127, half_up[:7])
+        s2_valid = reg(s1_valid, "s2_valid")
+        s2_mag = reg(Mux(s1_small, 0, magnitude), "s2_mag", 7)
+        s2_sign = reg(s1_sign, "s2_sign")
+
+        # -- stage 3: apply the sign ---------------------------------------------------------------
+        negated = (Cat(s2_mag, Const(0, 1)) ^ Cat(*([s2_sign] * 8))) + s2_sign
+        with m.If(advance):
+            m.d.sync += [
+                self.o.valid.eq(s2_valid),
+                self.o.payload.eq(negated[:8]),
+            ]
+        return m

@@ -1,0 +1,290 @@
+"""Floating-point adder for bf16 and fp32 (docs/numerics.md, section 4).
+
+The golden model is ``golden.numerics.Numerics.add`` / ``.sub`` applied to the operands' values
+(an operand whose exponent field is 0 is zero, as the contract says); this unit computes the same
+bits. ``leading_zeros`` (a log-depth leading-zero counter) is shared with ``hw.convert``.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.formats import get_format
+
+__all__ = ["FAdd", "fadd_operands", "fadd_result", "leading_zeros", "register"]
+
+#: Formats of the contract the adder is built for.
+FADD_FORMATS = ("bf16", "fp32")
+
+
+def register(m: Module, enable, value, name: str, shape=None) -> Signal:
+    """A pipeline register: ``value`` captured when ``enable`` is high."""
+    reg = Signal(value.shape() if shape is None else shape, name=name)
+    with m.If(enable):
+        m.d.sync += reg.eq(value)
+    return reg
+
+
+def leading_zeros(value):
+    """Leading-zero count of ``value`` (unsigned) as a tree of ``ceil(log2(len))`` mux levels.
+
+    Returns ``(count, all_zero)``. When ``value`` is zero the count is ``len(value)``."""
+    n = len(value)
+    if n < 1:
+        raise ValueError("leading_zeros needs at least one bit")
+    size = 1
+    while size < n:
+        size *= 2
+    # pad below with ones: the count of the padded word equals the count of the real word whenever
+    # the real word is nonzero, and is exactly n when it is zero
+    padded = Cat(Const((1 << (size - n)) - 1, size - n), value) if size > n else value
+
+    def tree(bits):
+        if len(bits) == 1:
+            return Const(0, 0), ~bits[0]
+        half = len(bits) // 2
+        count_hi, zero_hi = tree(bits[half:])
+        count_lo, zero_lo = tree(bits[:half])
+        count = Mux(zero_hi, Cat(count_lo, Const(1, 1)), Cat(count_hi, Const(0, 1)))
+        return count, zero_hi & zero_lo
+
+    count, _ = tree(padded)
+    return count, value == 0
+
+
+def fadd_operands(fmt, tag_width: int = 0) -> data.StructLayout:
+    fields = {"a": fmt.width, "b": fmt.width, "sub": 1}
+    if tag_width:
+        fields["tag"] = tag_width
+    return data.StructLayout(fields)
+
+
+def fadd_result(fmt, tag_width: int = 0):
+    if tag_width:
+        return data.StructLayout({"sum": fmt.width, "tag": tag_width})
+    return fmt.width
+
+
+class FAdd(wiring.Component):
+    """Pipelined floating-point adder/subtractor: ``a + b`` (``sub`` = 0) or ``a - b`` (``sub`` = 1).
+
+    The exact sum, rounded once to nearest (ties to even) at the format's precision with an
+    unbounded exponent; a result below the smallest normal flushes to +0, one above the largest
+    finite value saturates to it with its sign. Every zero produced is +0 (exact cancellation
+    included). An operand whose exponent field is 0 (zero or subnormal) is zero.
+
+    Inf and NaN never reach the unit in the token step; for such operands it returns what the golden
+    model returns for their values (``encode(decode(a) +/- decode(b))``): any NaN, or Infs of
+    opposite effective signs, give the canonical NaN; otherwise an Inf operand gives the largest
+    finite value with the Inf's sign (the contract never produces Inf).
+
+    Parameters
+    ----------
+    fmt : str or FloatFormat
+        ``"bf16"`` or ``"fp32"``.
+    tag_width : int
+        Width of an optional side-band ``tag`` carried from each operand pair to its result (0: no
+        tag). Used by ``hw.nonlinear.SiLU`` to carry ``x`` alongside the sigmoid.
+
+    Attributes
+    ----------
+    i : In(stream.Signature(StructLayout({"a": width, "b": width, "sub": 1[, "tag": tag_width]})))
+        Operand pairs as bit patterns and the operation.
+    o : Out(stream.Signature(width or StructLayout({"sum": width, "tag": tag_width})))
+        Results as bit patterns (a plain ``width``-bit payload when there is no tag).
+
+    Latency 8 cycles, throughput one result per cycle. The stages: (1) classify, compare ``|a|``
+    with ``|b|`` and subtract the exponents both ways; (2) swap so that ``|big| >= |small|``, clamp
+    the alignment distance, decode the sticky mask; (3) align the small significand (barrel
+    shifter) with guard, round and sticky bits; (4) add or subtract (one adder); (5) count leading
+    zeros; (6) normalise (barrel shifter) and form both candidate exponents; (7) round to nearest
+    even; (8) flush, saturate, specials, pack. Back-pressure stalls the whole pipeline: ``i.ready``
+    is high whenever the output register is empty or being read (a combinational path from
+    ``o.ready`` to ``i.ready``). No multiplier: adders, shifters, comparators and muxes.
+    """
+
+    LATENCY = 8
+
+    def __init__(self, fmt="bf16", tag_width: int = 0):
+        self.fmt = get_format(fmt)
+        if self.fmt.name not in FADD_FORMATS:
+            raise ValueError(f"FAdd supports {', '.join(FADD_FORMATS)}, not {self.fmt.name!r}")
+        if not isinstance(tag_width, int) or tag_width < 0:
+            raise ValueError(f"tag_width must be a non-negative integer, got {tag_width!r}")
+        self.tag_width = tag_width
+        super().__init__({
+            "i": In(stream.Signature(fadd_operands(self.fmt, tag_width))),
+            "o": Out(stream.Signature(fadd_result(self.fmt, tag_width))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        f = self.fmt
+        E, M, W = f.exp_bits, f.man_bits, f.width
+        field_bits = E + M
+        window = M + 4  # hidden bit, M fraction bits, guard, round, sticky
+        shift_bits = window.bit_length()  # a shift of 2**shift_bits - 1 >= window clears the window
+        exp_all_ones = f.exp_all_ones
+
+        advance = Signal()
+        m.d.comb += [
+            advance.eq(~self.o.valid | self.o.ready),
+            self.i.ready.eq(advance),
+        ]
+
+        def reg(value, name, shape=None):
+            return register(m, advance, value, name, shape)
+
+        tagged = self.tag_width > 0
+
+        # -- stage 1: classify, compare magnitudes, exponent differences ---------------------------
+        a, b = self.i.payload.a, self.i.payload.b
+        exp_a, exp_b = a[M:field_bits], b[M:field_bits]
+        zero_a, zero_b = exp_a == 0, exp_b == 0
+        sign_a = a[W - 1]
+        sign_b = b[W - 1] ^ self.i.payload.sub
+        field_a = Mux(zero_a, 0, a[:field_bits])
+        field_b = Mux(zero_b, 0, b[:field_bits])
+        nan_a = (exp_a == exp_all_ones) & (a[:M] != 0)
+        nan_b = (exp_b == exp_all_ones) & (b[:M] != 0)
+        inf_a = (exp_a == exp_all_ones) & (a[:M] == 0)
+        inf_b = (exp_b == exp_all_ones) & (b[:M] == 0)
+
+        s1_valid = reg(self.i.valid, "s1_valid")
+        s1_field_a = reg(field_a, "s1_field_a", field_bits)
+        s1_field_b = reg(field_b, "s1_field_b", field_bits)
+        s1_hidden_a = reg(~zero_a, "s1_hidden_a")
+        s1_hidden_b = reg(~zero_b, "s1_hidden_b")
+        s1_sign_a = reg(sign_a, "s1_sign_a")
+        s1_sign_b = reg(sign_b, "s1_sign_b")
+        s1_a_ge_b = reg(field_a >= field_b, "s1_a_ge_b")
+        s1_diff_ab = reg(exp_a - exp_b, "s1_diff_ab", E)  # used only when exp_a >= exp_b
+        s1_diff_ba = reg(exp_b - exp_a, "s1_diff_ba", E)
+        s1_nan = reg(nan_a | nan_b | (inf_a & inf_b & (sign_a != sign_b)), "s1_nan")
+        s1_inf = reg(inf_a | inf_b, "s1_inf")
+        s1_inf_sign = reg(Mux(inf_a, sign_a, sign_b), "s1_inf_sign")
+        s1_tag = reg(self.i.payload.tag, "s1_tag") if tagged else None
+
+        # -- stage 2: swap so that |big| >= |small|, clamp the distance, sticky mask ---------------
+        big_field = Mux(s1_a_ge_b, s1_field_a, s1_field_b)
+        small_field = Mux(s1_a_ge_b, s1_field_b, s1_field_a)
+        distance = Mux(s1_a_ge_b, s1_diff_ab, s1_diff_ba)
+        far = distance[shift_bits:].any() if E > shift_bits else Const(0)
+        shift = Mux(far, (1 << shift_bits) - 1, distance[:shift_bits])
+        # bit k of the mask: the small operand's bit k falls off the window (k < shift)
+        mask = Cat(*[shift > k for k in range(window)])
+
+        s2_valid = reg(s1_valid, "s2_valid")
+        s2_big_sig = reg(Cat(big_field[:M], Mux(s1_a_ge_b, s1_hidden_a, s1_hidden_b)), "s2_big_sig", M + 1)
+        s2_small_sig = reg(Cat(small_field[:M], Mux(s1_a_ge_b, s1_hidden_b, s1_hidden_a)), "s2_small_sig", M + 1)
+        s2_big_exp = reg(big_field[M:], "s2_big_exp", E)
+        s2_shift = reg(shift, "s2_shift", shift_bits)
+        s2_mask = reg(mask, "s2_mask", window)
+        s2_sign = reg(Mux(s1_a_ge_b, s1_sign_a, s1_sign_b), "s2_sign")
+        s2_subtract = reg(s1_sign_a ^ s1_sign_b, "s2_subtract")
+        s2_nan = reg(s1_nan, "s2_nan")
+        s2_inf = reg(s1_inf, "s2_inf")
+        s2_inf_sign = reg(s1_inf_sign, "s2_inf_sign")
+        s2_tag = reg(s1_tag, "s2_tag") if tagged else None
+
+        # -- stage 3: align the small significand: guard, round, sticky ----------------------------
+        small_ext = Cat(Const(0, 3), s2_small_sig)
+        shifted = (small_ext >> s2_shift)[:window]
+        sticky = (small_ext & s2_mask).any()  # everything shifted past the window's last bit
+
+        s3_valid = reg(s2_valid, "s3_valid")
+        s3_big_ext = reg(Cat(Const(0, 3), s2_big_sig), "s3_big_ext", window)
+        s3_small_ext = reg(shifted | sticky, "s3_small_ext", window)
+        s3_big_exp = reg(s2_big_exp, "s3_big_exp")
+        s3_sign = reg(s2_sign, "s3_sign")
+        s3_subtract = reg(s2_subtract, "s3_subtract")
+        s3_nan = reg(s2_nan, "s3_nan")
+        s3_inf = reg(s2_inf, "s3_inf")
+        s3_inf_sign = reg(s2_inf_sign, "s3_inf_sign")
+        s3_tag = reg(s2_tag, "s3_tag") if tagged else None
+
+        # -- stage 4: add or subtract, one adder with the carry-in in an extra low bit ------------
+        # (1 + 2 big) + (sub + 2 (small ^ sub...)) = 2 (big +/- small) + (1 + sub), so bit 0 carries
+        # the subtraction's +1 into bit 1; |big| >= |small| keeps the difference non-negative.
+        invert = Cat(*([s3_subtract] * window))
+        lhs = Cat(Const(1, 1), s3_big_ext, Const(0, 1))
+        rhs = Cat(s3_subtract, s3_small_ext ^ invert, s3_subtract)
+        total = (lhs + rhs)[1:window + 2]
+
+        s4_valid = reg(s3_valid, "s4_valid")
+        s4_sum = reg(total, "s4_sum", window + 1)
+        s4_big_exp = reg(s3_big_exp, "s4_big_exp")
+        s4_sign = reg(s3_sign, "s4_sign")
+        s4_nan = reg(s3_nan, "s4_nan")
+        s4_inf = reg(s3_inf, "s4_inf")
+        s4_inf_sign = reg(s3_inf_sign, "s4_inf_sign")
+        s4_tag = reg(s3_tag, "s4_tag") if tagged else None
+
+        # -- stage 5: leading zeros ----------------------------------------------------------------
+        lz, sum_zero = leading_zeros(s4_sum)
+
+        s5_valid = reg(s4_valid, "s5_valid")
+        s5_sum = reg(s4_sum, "s5_sum")
+        s5_lz = reg(lz, "s5_lz", range(window + 2))
+        s5_zero = reg(sum_zero, "s5_zero")
+        s5_big_exp = reg(s4_big_exp, "s5_big_exp")
+        s5_sign = reg(s4_sign, "s5_sign")
+        s5_nan = reg(s4_nan, "s5_nan")
+        s5_inf = reg(s4_inf, "s5_inf")
+        s5_inf_sign = reg(s4_inf_sign, "s5_inf_sign")
+        s5_tag = reg(s4_tag, "s5_tag") if tagged else None
+
+        # -- stage 6: normalise (leading one to the top bit), both candidate exponents -------------
+        # sum = big_ext-scale value with the hidden bit at window - 1; after the shift the leading
+        # one sits at bit window, so the exponent is big_exp + 1 - lz (+1 if rounding carries)
+        exp_shape = signed(E + 3)
+        s6_valid = reg(s5_valid, "s6_valid")
+        s6_norm = reg((s5_sum << s5_lz)[:window + 1], "s6_norm", window + 1)
+        s6_exp = reg(s5_big_exp + 1 - s5_lz, "s6_exp", exp_shape)
+        s6_exp_up = reg(s5_big_exp + 2 - s5_lz, "s6_exp_up", exp_shape)
+        s6_zero = reg(s5_zero, "s6_zero")
+        s6_sign = reg(s5_sign, "s6_sign")
+        s6_nan = reg(s5_nan, "s6_nan")
+        s6_inf = reg(s5_inf, "s6_inf")
+        s6_inf_sign = reg(s5_inf_sign, "s6_inf_sign")
+        s6_tag = reg(s5_tag, "s6_tag") if tagged else None
+
+        # -- stage 7: round to nearest, ties to even -----------------------------------------------
+        kept = s6_norm[4:window + 1]  # M + 1 bits, the hidden bit on top
+        round_bit = s6_norm[3]
+        sticky_bits = s6_norm[:3].any()
+        increment = round_bit & (sticky_bits | kept[0])
+        rounded = kept + increment  # M + 2 bits; a carry out leaves the fraction bits at 0
+        carry = rounded[M + 1]
+
+        s7_valid = reg(s6_valid, "s7_valid")
+        s7_man = reg(rounded[:M], "s7_man", M)
+        s7_exp = reg(Mux(carry, s6_exp_up, s6_exp), "s7_exp", exp_shape)
+        s7_zero = reg(s6_zero, "s7_zero")
+        s7_sign = reg(s6_sign, "s7_sign")
+        s7_nan = reg(s6_nan, "s7_nan")
+        s7_inf = reg(s6_inf, "s7_inf")
+        s7_inf_sign = reg(s6_inf_sign, "s7_inf_sign")
+        s7_tag = reg(s6_tag, "s7_tag") if tagged else None
+
+        # -- stage 8: specials, flush to +0, saturate, pack ----------------------------------------
+        max_finite = Const(f.max_finite_field, field_bits)
+        result = Signal(W)
+        with m.If(s7_nan):
+            m.d.comb += result.eq(f.nan_code)
+        with m.Elif(s7_inf):
+            m.d.comb += result.eq(Cat(max_finite, s7_inf_sign))
+        with m.Elif(s7_zero | (s7_exp < 1)):
+            m.d.comb += result.eq(0)
+        with m.Elif(s7_exp > exp_all_ones - 1):
+            m.d.comb += result.eq(Cat(max_finite, s7_sign))
+        with m.Else():
+            m.d.comb += result.eq(Cat(s7_man, s7_exp[:E], s7_sign))
+
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(s7_valid)
+            if tagged:
+                m.d.sync += [self.o.payload.sum.eq(result), self.o.payload.tag.eq(s7_tag)]
+            else:
+                m.d.sync += self.o.payload.eq(result)
+        return m
