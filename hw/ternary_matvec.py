@@ -1,0 +1,396 @@
+"""Ternary matrix-vector unit, the BitLinear core: ``acc[n] = sum_k q[k] * W[n, k]`` exactly
+(docs/numerics.md, sections 1, 2 and 7), and the 5-trits-per-byte weight decoder
+(docs/device_image.md).
+
+The golden model is ``golden.numerics.Numerics.ternary_matvec`` (and ``golden.pack`` for the
+decoder); these units compute the same integers. There is no multiplier: each lane adds ``+q``,
+``-q`` or nothing.
+
+Trits inside the gateware are 2-bit two's complement codes (``TRIT_ZERO``, ``TRIT_POS``,
+``TRIT_NEG``): bit 0 says "nonzero", bit 1 says "negative". The unused code ``0b10`` reads as 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from golden.pack import TRITS_PER_BYTE, decode_table
+
+__all__ = [
+    "CODE_MAX",
+    "TRIT_NEG",
+    "TRIT_POS",
+    "TRIT_ZERO",
+    "TernaryMatVec",
+    "TritDecoder",
+    "acc_width",
+    "command_layout",
+    "trit_word",
+]
+
+#: Largest code magnitude (int8 codes are in [-127, 127]; -128 is never produced).
+CODE_MAX = 127
+
+#: 2-bit trit encodings on every trit bus of the gateware.
+TRIT_ZERO = 0b00
+TRIT_POS = 0b01
+TRIT_NEG = 0b11
+
+
+def acc_width(k: int) -> int:
+    """The contract's accumulator width for K inputs: ``W_acc = 1 + ceil(log2(127 K + 1))``.
+
+    ``|sum of K terms q t| <= 127 K``, and a signed integer of that many bits holds
+    ``[-127 K, 127 K]`` (docs/numerics.md, section 2). ``ceil(log2(x + 1))`` is ``x.bit_length()``.
+    The same bound sizes every partial sum of the adder tree (a node over m lanes: ``acc_width(m)``).
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"accumulator width needs K >= 1, got {k!r}")
+    return 1 + (CODE_MAX * int(k)).bit_length()
+
+
+def trit_word(trits) -> int:
+    """Pack trits in {-1, 0, 1} into the integer value of a trit bus: trit i in bits [2i, 2i+2)."""
+    word = 0
+    for i, t in enumerate(np.asarray(trits).ravel().tolist()):
+        if t not in (-1, 0, 1):
+            raise ValueError(f"trit {i} must be in {{-1, 0, 1}}, got {t!r}")
+        word |= (int(t) & 0b11) << (2 * i)
+    return word
+
+
+def command_layout(max_rows: int, max_cols: int) -> data.StructLayout:
+    """The ``cmd`` payload of ``TernaryMatVec``: rows N in bits [0, b_r), cols K above them."""
+    return data.StructLayout({"rows": range(max_rows + 1), "cols": range(max_cols + 1)})
+
+
+def _check_int(name, value, lo):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
+    return int(value)
+
+
+class TritDecoder(wiring.Component):
+    """Packed-weight decoder: bytes of 5 trits (docs/device_image.md) into 2-bit trits.
+
+    Each byte lane looks its byte up in its own 256 x 10-bit ROM built from
+    ``golden.pack.decode_table()`` (trit j of the byte in bits [2j, 2j+2) of the entry, so trit 0,
+    the least significant base-3 digit, comes first). Invalid bytes 243..255 decode to five zeros,
+    as the ROM's rows do (the loader rejects such bytes before they reach the device).
+
+    Parameters
+    ----------
+    lanes : int
+        Bytes per beat, L >= 1 (one ROM per byte lane).
+
+    Attributes
+    ----------
+    i : In(stream.Signature(ArrayLayout(unsigned(8), L)))
+        Packed bytes; byte l of a beat holds trits 5l..5l+4 of the output beat.
+    o : Out(stream.Signature(ArrayLayout(unsigned(2), 5 L)))
+        Trits, ``TRIT_ZERO``/``TRIT_POS``/``TRIT_NEG``. With ``TernaryMatVec(lanes=5 L)`` this
+        stream connects straight to its ``w`` input when the image pads each row to whole
+        P-trit words (``ceil(K / P) * L`` bytes per row).
+
+    Latency 1 cycle (the ROM's registered read), throughput one beat (5 L trits) per cycle.
+    Back-pressure stalls the single stage: ``i.ready`` is high whenever the output register is
+    empty or being read (a combinational path from ``o.ready`` to ``i.ready``).
+    """
+
+    def __init__(self, lanes: int = 1):
+        self.lanes = _check_int("lanes", lanes, 1)
+        super().__init__({
+            "i": In(stream.Signature(data.ArrayLayout(unsigned(8), self.lanes))),
+            "o": Out(stream.Signature(data.ArrayLayout(unsigned(2), TRITS_PER_BYTE * self.lanes))),
+        })
+
+    @staticmethod
+    def rom_init() -> list[int]:
+        """The ROM contents: entry b = the 5 trits of byte b, 2 bits each, trit 0 lowest."""
+        return [trit_word(row) for row in decode_table()]
+
+    def elaborate(self, platform):
+        m = Module()
+        advance = Signal()
+        m.d.comb += [
+            advance.eq(~self.o.valid | self.o.ready),
+            self.i.ready.eq(advance),
+        ]
+        init = self.rom_init()
+        width = 2 * TRITS_PER_BYTE
+        out_bits = self.o.payload.as_value()
+        for lane in range(self.lanes):
+            rom = Memory(shape=unsigned(width), depth=256, init=init)
+            m.submodules[f"rom{lane}"] = rom
+            rd = rom.read_port()
+            m.d.comb += [
+                rd.addr.eq(self.i.payload[lane]),
+                rd.en.eq(advance),
+                out_bits[width * lane:width * (lane + 1)].eq(rd.data),
+            ]
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(self.i.valid)
+        return m
+
+
+class TernaryMatVec(wiring.Component):
+    """Ternary matrix-vector unit: ``acc[n] = sum_k q[k] W[n, k]`` for one N x K matrix per command.
+
+    One instance serves every BitLinear shape up to ``max_rows`` x ``max_cols``. Per command:
+    the K int8 codes q arrive on ``a`` into an activation buffer, then the weights arrive on ``w``,
+    P trits per word, and one accumulator per row leaves on ``o``, rows in order.
+
+    Parameters
+    ----------
+    lanes : int
+        P, the number of weights consumed per cycle (any P >= 1; 8..256 in practice).
+    max_rows, max_cols : int
+        Largest N and K a command may ask for. ``max_cols`` sets the accumulator width
+        ``W_acc = acc_width(max_cols) = 1 + ceil(log2(127 max_cols + 1))`` (docs/numerics.md,
+        section 2) and the buffer depth.
+    levels_per_stage : int
+        Adder-tree levels between pipeline registers: 1 (default, every level registered) or 2.
+
+    Attributes
+    ----------
+    cmd : In(stream.Signature(StructLayout({"rows": range(max_rows + 1), "cols": range(max_cols + 1)})))
+        One command per matrix: N = ``rows`` in [1, max_rows], K = ``cols`` in [1, max_cols]
+        (other values are a protocol error). Commands are served in order.
+    a : In(stream.Signature(signed(8)))
+        The command's K codes q[0..K-1], in [-127, 127], one per cycle. Codes of command j+1 may
+        be sent while command j's weights are still streaming (the buffer has two banks).
+    w : In(stream.Signature(ArrayLayout(unsigned(2), P)))
+        Weight words, 2-bit trits (``TRIT_ZERO`` = 0b00, ``TRIT_POS`` = 0b01, ``TRIT_NEG`` = 0b11;
+        0b10 reads as 0). A command takes ``N * ceil(K / P)`` words: row-major, row n is words
+        ``n*ceil(K/P) .. (n+1)*ceil(K/P) - 1``, word j of a row holds columns ``jP .. jP+P-1``
+        with column ``jP + i`` in trit i. Columns >= K of a row's last word are padding and are
+        ignored (their codes read as 0), whatever their value.
+    o : Out(stream.Signature(signed(W_acc)))
+        ``acc[n]`` for n = 0..N-1 of each command, in order.
+
+    Structure: a two-bank activation memory (``lib.memory.Memory``, P codes per word, one write
+    port with per-code enables, one read port); per lane a mux selects ``+q``, ``-q`` or 0
+    (registered); a binary adder tree over the P lanes, registered every ``levels_per_stage``
+    levels, each node sized by ``acc_width`` of the lanes below it; a row accumulator; an output
+    FIFO.
+
+    Latency: the accumulator of a row is valid on ``o`` ``latency`` cycles after the row's last
+    weight word was accepted (``ceil(K/P) - 1 + latency`` cycles after its first word, with the
+    words back to back), when the output FIFO is empty: ``latency = 4 + tree_stages``, with
+    ``tree_stages = ceil(ceil(log2 P) / levels_per_stage)`` (the word cycle, the activation read
+    and lane select, the tree, the accumulator writing the FIFO, the FIFO's output register).
+    P = 8: 7 cycles; P = 32: 9; P = 256: 12.
+
+    Throughput: P weights (one word) per cycle. Write W = N ceil(K/P) for a matrix's word count.
+    With no stalls, a lone matrix's last accumulator is valid ``K + W + latency`` cycles after
+    the cycle its command is accepted (K cycles of codes, one to mark the bank full, W words, the
+    pipeline). The codes of the next matrix load into the other bank (one cycle for its command,
+    K for its codes) while the previous one computes, so matrix m's first word follows matrix
+    m-1's by ``max(W_{m-1}, K_m + 1)`` cycles: back-to-back matrices run at one word per cycle
+    with no gap whenever ``W_{m-1} >= K_m + 1`` (about N > P), and a run of matrices costs
+    ``sum W + K_0 + latency`` cycles: the fixed overhead is the first load and the pipeline.
+
+    Ordering: a matrix's weights are taken only after its last code, so the command and codes of
+    matrix m must not wait for its weights to be accepted (separate sources, or codes first).
+
+    Back-pressure: every ``ready`` is a function of registers only (no combinational path from
+    any ``valid`` or ``ready`` to another stream's ``ready``). The datapath never stalls: a row
+    reserves its FIFO entry when its first word is accepted, and ``w.ready`` drops at a row
+    boundary while all ``fifo_depth`` entries are reserved, so a stalled ``o`` stops the weights
+    at the next row start (after at most ``fifo_depth`` rows); the code loader then stops once
+    both banks are full, and ``cmd`` while the loader waits for a bank. ``fifo_depth`` =
+    ``latency + 2`` is enough that an ``o`` that never stalls never throttles one-word rows.
+    """
+
+    def __init__(self, lanes: int, max_rows: int, max_cols: int, *, levels_per_stage: int = 1):
+        self.lanes = _check_int("lanes", lanes, 1)
+        self.max_rows = _check_int("max_rows", max_rows, 1)
+        self.max_cols = _check_int("max_cols", max_cols, 1)
+        if isinstance(levels_per_stage, bool) or levels_per_stage not in (1, 2):
+            raise ValueError(f"levels_per_stage must be 1 or 2, got {levels_per_stage!r}")
+        self.levels_per_stage = levels_per_stage
+        self.acc_width = acc_width(self.max_cols)
+        self.words_per_row = -(-self.max_cols // self.lanes)  # words of the widest row (per bank)
+        self.tree_levels = (self.lanes - 1).bit_length()  # ceil(log2 P)
+        self.tree_stages = -(-self.tree_levels // levels_per_stage)
+        self.latency = 4 + self.tree_stages
+        # rows in flight from a first word's acceptance to its accumulator leaving the FIFO, plus
+        # the cycle the freed credit takes to reach w.ready: one-word rows never wait for credit
+        self.fifo_depth = self.latency + 2
+        self.cmd_layout = command_layout(self.max_rows, self.max_cols)
+        super().__init__({
+            "cmd": In(stream.Signature(self.cmd_layout)),
+            "a": In(stream.Signature(signed(8))),
+            "w": In(stream.Signature(data.ArrayLayout(unsigned(2), self.lanes))),
+            "o": Out(stream.Signature(signed(self.acc_width))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        P = self.lanes
+        bank_words = self.words_per_row
+
+        act = Memory(shape=data.ArrayLayout(signed(8), P), depth=2 * bank_words, init=[])
+        m.submodules.act = act
+        wr = act.write_port(granularity=1)
+        rd = act.read_port()
+
+        # Bank bookkeeping: the loader fills a free bank and marks it full with its job (rows - 1,
+        # words per row - 1); the compute side reads the full bank and frees it after its last word.
+        full = [Signal(name=f"full{b}") for b in range(2)]
+        job_rows_m1 = [Signal(range(self.max_rows), name=f"job{b}_rows_m1") for b in range(2)]
+        job_words_m1 = [Signal(range(bank_words), name=f"job{b}_words_m1") for b in range(2)]
+
+        # ---- code loader ----------------------------------------------------------------------
+        ld_bank = Signal()
+        ld_busy = Signal()
+        ld_left = Signal(range(self.max_cols))  # codes left after the current one
+        after_first = ((1 << P) - 1) & ~1
+        ld_lane = Signal(P, init=1)  # one-hot: the lane of the current code
+        ld_above = Signal(P, init=after_first)  # thermometer: the lanes after it
+        ld_word = Signal(range(bank_words))
+        ld_addr = Signal(range(2 * bank_words))
+        ld_rows_m1 = Signal(range(self.max_rows))
+        ld_last = Signal()  # the current code is the vector's last (ld_left == 0, registered)
+        ld_free = Mux(ld_bank, ~full[1], ~full[0])
+        m.d.comb += [
+            self.cmd.ready.eq(~ld_busy & ld_free),
+            self.a.ready.eq(ld_busy),
+        ]
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [
+                ld_busy.eq(1),
+                ld_left.eq(self.cmd.payload.cols - 1),
+                ld_last.eq(self.cmd.payload.cols == 1),
+                ld_rows_m1.eq(self.cmd.payload.rows - 1),
+                ld_lane.eq(1),
+                ld_above.eq(after_first),
+                ld_word.eq(0),
+                ld_addr.eq(Mux(ld_bank, bank_words, 0)),
+            ]
+
+        a_fire = self.a.valid & self.a.ready
+        m.d.comb += wr.addr.eq(ld_addr)
+        for i in range(P):
+            # lanes after the vector's last code are written with 0 (so padding trits read as 0)
+            m.d.comb += [
+                wr.en[i].eq(a_fire & (ld_lane[i] | (ld_last & ld_above[i]))),
+                wr.data[i].eq(Mux(ld_above[i], 0, self.a.payload)),
+            ]
+        with m.If(a_fire):
+            m.d.sync += [ld_left.eq(ld_left - 1), ld_last.eq(ld_left == 1)]
+            with m.If(ld_lane[P - 1]):
+                m.d.sync += [ld_lane.eq(1), ld_above.eq(after_first),
+                             ld_word.eq(ld_word + 1), ld_addr.eq(ld_addr + 1)]
+            with m.Else():
+                m.d.sync += [ld_lane.eq(ld_lane << 1), ld_above.eq(ld_above << 1)]
+            with m.If(ld_last):
+                m.d.sync += [ld_busy.eq(0), ld_bank.eq(~ld_bank)]
+                for b in range(2):
+                    with m.If(ld_bank == b):
+                        m.d.sync += [full[b].eq(1), job_rows_m1[b].eq(ld_rows_m1), job_words_m1[b].eq(ld_word)]
+
+        # ---- compute: word sequencing ------------------------------------------------------------
+        cp_bank = Signal()
+        word_idx = Signal(range(bank_words))
+        row_idx = Signal(range(self.max_rows))
+        rd_addr = Signal(range(2 * bank_words))
+        pending = Signal(range(self.fifo_depth + 1))  # FIFO entries reserved by rows started
+        active = Mux(cp_bank, full[1], full[0])
+        row_start = word_idx == 0
+        last_word = word_idx == Mux(cp_bank, job_words_m1[1], job_words_m1[0])
+        last_row = row_idx == Mux(cp_bank, job_rows_m1[1], job_rows_m1[0])
+        m.d.comb += [
+            self.w.ready.eq(active & (~row_start | (pending < self.fifo_depth))),
+            rd.addr.eq(rd_addr),
+        ]
+        w_fire = self.w.valid & self.w.ready
+        with m.If(w_fire):
+            with m.If(last_word):
+                m.d.sync += word_idx.eq(0)
+                with m.If(last_row):
+                    m.d.sync += [row_idx.eq(0), cp_bank.eq(~cp_bank), rd_addr.eq(Mux(cp_bank, 0, bank_words))]
+                    for b in range(2):
+                        with m.If(cp_bank == b):
+                            m.d.sync += full[b].eq(0)
+                with m.Else():
+                    m.d.sync += [row_idx.eq(row_idx + 1), rd_addr.eq(Mux(cp_bank, bank_words, 0))]
+            with m.Else():
+                m.d.sync += [word_idx.eq(word_idx + 1), rd_addr.eq(rd_addr + 1)]
+
+        # stage 1: the weight word meets its activation word (read issued in the accepting cycle)
+        s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
+        s1_w = Signal.like(self.w.payload)
+        m.d.sync += [
+            s1_valid.eq(w_fire),
+            s1_first.eq(row_start),
+            s1_last.eq(last_word),
+            s1_w.eq(self.w.payload),
+        ]
+
+        # stage 2: per-lane select of +q, -q or 0 (registered)
+        lanes = []
+        for i in range(P):
+            trit, q = s1_w[i], rd.data[i]
+            lane = Signal(signed(acc_width(1)), name=f"lane{i}")
+            m.d.sync += lane.eq(Mux(trit[0], Mux(trit[1], -q, q), 0))
+            lanes.append((lane, 1))
+        valid, first, last = Signal(), Signal(), Signal()
+        m.d.sync += [valid.eq(s1_valid), first.eq(s1_first), last.eq(s1_last)]
+
+        # adder tree: pairs summed level by level, registered every levels_per_stage levels
+        nodes = lanes
+        level = 0
+        while len(nodes) > 1:
+            level += 1
+            register = level % self.levels_per_stage == 0 or len(nodes) <= 2
+            paired = []
+            for j in range(0, len(nodes), 2):
+                if j + 1 < len(nodes):
+                    (x, cx), (y, cy) = nodes[j], nodes[j + 1]
+                    expr, count = x + y, cx + cy
+                else:
+                    (expr, count) = nodes[j]
+                shape = signed(acc_width(min(count, self.max_cols)))
+                if register:
+                    node = Signal(shape, name=f"t{level}_{j // 2}")
+                    m.d.sync += node.eq(expr)
+                else:
+                    node = Signal(shape, name=f"t{level}_{j // 2}_c")
+                    m.d.comb += node.eq(expr)
+                paired.append((node, count))
+            nodes = paired
+            if register:
+                v, f, l = Signal(name=f"t{level}_valid"), Signal(name=f"t{level}_first"), Signal(name=f"t{level}_last")
+                m.d.sync += [v.eq(valid), f.eq(first), l.eq(last)]
+                valid, first, last = v, f, l
+        root = nodes[0][0]
+
+        # row accumulator; the row's total goes into the output FIFO with its last word
+        fifo = SyncFIFOBuffered(width=self.acc_width, depth=self.fifo_depth)
+        m.submodules.fifo = fifo
+        acc = Signal(signed(self.acc_width))
+        total = Signal(signed(self.acc_width))
+        m.d.comb += total.eq(Mux(first, root, acc + root))
+        with m.If(valid):
+            m.d.sync += acc.eq(total)
+        m.d.comb += [
+            fifo.w_en.eq(valid & last),
+            fifo.w_data.eq(total),
+            self.o.valid.eq(fifo.r_rdy),
+            self.o.payload.eq(fifo.r_data.as_signed()),
+            fifo.r_en.eq(self.o.ready),
+        ]
+
+        o_fire = self.o.valid & self.o.ready
+        reserve = w_fire & row_start
+        with m.If(reserve & ~o_fire):
+            m.d.sync += pending.eq(pending + 1)
+        with m.Elif(o_fire & ~reserve):
+            m.d.sync += pending.eq(pending - 1)
+        return m
