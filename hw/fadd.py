@@ -26,29 +26,28 @@ def register(m: Module, enable, value, name: str, shape=None) -> Signal:
 
 
 def leading_zeros(value):
-    """Leading-zero count of ``value`` (unsigned) as a tree of ``ceil(log2(len))`` mux levels.
+    """Leading-zero count of ``value`` (unsigned), flat enough for one pipeline stage at 150 MHz.
 
-    Returns ``(count, all_zero)``. When ``value`` is zero the count is ``len(value)``."""
+    Groups of 4 bits give a zero flag and a 2-bit count each (one LUT level); a one-hot "first
+    nonzero group" (an AND of the flags above it) selects ``4 * group + count`` by an AND-OR.
+    Returns ``(count, all_zero)``; when ``value`` is zero the count is ``len(value)``."""
     n = len(value)
     if n < 1:
         raise ValueError("leading_zeros needs at least one bit")
-    size = 1
-    while size < n:
-        size *= 2
+    size = -(-n // 4) * 4
     # pad below with ones: the count of the padded word equals the count of the real word whenever
     # the real word is nonzero, and is exactly n when it is zero
     padded = Cat(Const((1 << (size - n)) - 1, size - n), value) if size > n else value
-
-    def tree(bits):
-        if len(bits) == 1:
-            return Const(0, 0), ~bits[0]
-        half = len(bits) // 2
-        count_hi, zero_hi = tree(bits[half:])
-        count_lo, zero_lo = tree(bits[:half])
-        count = Mux(zero_hi, Cat(count_lo, Const(1, 1)), Cat(count_hi, Const(0, 1)))
-        return count, zero_hi & zero_lo
-
-    count, _ = tree(padded)
+    groups = [padded[size - 4 * (g + 1):size - 4 * g] for g in range(size // 4)]  # from the top
+    zero = [group == 0 for group in groups]
+    local = [Mux(group[3], 0, Mux(group[2], 1, Mux(group[1], 2, 3))) for group in groups]
+    width = size.bit_length()  # holds 4 * group + 3 < size, and n <= size
+    count = Const(0, width)
+    for g, group_count in enumerate(local):
+        above = Cat(*zero[:g]).all() if g else Const(1)
+        first = ~zero[g] & above
+        count = count | Mux(first, Cat(group_count, Const(g, width - 2)), 0)
+    count = Mux(Cat(*zero).all(), n, count)
     return count, value == 0
 
 
@@ -93,17 +92,18 @@ class FAdd(wiring.Component):
     o : Out(stream.Signature(width or StructLayout({"sum": width, "tag": tag_width})))
         Results as bit patterns (a plain ``width``-bit payload when there is no tag).
 
-    Latency 8 cycles, throughput one result per cycle. The stages: (1) classify, compare ``|a|``
+    Latency 9 cycles, throughput one result per cycle. The stages: (1) classify, compare ``|a|``
     with ``|b|`` and subtract the exponents both ways; (2) swap so that ``|big| >= |small|``, clamp
     the alignment distance, decode the sticky mask; (3) align the small significand (barrel
-    shifter) with guard, round and sticky bits; (4) add or subtract (one adder); (5) count leading
-    zeros; (6) normalise (barrel shifter) and form both candidate exponents; (7) round to nearest
-    even; (8) flush, saturate, specials, pack. Back-pressure stalls the whole pipeline: ``i.ready``
+    shifter) with guard, round and sticky bits; (4) add or subtract (one adder); (5) find the first
+    nonzero 4-bit group of the sum and each group's leading zeros; (6) normalise by whole groups;
+    (7) normalise by 0-3 bits and form both candidate exponents; (8) round to nearest even;
+    (9) specials, flush to +0, saturate, pack. Back-pressure stalls the whole pipeline: ``i.ready``
     is high whenever the output register is empty or being read (a combinational path from
     ``o.ready`` to ``i.ready``). No multiplier: adders, shifters, comparators and muxes.
     """
 
-    LATENCY = 8
+    LATENCY = 9
 
     def __init__(self, fmt="bf16", tag_width: int = 0):
         self.fmt = get_format(fmt)
@@ -220,13 +220,22 @@ class FAdd(wiring.Component):
         s4_inf_sign = reg(s3_inf_sign, "s4_inf_sign")
         s4_tag = reg(s3_tag, "s4_tag") if tagged else None
 
-        # -- stage 5: leading zeros ----------------------------------------------------------------
-        lz, sum_zero = leading_zeros(s4_sum)
+        # -- stage 5: leading zeros by groups of 4 bits: the first nonzero group (one-hot) and
+        #    each group's own count ------------------------------------------------------------
+        # the sum, padded below with zeros to whole groups; group 0 is the top one
+        size = -(-(window + 1) // 4) * 4
+        padded = Cat(Const(0, size - window - 1), s4_sum)
+        n_groups = size // 4
+        groups = [padded[size - 4 * (g + 1):size - 4 * g] for g in range(n_groups)]
+        first = Cat(*[(groups[g] != 0) & (padded[size - 4 * g:] == 0 if g else Const(1))
+                      for g in range(n_groups)])
+        local = Cat(*[Mux(gr[3], 0, Mux(gr[2], 1, Mux(gr[1], 2, 3)))[:2] for gr in groups])
 
         s5_valid = reg(s4_valid, "s5_valid")
-        s5_sum = reg(s4_sum, "s5_sum")
-        s5_lz = reg(lz, "s5_lz", range(window + 2))
-        s5_zero = reg(sum_zero, "s5_zero")
+        s5_sum = reg(padded, "s5_sum")
+        s5_first = reg(first, "s5_first")
+        s5_local = reg(local, "s5_local")
+        s5_zero = reg(s4_sum == 0, "s5_zero")
         s5_big_exp = reg(s4_big_exp, "s5_big_exp")
         s5_sign = reg(s4_sign, "s5_sign")
         s5_nan = reg(s4_nan, "s5_nan")
@@ -234,32 +243,38 @@ class FAdd(wiring.Component):
         s5_inf_sign = reg(s4_inf_sign, "s5_inf_sign")
         s5_tag = reg(s4_tag, "s5_tag") if tagged else None
 
-        # -- stage 6: normalise (leading one to the top bit), both candidate exponents -------------
-        # sum = big_ext-scale value with the hidden bit at window - 1; after the shift the leading
-        # one sits at bit window, so the exponent is big_exp + 1 - lz (+1 if rounding carries)
-        exp_shape = signed(E + 3)
+        # -- stage 6: coarse normalisation (by 4 x the group, an AND-OR on the one-hot) ----------
+        group_bits = max(1, (n_groups - 1).bit_length())
+        coarse = Const(0, size)
+        fine = Const(0, 2)
+        group = Const(0, group_bits)
+        for g in range(n_groups):
+            coarse = coarse | Mux(s5_first[g], (s5_sum << (4 * g))[:size], 0)
+            fine = fine | Mux(s5_first[g], s5_local[2 * g:2 * g + 2], 0)
+            group = group | Mux(s5_first[g], g, 0)
+
         s6_valid = reg(s5_valid, "s6_valid")
-        s6_norm = reg((s5_sum << s5_lz)[:window + 1], "s6_norm", window + 1)
-        s6_exp = reg(s5_big_exp + 1 - s5_lz, "s6_exp", exp_shape)
-        s6_exp_up = reg(s5_big_exp + 2 - s5_lz, "s6_exp_up", exp_shape)
+        s6_coarse = reg(coarse, "s6_coarse", size)
+        s6_fine = reg(fine, "s6_fine", 2)
+        s6_group = reg(group, "s6_group", group_bits)
         s6_zero = reg(s5_zero, "s6_zero")
+        s6_big_exp = reg(s5_big_exp, "s6_big_exp")
         s6_sign = reg(s5_sign, "s6_sign")
         s6_nan = reg(s5_nan, "s6_nan")
         s6_inf = reg(s5_inf, "s6_inf")
         s6_inf_sign = reg(s5_inf_sign, "s6_inf_sign")
         s6_tag = reg(s5_tag, "s6_tag") if tagged else None
 
-        # -- stage 7: round to nearest, ties to even -----------------------------------------------
-        kept = s6_norm[4:window + 1]  # M + 1 bits, the hidden bit on top
-        round_bit = s6_norm[3]
-        sticky_bits = s6_norm[:3].any()
-        increment = round_bit & (sticky_bits | kept[0])
-        rounded = kept + increment  # M + 2 bits; a carry out leaves the fraction bits at 0
-        carry = rounded[M + 1]
-
+        # -- stage 7: fine normalisation (0..3 bits), both candidate exponents ---------------------
+        # The sum has the big operand's scale, its hidden bit at window - 1. With the leading one
+        # moved to the top bit (a left shift by lz = 4 group + fine), the exponent is
+        # big_exp + 1 - lz, or one more if rounding carries out.
+        lz = Cat(s6_fine, s6_group)
+        exp_shape = signed(E + 3)
         s7_valid = reg(s6_valid, "s7_valid")
-        s7_man = reg(rounded[:M], "s7_man", M)
-        s7_exp = reg(Mux(carry, s6_exp_up, s6_exp), "s7_exp", exp_shape)
+        s7_norm = reg((s6_coarse << s6_fine)[size - window - 1:size], "s7_norm", window + 1)
+        s7_exp = reg(s6_big_exp + 1 - lz, "s7_exp", exp_shape)
+        s7_exp_up = reg(s6_big_exp + 2 - lz, "s7_exp_up", exp_shape)
         s7_zero = reg(s6_zero, "s7_zero")
         s7_sign = reg(s6_sign, "s7_sign")
         s7_nan = reg(s6_nan, "s7_nan")
@@ -267,24 +282,42 @@ class FAdd(wiring.Component):
         s7_inf_sign = reg(s6_inf_sign, "s7_inf_sign")
         s7_tag = reg(s6_tag, "s7_tag") if tagged else None
 
-        # -- stage 8: specials, flush to +0, saturate, pack ----------------------------------------
+        # -- stage 8: round to nearest, ties to even ----------------------------------------------
+        kept = s7_norm[4:window + 1]  # M + 1 bits, the hidden bit on top
+        round_bit = s7_norm[3]
+        sticky_bits = s7_norm[:3].any()
+        increment = round_bit & (sticky_bits | kept[0])
+        rounded = kept + increment  # M + 2 bits; a carry out leaves the fraction bits at 0
+        carry = rounded[M + 1]
+
+        s8_valid = reg(s7_valid, "s8_valid")
+        s8_man = reg(rounded[:M], "s8_man", M)
+        s8_exp = reg(Mux(carry, s7_exp_up, s7_exp), "s8_exp", exp_shape)
+        s8_zero = reg(s7_zero, "s8_zero")
+        s8_sign = reg(s7_sign, "s8_sign")
+        s8_nan = reg(s7_nan, "s8_nan")
+        s8_inf = reg(s7_inf, "s8_inf")
+        s8_inf_sign = reg(s7_inf_sign, "s8_inf_sign")
+        s8_tag = reg(s7_tag, "s8_tag") if tagged else None
+
+        # -- stage 9: specials, flush to +0, saturate, pack ----------------------------------------
         max_finite = Const(f.max_finite_field, field_bits)
         result = Signal(W)
-        with m.If(s7_nan):
+        with m.If(s8_nan):
             m.d.comb += result.eq(f.nan_code)
-        with m.Elif(s7_inf):
-            m.d.comb += result.eq(Cat(max_finite, s7_inf_sign))
-        with m.Elif(s7_zero | (s7_exp < 1)):
+        with m.Elif(s8_inf):
+            m.d.comb += result.eq(Cat(max_finite, s8_inf_sign))
+        with m.Elif(s8_zero | (s8_exp < 1)):
             m.d.comb += result.eq(0)
-        with m.Elif(s7_exp > exp_all_ones - 1):
-            m.d.comb += result.eq(Cat(max_finite, s7_sign))
+        with m.Elif(s8_exp > exp_all_ones - 1):
+            m.d.comb += result.eq(Cat(max_finite, s8_sign))
         with m.Else():
-            m.d.comb += result.eq(Cat(s7_man, s7_exp[:E], s7_sign))
+            m.d.comb += result.eq(Cat(s8_man, s8_exp[:E], s8_sign))
 
         with m.If(advance):
-            m.d.sync += self.o.valid.eq(s7_valid)
+            m.d.sync += self.o.valid.eq(s8_valid)
             if tagged:
-                m.d.sync += [self.o.payload.sum.eq(result), self.o.payload.tag.eq(s7_tag)]
+                m.d.sync += [self.o.payload.sum.eq(result), self.o.payload.tag.eq(s8_tag)]
             else:
                 m.d.sync += self.o.payload.eq(result)
         return m

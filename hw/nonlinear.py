@@ -61,7 +61,7 @@ class Sigmoid(wiring.Component):
     o : Out(stream.Signature(16 or StructLayout({"y": 16, "tag": tag_width})))
         bf16 bit patterns.
 
-    Latency 9 cycles (1 segment select, then the adder's 8), throughput one result per cycle.
+    Latency 10 cycles (1 segment select, then the adder's 9), throughput one result per cycle.
     Back-pressure stalls the whole pipeline: ``i.ready`` is high whenever the output register is
     empty or being read (a combinational path from ``o.ready`` to ``i.ready``). No multiplier.
     """
@@ -145,7 +145,7 @@ class SiLU(wiring.Component):
     o : Out(stream.Signature(16))
         bf16 bit patterns.
 
-    Latency 11 cycles (the sigmoid's 9, the L-Mul's 2), throughput one result per cycle.
+    Latency 12 cycles (the sigmoid's 10, the L-Mul's 2), throughput one result per cycle.
     Back-pressure stalls the whole pipeline: ``i.ready`` is high whenever the output register is
     empty or being read (a combinational path from ``o.ready`` to ``i.ready``). No multiplier.
     """

@@ -12,6 +12,7 @@ from hw.convert import FloatToInt8, IntToFloat
 from sim.benches.convert import bf16_stimulus, int_stimulus
 from sim.cocotb_run import missing_simulator, run_bench
 from sim.golden_bits import float_to_int8_expected, int_to_float_expected
+from sim.latency import measure_pipeline
 from sim.streams import collect, feed
 
 
@@ -45,6 +46,13 @@ def test_float_to_int8_amaranth_sim():
     results = simulate(FloatToInt8(), bits)
     mismatch = [(hex(x), int(e), g) for x, e, g in zip(bits, expected, results) if e != g]
     assert not mismatch, f"(bf16, expected, got): {mismatch[:5]}"
+
+
+def test_latency_and_throughput():
+    values = list(range(-10, 10))
+    assert measure_pipeline(IntToFloat(17), values) == ({IntToFloat.LATENCY}, len(values) + IntToFloat.LATENCY - 1)
+    bits = [0x3F80 + k for k in range(20)]
+    assert measure_pipeline(FloatToInt8(), bits) == ({FloatToInt8.LATENCY}, len(bits) + FloatToInt8.LATENCY - 1)
 
 
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")

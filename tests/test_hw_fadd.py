@@ -10,6 +10,7 @@ from amaranth.sim import Simulator
 from hw.fadd import FAdd
 from sim.cocotb_run import missing_simulator, run_bench
 from sim.golden_bits import fadd_corner_pairs, fadd_expected, fadd_random_pairs
+from sim.latency import measure_pipeline
 from sim.streams import collect, feed
 
 
@@ -47,6 +48,12 @@ def test_tag_travels_with_its_sum():
     results = simulate(dut, payloads, len(a))
     assert [int(r.sum) for r in results] == expected.tolist()
     assert [int(r.tag) for r in results] == tags.tolist()
+
+
+@pytest.mark.parametrize("fmt", ["bf16", "fp32"])
+def test_latency_and_throughput(fmt):
+    payloads = [{"a": 0x3F80 + k, "b": 0x4000 + k, "sub": k & 1} for k in range(20)]
+    assert measure_pipeline(FAdd(fmt), payloads) == ({FAdd.LATENCY}, len(payloads) + FAdd.LATENCY - 1)
 
 
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")

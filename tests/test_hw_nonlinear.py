@@ -12,6 +12,7 @@ from hw.nonlinear import Sigmoid, SiLU
 from sim.benches.nonlinear import stimulus
 from sim.cocotb_run import missing_simulator, run_bench
 from sim.golden_bits import sigmoid_expected, silu_expected
+from sim.latency import measure_pipeline
 from sim.streams import collect, feed
 
 UNITS = {"sigmoid": (Sigmoid, sigmoid_expected), "silu": (SiLU, silu_expected)}
@@ -20,8 +21,8 @@ UNITS = {"sigmoid": (Sigmoid, sigmoid_expected), "silu": (SiLU, silu_expected)}
 @pytest.mark.parametrize("func", ["sigmoid", "silu"])
 def test_amaranth_sim_with_backpressure(func):
     unit, golden = UNITS[func]
-    x = stimulus("1500", seed=2)
-    x = np.concatenate([x[:1024 + 16:2], x[1024::2]])  # every other segment input, the specials, random
+    x = stimulus("1500", seed=2)  # 1024 inputs around the segments, 16 specials, 1500 random
+    x = np.concatenate([x[:1024:2], x[1024:]])  # every other input around the segments
     expected = golden(x)
     dut = unit()
     results = []
@@ -46,6 +47,13 @@ def test_sigmoid_tag_travels_with_its_result():
     sim.run()
     assert [int(r.y) for r in results] == sigmoid_expected(x).tolist()
     assert [int(r.tag) for r in results] == tags.tolist()
+
+
+@pytest.mark.parametrize("func", ["sigmoid", "silu"])
+def test_latency_and_throughput(func):
+    unit, _ = UNITS[func]
+    x = [0x3F80 + k for k in range(20)]
+    assert measure_pipeline(unit(), x) == ({unit.LATENCY}, len(x) + unit.LATENCY - 1)
 
 
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
