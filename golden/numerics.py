@@ -62,7 +62,9 @@ class Approximations:
 
     @classmethod
     def exact(cls) -> "Approximations":
-        return cls(lmul=False, pwl_sigmoid=False, block_sumsq=False, decay_form=False)
+        """Every approximation exact. The decay form stays: it equals f*h + i in real arithmetic
+        and differs only in how L-Mul's error enters (docs/numerics.md section 7)."""
+        return cls(lmul=False, pwl_sigmoid=False, block_sumsq=False)
 
 
 class Numerics:
