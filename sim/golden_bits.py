@@ -43,9 +43,9 @@ def _special_fields(f):
 
 def fadd_corner_pairs(fmt, seed: int = 0):
     """Corner-case operand triples (a, b, sub): every special code against every other (both
-    signs, both operations); exact cancellation; rounding ties and near-ties; huge exponent
-    differences; results that flush to +0 or saturate; near-cancellation with long
-    renormalisation."""
+    signs, both operations); exact cancellation; rounding ties and near-ties; rounding that
+    carries into the exponent; near-cancellation with long renormalisation; huge exponent
+    differences; results that flush to +0 or saturate."""
     f = get_format(fmt)
     m, w = f.man_bits, f.width
     rng = np.random.default_rng(seed)
@@ -85,6 +85,13 @@ def fadd_corner_pairs(fmt, seed: int = 0):
         y = (rng.integers(0, 2, n) << (w - 1)) | ((exp_x - m - 1 + j) << m) | man
         add(x, y)
         add(y, x)
+    # rounding carries into the exponent: an all-ones mantissa plus half an ulp or more
+    x = rand_normal(n, m + 3, f.exp_all_ones - 1) | ((1 << m) - 1)
+    exp_x = (x >> m) & f.exp_all_ones
+    man = np.where(rng.random(n) < 0.5, 0, rng.integers(0, 1 << m, n))
+    y = (x & f.sign_bit) | ((exp_x - m - 1 - rng.integers(0, 2, n)) << m) | man
+    add(x, y, 0)
+    add(x, y ^ f.sign_bit, 1)
     # near-cancellation: b = a with a few low mantissa bits changed, opposite effective sign
     x = rand_normal(n, 2, f.exp_all_ones - 2)
     y = x ^ rng.integers(0, 1 << min(m, 6), n) ^ (rng.integers(0, 2, n) << m)
