@@ -138,11 +138,16 @@ class SiLU(wiring.Component):
     input enters the L-Mul as the largest finite value of its sign (+Inf -> 0x7F7F x 1,
     -Inf -> 0xFF7F x 0 = +0), and a NaN gives the canonical NaN 0x7FC0.
 
+    Parameters
+    ----------
+    tag_width : int
+        Width of an optional side-band ``tag`` carried from each input to its result (0: none).
+
     Attributes
     ----------
-    i : In(stream.Signature(16))
+    i : In(stream.Signature(16 or StructLayout({"x": 16, "tag": tag_width})))
         bf16 bit patterns.
-    o : Out(stream.Signature(16))
+    o : Out(stream.Signature(16 or StructLayout({"y": 16, "tag": tag_width})))
         bf16 bit patterns.
 
     Latency 12 cycles (the sigmoid's 10, the L-Mul's 2), throughput one result per cycle.
@@ -152,29 +157,40 @@ class SiLU(wiring.Component):
 
     LATENCY = Sigmoid.LATENCY + 2
 
-    def __init__(self):
+    def __init__(self, tag_width: int = 0):
+        if not isinstance(tag_width, int) or tag_width < 0:
+            raise ValueError(f"tag_width must be a non-negative integer, got {tag_width!r}")
+        self.tag_width = tag_width
         super().__init__({
-            "i": In(stream.Signature(16)),
-            "o": Out(stream.Signature(16)),
+            "i": In(stream.Signature(_sigmoid_input(tag_width))),
+            "o": Out(stream.Signature(_sigmoid_output(tag_width))),
         })
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.sigmoid = sigmoid = Sigmoid(tag_width=16)
-        m.submodules.lmul = lmul = LMul("bf16")
+        tw = self.tag_width
+        m.submodules.sigmoid = sigmoid = Sigmoid(tag_width=16 + tw)
+        m.submodules.lmul = lmul = LMul("bf16", tag_width=tw)
 
-        x = self.i.payload
+        x = self.i.payload.x if tw else self.i.payload
         inf = x[:15] == BF16.inf_field
+        operand = Mux(inf, Cat(Const(BF16.max_finite_field, 15), x[15]), x)
         m.d.comb += [
             sigmoid.i.valid.eq(self.i.valid),
             sigmoid.i.payload.x.eq(x),
-            sigmoid.i.payload.tag.eq(Mux(inf, Cat(Const(BF16.max_finite_field, 15), x[15]), x)),
+            sigmoid.i.payload.tag.eq(Cat(operand, self.i.payload.tag) if tw else operand),
             self.i.ready.eq(sigmoid.i.ready),
 
             lmul.i.valid.eq(sigmoid.o.valid),
-            lmul.i.payload.a.eq(sigmoid.o.payload.tag),
+            lmul.i.payload.a.eq(sigmoid.o.payload.tag[:16]),
             lmul.i.payload.b.eq(sigmoid.o.payload.y),
             sigmoid.o.ready.eq(lmul.i.ready),
+            lmul.o.ready.eq(self.o.ready),
+            self.o.valid.eq(lmul.o.valid),
         ]
-        wiring.connect(m, lmul.o, wiring.flipped(self.o))
+        if tw:
+            m.d.comb += [lmul.i.payload.tag.eq(sigmoid.o.payload.tag[16:]),
+                         self.o.payload.y.eq(lmul.o.payload.product), self.o.payload.tag.eq(lmul.o.payload.tag)]
+        else:
+            m.d.comb += self.o.payload.eq(lmul.o.payload)
         return m
