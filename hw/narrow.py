@@ -30,11 +30,12 @@ class Narrow(wiring.Component):
     i : In(stream.Signature(32 or StructLayout({"x": 32, "tag": tag_width})))
     o : Out(stream.Signature(16 or StructLayout({"y": 16, "tag": tag_width})))
 
-    Latency 1 cycle, one result per cycle. ``i.ready`` is high whenever the output register is empty
+    Latency 2 cycles (classify and decide the rounding; increment and pack), one result per
+    cycle. ``i.ready`` is high whenever the output register is empty
     or being read. One 15-bit incrementer, no multiplier.
     """
 
-    LATENCY = 1
+    LATENCY = 2
 
     def __init__(self, tag_width: int = 0):
         if not isinstance(tag_width, int) or tag_width < 0:
@@ -50,24 +51,36 @@ class Narrow(wiring.Component):
         advance = Signal()
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
         x = self.i.payload.x if self.tag_width else self.i.payload
-        sign, exp, man = x[31], x[23:31], x[:23]
-        upper = x[16:31]  # the bf16 exponent-and-mantissa field, truncated
-        round_up = x[15] & ((x[:15] != 0) | x[16])
-        rounded = Signal(16)
-        m.d.comb += rounded.eq(upper + round_up)
+
+        # Stage 1: classify; the truncated field and the rounding decision (a 15-bit OR).
+        s1_valid, s1_sign, s1_zero, s1_nan, s1_round = Signal(), Signal(), Signal(), Signal(), Signal()
+        s1_upper, s1_tag = Signal(15), Signal(self.tag_width)
+        exp, man = x[23:31], x[:23]
+        with m.If(advance):
+            m.d.sync += [
+                s1_valid.eq(self.i.valid), s1_sign.eq(x[31]), s1_zero.eq(exp == 0),
+                s1_nan.eq((exp == FP32.exp_all_ones) & (man != 0)),
+                s1_upper.eq(x[16:31]), s1_round.eq(x[15] & ((x[:15] != 0) | x[16])),
+            ]
+            if self.tag_width:
+                m.d.sync += s1_tag.eq(self.i.payload.tag)
+
+        # Stage 2: round (one 15-bit increment), saturate, pack.
+        rounded = Signal(15)
+        m.d.comb += rounded.eq(s1_upper + s1_round)
         y = Signal(16)
-        with m.If(exp == 0):
+        with m.If(s1_zero):
             m.d.comb += y.eq(0)
-        with m.Elif((exp == FP32.exp_all_ones) & (man != 0)):
+        with m.Elif(s1_nan):
             m.d.comb += y.eq(BF16.nan_code)
         with m.Elif(rounded[7:15] == BF16.exp_all_ones):  # Inf in, or rounded past the largest
-            m.d.comb += y.eq(Cat(Const(BF16.max_finite_field, 15), sign))
+            m.d.comb += y.eq(Cat(Const(BF16.max_finite_field, 15), s1_sign))
         with m.Else():
-            m.d.comb += y.eq(Cat(rounded[:15], sign))
+            m.d.comb += y.eq(Cat(rounded, s1_sign))
         with m.If(advance):
-            m.d.sync += self.o.valid.eq(self.i.valid)
+            m.d.sync += self.o.valid.eq(s1_valid)
             if self.tag_width:
-                m.d.sync += [self.o.payload.y.eq(y), self.o.payload.tag.eq(self.i.payload.tag)]
+                m.d.sync += [self.o.payload.y.eq(y), self.o.payload.tag.eq(s1_tag)]
             else:
                 m.d.sync += self.o.payload.eq(y)
         return m
