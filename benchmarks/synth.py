@@ -459,7 +459,7 @@ def synth_block(name, factory, part_name, workdir, *, seed=DEFAULT_SEED, ecp5_mo
 
 # --- report ----------------------------------------------------------------------------------------
 
-def render_section(results, command, versions, seed, ecp5_mode, unavailable):
+def render_section(results, command, versions, seed, ecp5_mode):
     lines = [SECTION, ""]
     lines.append("Each block synthesised alone: resources from the Yosys netlist of the bare "
                  "block (ports kept as top-level ports, no I/O, no harness), fmax of `clk` "
@@ -514,10 +514,6 @@ def render_section(results, command, versions, seed, ecp5_mode, unavailable):
         lines.append("")
         lines.extend(f"[{i}] {n}  " if i < len(notes) else f"[{i}] {n}"
                      for i, n in enumerate(notes, 1))
-    if unavailable:
-        lines.append("")
-        lines.append("Not measured (module not in `hw/` yet): "
-                     + ", ".join(f"`{n}`" for n in sorted(unavailable)) + ".")
     lines.append("")
     return "\n".join(lines)
 
@@ -546,7 +542,7 @@ def write_section(path, section):
 
 
 def main(argv=None):
-    from hw.catalog import BLOCKS, UNAVAILABLE
+    from hw.catalog import BLOCKS
 
     ap = argparse.ArgumentParser(prog="python -m benchmarks.synth", description=__doc__.split("\n\n")[0])
     ap.add_argument("--blocks", nargs="+", metavar="NAME", help=f"default: all ({', '.join(BLOCKS)})")
@@ -563,10 +559,7 @@ def main(argv=None):
     names = args.blocks or list(BLOCKS)
     unknown = [n for n in names if n not in BLOCKS]
     if unknown:
-        ap.error(f"unknown block(s) {unknown}; available: {list(BLOCKS)}"
-                 + (f"; not importable: {UNAVAILABLE}" if UNAVAILABLE else ""))
-    for n, why in UNAVAILABLE.items():
-        print(f"[synth] {n}: absent ({why})", file=sys.stderr)
+        ap.error(f"unknown block(s) {unknown}; available: {list(BLOCKS)}")
 
     def say(msg):
         print(f"[synth] {msg}", file=sys.stderr, flush=True)
@@ -593,8 +586,7 @@ def main(argv=None):
 
     cli = sys.argv[1:] if argv is None else list(argv)
     command = " ".join(["python -m benchmarks.synth"] + ([shlex.join(cli)] if cli else []))
-    section = render_section(results, command, versions, args.seed, args.ecp5_mode,
-                             [] if args.blocks else list(UNAVAILABLE))
+    section = render_section(results, command, versions, args.seed, args.ecp5_mode)
     print(section)
     if not args.no_write:
         write_section(args.out, section)

@@ -41,31 +41,58 @@ def expected_and_inputs(lengths, with_pre, seed):
     return codes, scales, vectors, int(encode(eps, "bf16")), int(encode(c, "bf16"))
 
 
-@cocotb.test()
-async def normquant_matches_golden(dut):
+def simulate_quantiser(dut, inputs, n_codes, n_scales, eps, c, busy, seed=1):
+    """Run a quantiser-like component (``i`` in; ``q`` and ``scale`` out; ``eps``/``c``) in the
+    Amaranth simulator with random stalls; returns ([(code, last)], [scale bits])."""
+    from amaranth.sim import Simulator
+
+    from sim.streams import collect, feed
+
+    codes, scales = [], []
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+
+    async def constants(ctx):
+        ctx.set(dut.eps, eps)
+        ctx.set(dut.c, c)
+
+    sim.add_testbench(constants)
+    sim.add_testbench(feed(dut.i, inputs, busy=busy, seed=seed))
+    sim.add_testbench(collect(dut.q, n_codes, codes, busy=busy, seed=seed + 1))
+    sim.add_testbench(collect(dut.scale, n_scales, scales, busy=busy, seed=seed + 2))
+    sim.run()
+    return [(int(q.code), int(q.last)) for q in codes], [int(s) for s in scales]
+
+
+async def check_quantiser(dut, inputs, exp_codes, exp_scales, eps, c, seed):
+    """Drive packed ``inputs`` into ``i`` and compare the ``q`` codes and ``scale`` outputs with
+    the expected ones (shared by the norm/quantiser and GLU benches)."""
     import random
 
     from cocotb import start_soon
 
     from sim.benches.streams import receive, send
 
+    dut.eps.value, dut.c.value = eps, c
+    await start_clock(dut)
+    codes, scales = [], []
+    start_soon(send(dut, "i", inputs, 0.2, random.Random(seed)))
+    scale_task = start_soon(receive(dut, "scale", len(exp_scales), 0.3, random.Random(seed + 1), scales))
+    await receive(dut, "q", len(exp_codes), 0.3, random.Random(seed + 2), codes)
+    await scale_task
+    got_codes = [(int(normquant_code.from_bits(v).code), int(normquant_code.from_bits(v).last)) for v in codes]
+    bad = [f"element {k}: expected {e}, got {g}" for k, (e, g) in enumerate(zip(exp_codes, got_codes)) if e != g]
+    bad += [f"vector {k} scale: expected 0x{e:04x}, got 0x{g:04x}" for k, (e, g) in enumerate(zip(exp_scales, scales))
+            if e != g]
+    dut._log.info(f"{len(exp_scales)} vectors, {len(exp_codes)} codes")
+    assert not bad, "quantiser mismatches (first 10):\n" + "\n".join(bad[:10])
+
+
+@cocotb.test()
+async def normquant_matches_golden(dut):
     lengths = [int(n) for n in os.environ.get("NQ_LENGTHS", "192,1,64,191,192").split(",")]
     seed = int(os.environ.get("NQ_SEED", "1"))
     exp_codes, exp_scales, vectors, eps, c = expected_and_inputs(lengths, True, seed)
     layout_in = normquant_input(True)
     inputs = [layout_in.const(p).as_value().value for vec in vectors for p in vec]
-    dut.eps.value, dut.c.value = eps, c
-    await start_clock(dut)
-    rng = random.Random(seed)
-    codes, scales = [], []
-    start_soon(send(dut, "i", inputs, 0.2, rng))
-    scale_task = start_soon(receive(dut, "scale", len(vectors), 0.3, random.Random(seed + 1), scales))
-    await receive(dut, "q", len(inputs), 0.3, random.Random(seed + 2), codes)
-    await scale_task
-    got_codes = [(normquant_code.from_bits(v).code, normquant_code.from_bits(v).last) for v in codes]
-    got_codes = [(int(a), int(b)) for a, b in got_codes]
-    bad = [f"element {k}: expected {e}, got {g}" for k, (e, g) in enumerate(zip(exp_codes, got_codes)) if e != g]
-    bad += [f"vector {k} scale: expected 0x{e:04x}, got 0x{g:04x}" for k, (e, g) in enumerate(zip(exp_scales, scales))
-            if e != g]
-    dut._log.info(f"{len(vectors)} vectors, {len(inputs)} codes")
-    assert not bad, "norm/quantiser mismatches (first 10):\n" + "\n".join(bad[:10])
+    await check_quantiser(dut, inputs, exp_codes, exp_scales, eps, c, seed)
