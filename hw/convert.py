@@ -60,7 +60,7 @@ class IntToFloat(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         f = self.fmt
-        E, M, W = f.exp_bits, f.man_bits, f.width
+        E, M = f.exp_bits, f.man_bits
         n = self.width
 
         advance = Signal()

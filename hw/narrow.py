@@ -1,6 +1,6 @@
 """fp32 -> bf16 narrowing, the state leaving the recurrence (docs/numerics.md section 4)."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
