@@ -12,7 +12,7 @@ import cocotb
 import numpy as np
 
 from golden.formats import get_format
-from sim.benches.streams import drive_and_collect, start_clock
+from sim.benches.streams import check_stream
 from sim.golden_bits import float_to_int8_expected, int_to_float_expected
 
 
@@ -70,18 +70,7 @@ async def convert_matches_golden(dut):
             return f"{v - 256 if v & 0x80 else v} (0x{v:02x})"
     else:
         raise ValueError(f"unknown CONVERT_UNIT {unit!r}")
-    bad = []
-    count = 0
+    def show(index, value):
+        return f"{show_in(index)}: expected {show_out(expected[index])}, got {show_out(value)}"
 
-    def check(index, value):
-        nonlocal count
-        if value != expected[index]:
-            count += 1
-            if len(bad) < 10:
-                bad.append(f"{show_in(index)}: expected {show_out(expected[index])}, got {show_out(value)}")
-
-    await start_clock(dut)
-    cycles = await drive_and_collect(dut, inputs, "i", "o", busy_in=0.1, busy_out=0.1, seed=seed,
-                                     on_output=check)
-    dut._log.info(f"{unit}: {len(inputs)} conversions in {cycles} cycles")
-    assert not bad, f"{unit}: {count} mismatches (first {len(bad)}):\n" + "\n".join(bad)
+    await check_stream(dut, inputs, expected, show, unit, seed)

@@ -11,7 +11,7 @@ import cocotb
 import numpy as np
 
 from golden.formats import get_format
-from sim.benches.streams import drive_and_collect, start_clock
+from sim.benches.streams import check_stream
 from sim.golden_bits import fadd_corner_pairs, fadd_expected, fadd_random_pairs
 
 
@@ -26,19 +26,9 @@ async def fadd_matches_golden(dut):
     w = f.width  # Python integers: an fp32 operand pair does not fit an int64
     inputs = [x | (y << w) | (s << (2 * w)) for x, y, s in zip(a.tolist(), b.tolist(), sub.tolist())]
     digits = f.width // 4
-    bad = []
-    count = 0
 
-    def check(index, value):
-        nonlocal count
-        if value != expected[index]:
-            count += 1
-            if len(bad) < 10:
-                bad.append(f"0x{int(a[index]):0{digits}x} {'-' if sub[index] else '+'} 0x{int(b[index]):0{digits}x}: "
-                           f"expected 0x{int(expected[index]):0{digits}x}, got 0x{value:0{digits}x}")
+    def show(index, value):
+        return (f"0x{int(a[index]):0{digits}x} {'-' if sub[index] else '+'} 0x{int(b[index]):0{digits}x}: "
+                f"expected 0x{int(expected[index]):0{digits}x}, got 0x{value:0{digits}x}")
 
-    await start_clock(dut)
-    cycles = await drive_and_collect(dut, inputs, "i", "o", busy_in=0.1, busy_out=0.1, seed=seed,
-                                     on_output=check)
-    dut._log.info(f"{f.name}: {len(inputs)} sums ({len(ca)} corner cases) in {cycles} cycles")
-    assert not bad, f"{f.name}: {count} adder mismatches (first {len(bad)}):\n" + "\n".join(bad)
+    await check_stream(dut, inputs, expected, show, f"{f.name} adder ({len(ca)} corner cases)", seed)

@@ -12,7 +12,7 @@ import numpy as np
 
 from golden.formats import get_format
 from golden.lmul import lmul
-from sim.benches.streams import drive_and_collect, start_clock
+from sim.benches.streams import check_stream
 
 
 def special_codes(f):
@@ -45,16 +45,10 @@ async def lmul_matches_golden(dut):
     a, b = stimulus(f, os.environ.get("LMUL_CASES", "10000"), int(os.environ.get("LMUL_SEED", "1")))
     expected = lmul(a, b, f)
     inputs = (a | (b << f.width)).tolist()
-    bad = []
+    digits = f.width // 4
 
-    def check(index, value):
-        if value != expected[index] and len(bad) < 10:
-            bad.append(f"a=0x{int(a[index]):0{f.width // 4}x} b=0x{int(b[index]):0{f.width // 4}x}: "
-                       f"expected 0x{int(expected[index]):0{f.width // 4}x}, got 0x{value:0{f.width // 4}x}")
+    def show(index, value):
+        return (f"a=0x{int(a[index]):0{digits}x} b=0x{int(b[index]):0{digits}x}: "
+                f"expected 0x{int(expected[index]):0{digits}x}, got 0x{value:0{digits}x}")
 
-    await start_clock(dut)
-    cycles = drive_and_collect(dut, inputs, "i", "o", busy_in=0.1, busy_out=0.1,
-                               seed=int(os.environ.get("LMUL_SEED", "1")), on_output=check)
-    cycles = await cycles
-    dut._log.info(f"{f.name}: {len(inputs)} products in {cycles} cycles")
-    assert not bad, f"{f.name}: L-Mul mismatches (first {len(bad)}):\n" + "\n".join(bad)
+    await check_stream(dut, inputs, expected, show, f"{f.name} L-Mul", int(os.environ.get("LMUL_SEED", "1")))

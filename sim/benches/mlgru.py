@@ -12,7 +12,7 @@ from golden.bitexact import recurrence
 from golden.formats import encode
 from golden.numerics import Numerics, round_to
 from hw.mlgru import mlgru_input
-from sim.benches.streams import drive_and_collect, start_clock
+from sim.benches.streams import check_stream
 
 VARIANTS = {
     "mlgru-code": dict(output="code", lower_bound=True),
@@ -68,14 +68,8 @@ async def mlgru_matches_golden(dut):
     expected, inputs = expected_and_inputs(variant, channels, tokens, seed, reset_at=(tokens - 2,))
     layout = mlgru_input(VARIANTS[variant]["lower_bound"])
     packed = [layout.const(p).as_value().value for p in inputs]
-    bad = []
+    def show(index, value):
+        return (f"token {index // channels} channel {index % channels} inputs {inputs[index]}: "
+                f"expected 0x{int(expected[index]):04x}, got 0x{value:04x}")
 
-    def check(index, value):
-        if value != expected[index] and len(bad) < 10:
-            bad.append(f"token {index // channels} channel {index % channels} inputs {inputs[index]}: "
-                       f"expected 0x{int(expected[index]):04x}, got 0x{value:04x}")
-
-    await start_clock(dut)
-    cycles = await drive_and_collect(dut, packed, "i", "o", busy_in=0.2, busy_out=0.2, seed=seed, on_output=check)
-    dut._log.info(f"{variant}: {len(packed)} channel updates in {cycles} cycles")
-    assert not bad, f"{variant}: mismatches (first {len(bad)}):\n" + "\n".join(bad)
+    await check_stream(dut, packed, expected, show, f"{variant} channel updates", seed, busy_in=0.2, busy_out=0.2)

@@ -10,7 +10,7 @@ import os
 import cocotb
 import numpy as np
 
-from sim.benches.streams import drive_and_collect, start_clock
+from sim.benches.streams import check_stream
 from sim.golden_bits import sigmoid_expected, silu_expected
 
 
@@ -31,18 +31,7 @@ async def nonlinear_matches_golden(dut):
     seed = int(os.environ.get("NL_SEED", "1"))
     x = stimulus(os.environ.get("NL_CASES", "exhaustive"), seed)
     expected = golden(x)
-    bad = []
-    count = 0
+    def show(index, value):
+        return f"x=0x{int(x[index]):04x}: expected 0x{int(expected[index]):04x}, got 0x{value:04x}"
 
-    def check(index, value):
-        nonlocal count
-        if value != expected[index]:
-            count += 1
-            if len(bad) < 10:
-                bad.append(f"x=0x{int(x[index]):04x}: expected 0x{int(expected[index]):04x}, got 0x{value:04x}")
-
-    await start_clock(dut)
-    cycles = await drive_and_collect(dut, x.tolist(), "i", "o", busy_in=0.1, busy_out=0.1, seed=seed,
-                                     on_output=check)
-    dut._log.info(f"{func}: {len(x)} inputs in {cycles} cycles")
-    assert not bad, f"{func}: {count} mismatches (first {len(bad)}):\n" + "\n".join(bad)
+    await check_stream(dut, x.tolist(), expected, show, func, seed)

@@ -99,3 +99,26 @@ async def receive(dut, port: str, count: int, busy: float, rng: random.Random, i
             idle = 0
         await RisingEdge(dut.clk)
     ready.value = 0
+
+
+async def check_stream(dut, inputs, expected, show, label: str, seed: int,
+                       busy_in: float = 0.1, busy_out: float = 0.1) -> None:
+    """The bench pattern of every one-in, one-out unit: reset, feed ``inputs`` into ``i`` with
+    random idle cycles, take ``o`` with random stalls, compare each output with ``expected``.
+
+    ``show(index, got)`` describes a mismatch (inputs, expected bits, actual bits); the first ten
+    are reported, with the total count."""
+    bad, count = [], 0
+
+    def check(index, value):
+        nonlocal count
+        if value != expected[index]:
+            count += 1
+            if len(bad) < 10:
+                bad.append(show(index, value))
+
+    await start_clock(dut)
+    cycles = await drive_and_collect(dut, inputs, "i", "o", busy_in=busy_in, busy_out=busy_out, seed=seed,
+                                     on_output=check)
+    dut._log.info(f"{label}: {len(inputs)} results in {cycles} cycles")
+    assert not bad, f"{label}: {count} mismatches (first {len(bad)}):\n" + "\n".join(bad)
