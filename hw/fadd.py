@@ -5,7 +5,7 @@ The golden model is ``golden.numerics.Numerics.add`` / ``.sub`` applied to the o
 bits. ``leading_zeros`` (a log-depth leading-zero counter) is shared with ``hw.convert``.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -92,7 +92,8 @@ class FAdd(wiring.Component):
     o : Out(stream.Signature(width or StructLayout({"sum": width, "tag": tag_width})))
         Results as bit patterns (a plain ``width``-bit payload when there is no tag).
 
-    Latency 9 cycles, throughput one result per cycle. The stages: (1) classify, compare ``|a|``
+    Latency 10 cycles, throughput one result per cycle. The stages: (0) classify, zero the
+    operands whose exponent field is 0; (1) compare ``|a|``
     with ``|b|`` and subtract the exponents both ways; (2) swap so that ``|big| >= |small|``, clamp
     the alignment distance, decode the sticky mask; (3) align the small significand (barrel
     shifter) with guard, round and sticky bits; (4) add or subtract (one adder); (5) find the first
@@ -103,7 +104,7 @@ class FAdd(wiring.Component):
     ``o.ready`` to ``i.ready``). No multiplier: adders, shifters, comparators and muxes.
     """
 
-    LATENCY = 9
+    LATENCY = 10
 
     def __init__(self, fmt="bf16", tag_width: int = 0):
         self.fmt = get_format(fmt)
@@ -137,33 +138,44 @@ class FAdd(wiring.Component):
 
         tagged = self.tag_width > 0
 
-        # -- stage 1: classify, compare magnitudes, exponent differences ---------------------------
+        # -- stage 0: classify; an operand with exponent field 0 becomes zero ---------------------
         a, b = self.i.payload.a, self.i.payload.b
-        exp_a, exp_b = a[M:field_bits], b[M:field_bits]
-        zero_a, zero_b = exp_a == 0, exp_b == 0
-        sign_a = a[W - 1]
-        sign_b = b[W - 1] ^ self.i.payload.sub
-        field_a = Mux(zero_a, 0, a[:field_bits])
-        field_b = Mux(zero_b, 0, b[:field_bits])
-        nan_a = (exp_a == exp_all_ones) & (a[:M] != 0)
-        nan_b = (exp_b == exp_all_ones) & (b[:M] != 0)
-        inf_a = (exp_a == exp_all_ones) & (a[:M] == 0)
-        inf_b = (exp_b == exp_all_ones) & (b[:M] == 0)
+        zero_a, zero_b = a[M:field_bits] == 0, b[M:field_bits] == 0
+        nan_a = (a[M:field_bits] == exp_all_ones) & (a[:M] != 0)
+        nan_b = (b[M:field_bits] == exp_all_ones) & (b[:M] != 0)
+        inf_a = (a[M:field_bits] == exp_all_ones) & (a[:M] == 0)
+        inf_b = (b[M:field_bits] == exp_all_ones) & (b[:M] == 0)
+        sign_a, sign_b = a[W - 1], b[W - 1] ^ self.i.payload.sub
 
-        s1_valid = reg(self.i.valid, "s1_valid")
+        s0_valid = reg(self.i.valid, "s0_valid")
+        s0_field_a = reg(Mux(zero_a, 0, a[:field_bits]), "s0_field_a", field_bits)
+        s0_field_b = reg(Mux(zero_b, 0, b[:field_bits]), "s0_field_b", field_bits)
+        s0_hidden_a = reg(~zero_a, "s0_hidden_a")
+        s0_hidden_b = reg(~zero_b, "s0_hidden_b")
+        s0_sign_a = reg(sign_a, "s0_sign_a")
+        s0_sign_b = reg(sign_b, "s0_sign_b")
+        s0_nan = reg(nan_a | nan_b | (inf_a & inf_b & (sign_a != sign_b)), "s0_nan")
+        s0_inf = reg(inf_a | inf_b, "s0_inf")
+        s0_inf_sign = reg(Mux(inf_a, sign_a, sign_b), "s0_inf_sign")
+        s0_tag = reg(self.i.payload.tag, "s0_tag") if tagged else None
+
+        # -- stage 1: compare magnitudes, exponent differences --------------------------------------
+        field_a, field_b = s0_field_a, s0_field_b
+        exp_a, exp_b = field_a[M:], field_b[M:]
+        s1_valid = reg(s0_valid, "s1_valid")
         s1_field_a = reg(field_a, "s1_field_a", field_bits)
         s1_field_b = reg(field_b, "s1_field_b", field_bits)
-        s1_hidden_a = reg(~zero_a, "s1_hidden_a")
-        s1_hidden_b = reg(~zero_b, "s1_hidden_b")
-        s1_sign_a = reg(sign_a, "s1_sign_a")
-        s1_sign_b = reg(sign_b, "s1_sign_b")
+        s1_hidden_a = reg(s0_hidden_a, "s1_hidden_a")
+        s1_hidden_b = reg(s0_hidden_b, "s1_hidden_b")
+        s1_sign_a = reg(s0_sign_a, "s1_sign_a")
+        s1_sign_b = reg(s0_sign_b, "s1_sign_b")
         s1_a_ge_b = reg(field_a >= field_b, "s1_a_ge_b")
         s1_diff_ab = reg(exp_a - exp_b, "s1_diff_ab", E)  # used only when exp_a >= exp_b
         s1_diff_ba = reg(exp_b - exp_a, "s1_diff_ba", E)
-        s1_nan = reg(nan_a | nan_b | (inf_a & inf_b & (sign_a != sign_b)), "s1_nan")
-        s1_inf = reg(inf_a | inf_b, "s1_inf")
-        s1_inf_sign = reg(Mux(inf_a, sign_a, sign_b), "s1_inf_sign")
-        s1_tag = reg(self.i.payload.tag, "s1_tag") if tagged else None
+        s1_nan = reg(s0_nan, "s1_nan")
+        s1_inf = reg(s0_inf, "s1_inf")
+        s1_inf_sign = reg(s0_inf_sign, "s1_inf_sign")
+        s1_tag = reg(s0_tag, "s1_tag") if tagged else None
 
         # -- stage 2: swap so that |big| >= |small|, clamp the distance, sticky mask ---------------
         big_field = Mux(s1_a_ge_b, s1_field_a, s1_field_b)
@@ -172,7 +184,8 @@ class FAdd(wiring.Component):
         far = distance[shift_bits:].any() if E > shift_bits else Const(0)
         shift = Mux(far, (1 << shift_bits) - 1, distance[:shift_bits])
         # bit k of the mask: the small operand's bit k falls off the window (k < shift)
-        mask = Cat(*[shift > k for k in range(window)])
+        # (a decode table, not ``shift > k`` per bit: comparisons become carry chains on ECP5)
+        mask = Array(Const((1 << min(k, window)) - 1, window) for k in range(1 << shift_bits))[shift]
 
         s2_valid = reg(s1_valid, "s2_valid")
         s2_big_sig = reg(Cat(big_field[:M], Mux(s1_a_ge_b, s1_hidden_a, s1_hidden_b)), "s2_big_sig", M + 1)

@@ -46,13 +46,14 @@ class LMul(wiring.Component):
     o : Out(stream.Signature(width or StructLayout({"product": width, "tag": tag_width})))
         Products as bit patterns (a plain ``width``-bit payload when there is no tag).
 
-    Latency 2 cycles (stage 1 adds the fields and classifies the operands, stage 2 selects the
+    Latency 3 cycles (stage 1 adds the fields and classifies the operands; stage 2 subtracts the
+    constant and compares the sum with the underflow and overflow bounds; stage 3 selects the
     result); throughput one product per cycle. Back-pressure stalls the whole pipeline: ``i.ready``
     is high whenever the output register is empty or being read (a combinational path from
     ``o.ready`` to ``i.ready``). No multiplier: one adder of ``width`` bits, comparators and muxes.
     """
 
-    LATENCY = 2
+    LATENCY = 3
 
     def __init__(self, fmt="bf16", tag_width: int = 0):
         self.fmt = get_format(fmt)
@@ -75,12 +76,8 @@ class LMul(wiring.Component):
             self.i.ready.eq(advance),
         ]
 
-        # Stage 1: the integer addition and the operand classes.
+        # Stage 1: the integer addition of the two fields, and the operand classes.
         a, b = self.i.payload.a, self.i.payload.b
-        s1_valid = Signal()
-        s1_sign = Signal()
-        s1_total = Signal(range(-(1 << field_bits), 1 << (field_bits + 1)))  # F_a + F_b - C
-        s1_nan, s1_inf, s1_zero = Signal(), Signal(), Signal()
 
         def classify(x):
             exp = x[f.man_bits:field_bits]
@@ -96,33 +93,54 @@ class LMul(wiring.Component):
 
         nan_a, inf_a, zero_a = classify(a)
         nan_b, inf_b, zero_b = classify(b)
+        s1_valid, s1_sign, s1_nan, s1_inf, s1_zero = Signal(), Signal(), Signal(), Signal(), Signal()
+        s1_sum = Signal(field_bits + 1)  # F_a + F_b
+        s1_tag = Signal(self.tag_width)
         with m.If(advance):
             m.d.sync += [
                 s1_valid.eq(self.i.valid),
                 s1_sign.eq(a[field_bits] ^ b[field_bits]),
-                s1_total.eq(a[:field_bits] + b[:field_bits] - lmul_constant(f)),
+                s1_sum.eq(a[:field_bits] + b[:field_bits]),
                 s1_nan.eq(nan_a | nan_b | ((inf_a | inf_b) & (zero_a | zero_b))),
                 s1_inf.eq(inf_a | inf_b),
                 s1_zero.eq(zero_a | zero_b),
             ]
-
-        # Stage 2: underflow, overflow, specials (in the contract's order of precedence).
-        normal = Mux(s1_total > f.max_finite_field, f.max_finite_field, s1_total[:field_bits])
-        result = Signal(f.width)
-        with m.If(s1_nan):
-            m.d.comb += result.eq(f.nan_code)
-        with m.Elif(s1_inf):
-            m.d.comb += result.eq(Cat(Const(f.inf_field or 0, field_bits), s1_sign))
-        with m.Elif(s1_zero | (s1_total < (1 << f.man_bits))):
-            m.d.comb += result.eq(0)
-        with m.Else():
-            m.d.comb += result.eq(Cat(normal, s1_sign))
-        with m.If(advance):
-            m.d.sync += self.o.valid.eq(s1_valid)
             if self.tag_width:
-                s1_tag = Signal(self.tag_width)
-                m.d.sync += [s1_tag.eq(self.i.payload.tag), self.o.payload.product.eq(result),
-                             self.o.payload.tag.eq(s1_tag)]
+                m.d.sync += s1_tag.eq(self.i.payload.tag)
+
+        # Stage 2: subtract C; underflow and overflow as comparisons of the sum with constants
+        # (three independent carry chains, none after another).
+        c = lmul_constant(f)
+        s2_valid, s2_sign, s2_nan, s2_inf = Signal(), Signal(), Signal(), Signal()
+        s2_flush, s2_saturate = Signal(), Signal()
+        s2_field = Signal(field_bits)
+        s2_tag = Signal(self.tag_width)
+        with m.If(advance):
+            m.d.sync += [
+                s2_valid.eq(s1_valid), s2_sign.eq(s1_sign), s2_nan.eq(s1_nan), s2_inf.eq(s1_inf),
+                s2_field.eq(s1_sum - c),
+                s2_flush.eq(s1_zero | (s1_sum < c + (1 << f.man_bits))),  # exponent field <= 0
+                s2_saturate.eq(s1_sum > c + f.max_finite_field),
+            ]
+            if self.tag_width:
+                m.d.sync += s2_tag.eq(s1_tag)
+
+        # Stage 3: select (the contract's order of precedence) and register the output.
+        result = Signal(f.width)
+        with m.If(s2_nan):
+            m.d.comb += result.eq(f.nan_code)
+        with m.Elif(s2_inf):
+            m.d.comb += result.eq(Cat(Const(f.inf_field or 0, field_bits), s2_sign))
+        with m.Elif(s2_flush):
+            m.d.comb += result.eq(0)
+        with m.Elif(s2_saturate):
+            m.d.comb += result.eq(Cat(Const(f.max_finite_field, field_bits), s2_sign))
+        with m.Else():
+            m.d.comb += result.eq(Cat(s2_field, s2_sign))
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(s2_valid)
+            if self.tag_width:
+                m.d.sync += [self.o.payload.product.eq(result), self.o.payload.tag.eq(s2_tag)]
             else:
                 m.d.sync += self.o.payload.eq(result)
         return m

@@ -84,8 +84,8 @@ class MLGRUEngine(wiring.Component):
         self.decay_gate, self.candidate = decay_gate, candidate
         super().__init__({"i": In(stream.Signature(mlgru_input(lower_bound))), "o": Out(stream.Signature(16))})
 
-    # state read (1) .. write-back: fp32 L-Mul, two fp32 additions
-    READ_TO_WRITE = 1 + LMul.LATENCY + 2 * FAdd.LATENCY
+    # state read and its output register (2) .. write-back: fp32 L-Mul, two fp32 additions
+    READ_TO_WRITE = 2 + LMul.LATENCY + 2 * FAdd.LATENCY
     MIN_CHANNELS = READ_TO_WRITE + 2
 
     @property
@@ -158,12 +158,21 @@ class MLGRUEngine(wiring.Component):
             m.d.sync += [s5.valid.eq(inp.o.valid), s5.payload.z.eq(rest4.z), s5.payload.inp.eq(inp.o.payload.product),
                          s5.payload.g.eq(rest4.g), s5.payload.j.eq(rest4.j), s5.payload.first.eq(rest4.first)]
 
+        # 5b. a register on the state memory's output: its slow clock-to-output gets a cycle alone
+        s5b = stream.Signature(data.StructLayout({"z": 16, "inp": 16, "g": 16, "j": jw, "h": 32})).create()
+        s5b_advance = ~s5b.valid | s5b.ready
+        m.d.comb += s5.ready.eq(s5b_advance)
+        with m.If(s5b_advance):
+            m.d.sync += [s5b.valid.eq(s5.valid), s5b.payload.z.eq(s5.payload.z), s5b.payload.inp.eq(s5.payload.inp),
+                         s5b.payload.g.eq(s5.payload.g), s5b.payload.j.eq(s5.payload.j), s5b.payload.h.eq(h_prev)]
+
         # 6. zh = z *fp32 h (z widened exactly)
         t6 = data.StructLayout({"h": 32, "inp": 16, "g": 16, "j": jw})
         m.submodules.decay = decay = LMul("fp32", tag_width=t6.size)
         tag6 = data.View(t6, decay.i.payload.tag)
-        _link(m, s5, decay.i, a=s5.payload.z << 16, b=h_prev)
-        m.d.comb += [tag6.h.eq(h_prev), tag6.inp.eq(s5.payload.inp), tag6.g.eq(s5.payload.g), tag6.j.eq(s5.payload.j)]
+        _link(m, s5b, decay.i, a=s5b.payload.z << 16, b=s5b.payload.h)
+        m.d.comb += [tag6.h.eq(s5b.payload.h), tag6.inp.eq(s5b.payload.inp), tag6.g.eq(s5b.payload.g),
+                     tag6.j.eq(s5b.payload.j)]
         rest6 = data.View(t6, decay.o.payload.tag)
 
         # 7. h1 = h - zh

@@ -61,7 +61,7 @@ class Sigmoid(wiring.Component):
     o : Out(stream.Signature(16 or StructLayout({"y": 16, "tag": tag_width})))
         bf16 bit patterns.
 
-    Latency 10 cycles (1 segment select, then the adder's 9), throughput one result per cycle.
+    Latency 11 cycles (1 segment select, then the adder's 10), throughput one result per cycle.
     Back-pressure stalls the whole pipeline: ``i.ready`` is high whenever the output register is
     empty or being read (a combinational path from ``o.ready`` to ``i.ready``). No multiplier.
     """
@@ -150,12 +150,12 @@ class SiLU(wiring.Component):
     o : Out(stream.Signature(16 or StructLayout({"y": 16, "tag": tag_width})))
         bf16 bit patterns.
 
-    Latency 12 cycles (the sigmoid's 10, the L-Mul's 2), throughput one result per cycle.
+    Latency 14 cycles (the sigmoid's 11, the L-Mul's 3), throughput one result per cycle.
     Back-pressure stalls the whole pipeline: ``i.ready`` is high whenever the output register is
     empty or being read (a combinational path from ``o.ready`` to ``i.ready``). No multiplier.
     """
 
-    LATENCY = Sigmoid.LATENCY + 2
+    LATENCY = Sigmoid.LATENCY + LMul.LATENCY
 
     def __init__(self, tag_width: int = 0):
         if not isinstance(tag_width, int) or tag_width < 0:

@@ -151,8 +151,12 @@ class NormQuant(wiring.Component):
         m.submodules.mul_q = mul_q = LMul("bf16")
         m.submodules.to_int = to_int = FloatToInt8()
         m.submodules.mul_sq = mul_sq = LMul("bf16")
-        r_valid = Signal()  # a registered stage holding the element the read ports return
-        r_advance = ~r_valid | mul_q.i.ready
+        # Two registered stages: the block RAMs' outputs (their read ports), then a register on
+        # those outputs, so the RAMs' slow clock-to-output does not share a cycle with an adder.
+        r_valid, r2_valid = Signal(), Signal()
+        u2, v2 = Signal(16), Signal(16)
+        r2_advance = ~r2_valid | mul_q.i.ready
+        r_advance = ~r_valid | r2_advance
         issue = streaming & (read_addr < length)
         m.d.comb += [u_read.addr.eq(read_addr), v_read.addr.eq(read_addr),
                      u_read.en.eq(r_advance), v_read.en.eq(r_advance)]
@@ -160,10 +164,12 @@ class NormQuant(wiring.Component):
             m.d.sync += r_valid.eq(issue)
             with m.If(issue):
                 m.d.sync += read_addr.eq(read_addr + 1)
+        with m.If(r2_advance):
+            m.d.sync += [r2_valid.eq(r_valid), u2.eq(u_read.data), v2.eq(v_read.data)]
         m.d.comb += [
-            mul_q.i.valid.eq(r_valid), mul_q.i.payload.a.eq(u_read.data), mul_q.i.payload.b.eq(t),
-            mul_sq.i.valid.eq(r_valid & mul_q.i.ready),
-            mul_sq.i.payload.a.eq(v_read.data), mul_sq.i.payload.b.eq(v_read.data),
+            mul_q.i.valid.eq(r2_valid), mul_q.i.payload.a.eq(u2), mul_q.i.payload.b.eq(t),
+            mul_sq.i.valid.eq(r2_valid & mul_q.i.ready),
+            mul_sq.i.payload.a.eq(v2), mul_sq.i.payload.b.eq(v2),
             mul_sq.o.ready.eq(1),
         ]
         wiring.connect(m, mul_q.o, to_int.i)

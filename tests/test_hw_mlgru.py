@@ -12,7 +12,7 @@ from sim.streams import collect, feed
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_amaranth_sim_matches_golden(variant):
-    channels, tokens = 24, 4
+    channels, tokens = 32, 4
     expected, inputs = expected_and_inputs(variant, channels, tokens, seed=1, reset_at=(3,))
     dut = MLGRUEngine(channels, **VARIANTS[variant])
     got = []
