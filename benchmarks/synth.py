@@ -335,7 +335,9 @@ def _count_cells(netlist_path):
 
 def _synth(verilog_path, part, json_out, workdir, log_name, notes):
     """Yosys synthesis; if the part's flow fails (e.g. Yosys 0.70's ABC9 asserts on some small
-    designs), retry once with ``-noabc`` (Yosys's own LUT mapping) and say so in ``notes``."""
+    designs), retry once without ABC9 and say so in ``notes``: ``-noabc`` (Yosys's own LUT
+    mapping) for iCE40, ``-noabc9`` (the classic ABC flow) for ECP5, whose script has no -noabc."""
+    fallback = " -noabc9" if part.name == "ecp5" else " -noabc"
     def script(synth):
         return (f"read_verilog {verilog_path}; {synth}; "
                 f"tee -q -o {Path(json_out).stem}.stat stat; write_json {json_out}")
@@ -348,8 +350,8 @@ def _synth(verilog_path, part, json_out, workdir, log_name, notes):
         why = errors[-1] if errors else "error"
         why = re.sub(r" in /\S+", "", why).replace("`", "'")   # no build path; Markdown-safe
         notes.append(f"`{part.synth}` failed on {verilog_path} ({why}); the figures are from "
-                     f"`{part.synth} -noabc` (Yosys's own LUT mapping instead of ABC9)")
-        return _run(_yosys() + ["-q", "-l", log_name, "-p", script(part.synth + " -noabc")],
+                     f"`{part.synth}{fallback}` (without ABC9)")
+        return _run(_yosys() + ["-q", "-l", log_name, "-p", script(part.synth + fallback)],
                     workdir, log_name + ".out")
 
 
