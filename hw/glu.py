@@ -11,6 +11,7 @@ from amaranth.lib.wiring import In, Out
 from .lmul import LMul
 from .nonlinear import SiLU
 from .normquant import NormQuant, normquant_code
+from .skid import registered
 
 __all__ = ["GLUStage", "glu_input"]
 
@@ -35,7 +36,8 @@ class GLUStage(wiring.Component):
     q : Out(stream.Signature(normquant_code))
     scale : Out(stream.Signature(16))
 
-    The element-wise pipeline (SiLU, L-Mul: ``SiLU.LATENCY + LMul.LATENCY`` cycles) streams
+    The element-wise pipeline (SiLU, L-Mul, a skid buffer after each: ``SiLU.LATENCY +
+    LMul.LATENCY + 2`` cycles) streams
     into the quantiser's load phase at one element per cycle; everything after is the quantiser's
     schedule (about ``2I + 50`` cycles per vector). Back-pressure as in ``NormQuant``: its input
     stalls the element-wise pipeline.
@@ -63,16 +65,18 @@ class GLUStage(wiring.Component):
             silu.i.valid.eq(self.i.valid), self.i.ready.eq(silu.i.ready), silu.i.payload.x.eq(x.gate),
             silu_tag.y.eq(x.y), silu_tag.gain.eq(x.gain), silu_tag.last.eq(x.last),
         ]
-        rest = data.View(side, silu.o.payload.tag)
+        silu_o = registered(m, "silu_skid", silu.o)
+        rest = data.View(side, silu_o.payload.tag)
         m.d.comb += [
-            mul.i.valid.eq(silu.o.valid), silu.o.ready.eq(mul.i.ready),
-            mul.i.payload.a.eq(silu.o.payload.y), mul.i.payload.b.eq(rest.y),
+            mul.i.valid.eq(silu_o.valid), silu_o.ready.eq(mul.i.ready),
+            mul.i.payload.a.eq(silu_o.payload.y), mul.i.payload.b.eq(rest.y),
             mul.i.payload.tag.eq(rest.as_value()[16:]),  # gain, last
         ]
+        mul_o = registered(m, "mul_skid", mul.o)
         m.d.comb += [
-            quant.i.valid.eq(mul.o.valid), mul.o.ready.eq(quant.i.ready),
-            quant.i.payload.x.eq(mul.o.payload.product),
-            quant.i.payload.gain.eq(mul.o.payload.tag[:16]), quant.i.payload.last.eq(mul.o.payload.tag[16]),
+            quant.i.valid.eq(mul_o.valid), mul_o.ready.eq(quant.i.ready),
+            quant.i.payload.x.eq(mul_o.payload.product),
+            quant.i.payload.gain.eq(mul_o.payload.tag[:16]), quant.i.payload.last.eq(mul_o.payload.tag[16]),
             quant.eps.eq(self.eps), quant.c.eq(self.c),
         ]
         wiring.connect(m, quant.q, wiring.flipped(self.q))

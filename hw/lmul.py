@@ -3,7 +3,7 @@
 The golden model is ``golden.lmul.lmul``; this unit computes the same bits.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 

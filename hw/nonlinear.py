@@ -17,6 +17,7 @@ from golden.formats import encode, get_format
 from golden.numerics import SIGMOID_SATURATION, SIGMOID_SEGMENTS
 from hw.fadd import FAdd
 from hw.lmul import LMul
+from hw.skid import registered
 
 __all__ = ["Sigmoid", "SiLU"]
 
@@ -150,12 +151,12 @@ class SiLU(wiring.Component):
     o : Out(stream.Signature(16 or StructLayout({"y": 16, "tag": tag_width})))
         bf16 bit patterns.
 
-    Latency 14 cycles (the sigmoid's 11, the L-Mul's 3), throughput one result per cycle.
+    Latency 15 cycles (the sigmoid's 11, a skid buffer, the L-Mul's 3), throughput one result per cycle.
     Back-pressure stalls the whole pipeline: ``i.ready`` is high whenever the output register is
     empty or being read (a combinational path from ``o.ready`` to ``i.ready``). No multiplier.
     """
 
-    LATENCY = Sigmoid.LATENCY + LMul.LATENCY
+    LATENCY = Sigmoid.LATENCY + 1 + LMul.LATENCY
 
     def __init__(self, tag_width: int = 0):
         if not isinstance(tag_width, int) or tag_width < 0:
@@ -172,6 +173,8 @@ class SiLU(wiring.Component):
         m.submodules.sigmoid = sigmoid = Sigmoid(tag_width=16 + tw)
         m.submodules.lmul = lmul = LMul("bf16", tag_width=tw)
 
+        # a skid buffer between the two units keeps the stall logic of each in its own cycle
+        sig_o = registered(m, "sigmoid_skid", sigmoid.o)
         x = self.i.payload.x if tw else self.i.payload
         inf = x[:15] == BF16.inf_field
         operand = Mux(inf, Cat(Const(BF16.max_finite_field, 15), x[15]), x)
@@ -181,15 +184,15 @@ class SiLU(wiring.Component):
             sigmoid.i.payload.tag.eq(Cat(operand, self.i.payload.tag) if tw else operand),
             self.i.ready.eq(sigmoid.i.ready),
 
-            lmul.i.valid.eq(sigmoid.o.valid),
-            lmul.i.payload.a.eq(sigmoid.o.payload.tag[:16]),
-            lmul.i.payload.b.eq(sigmoid.o.payload.y),
-            sigmoid.o.ready.eq(lmul.i.ready),
+            lmul.i.valid.eq(sig_o.valid),
+            lmul.i.payload.a.eq(sig_o.payload.tag[:16]),
+            lmul.i.payload.b.eq(sig_o.payload.y),
+            sig_o.ready.eq(lmul.i.ready),
             lmul.o.ready.eq(self.o.ready),
             self.o.valid.eq(lmul.o.valid),
         ]
         if tw:
-            m.d.comb += [lmul.i.payload.tag.eq(sigmoid.o.payload.tag[16:]),
+            m.d.comb += [lmul.i.payload.tag.eq(sig_o.payload.tag[16:]),
                          self.o.payload.y.eq(lmul.o.payload.product), self.o.payload.tag.eq(lmul.o.payload.tag)]
         else:
             m.d.comb += self.o.payload.eq(lmul.o.payload)

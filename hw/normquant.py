@@ -18,6 +18,7 @@ from golden.numerics import SUMSQ_GUARD_BITS
 from .convert import FloatToInt8, IntToFloat
 from .fadd import FAdd
 from .lmul import LMul
+from .skid import registered
 from .tables import Reciprocal, ReciprocalSqrt
 
 __all__ = ["NormQuant", "normquant_input", "normquant_code"]
@@ -63,8 +64,8 @@ class NormQuant(wiring.Component):
 
     Schedule per vector of K elements: load (K cycles at one element per cycle, L-Mul x2, max
     tracking); 4 scalar steps (reciprocal, two L-Muls) of a few cycles each; stream-out (K cycles:
-    codes and squares; the codes are back-pressured by ``q.ready``); 6 scalar steps (conversion,
-    addition, rsqrt, two L-Muls). About ``2K + 50`` cycles per vector when nothing stalls. The next
+    codes and squares; the codes are back-pressured by ``q.ready``); 7 scalar steps (conversion,
+    its exponent offset, addition, rsqrt, two L-Muls). About ``2K + 50`` cycles per vector when nothing stalls. The next
     vector is accepted once the scale has been delivered. Back-pressure on ``q`` stalls the
     stream-out; on ``scale``, the block holds until it is taken. No multiplier.
     """
@@ -172,11 +173,12 @@ class NormQuant(wiring.Component):
             mul_sq.i.payload.a.eq(v2), mul_sq.i.payload.b.eq(v2),
             mul_sq.o.ready.eq(1),
         ]
-        wiring.connect(m, mul_q.o, to_int.i)
+        wiring.connect(m, registered(m, "mul_q_skid", mul_q.o), to_int.i)
+        codes = registered(m, "codes_skid", to_int.o)
         codes_out = Signal(range(self.max_len + 1))
         m.d.comb += [
-            self.q.valid.eq(to_int.o.valid), to_int.o.ready.eq(self.q.ready),
-            self.q.payload.code.eq(to_int.o.payload), self.q.payload.last.eq(codes_out == length - 1),
+            self.q.valid.eq(codes.valid), codes.ready.eq(self.q.ready),
+            self.q.payload.code.eq(codes.payload), self.q.payload.last.eq(codes_out == length - 1),
         ]
         with m.If(self.q.valid & self.q.ready):
             m.d.sync += codes_out.eq(Mux(codes_out == length - 1, 0, codes_out + 1))
@@ -203,13 +205,14 @@ class NormQuant(wiring.Component):
         result = Signal(16)
 
         def scalar(state, unit, inputs, into, then, out=None):
-            """Two FSM states: offer ``inputs`` to ``unit``, then wait for its output."""
+            """Two FSM states: offer ``inputs`` to ``unit``, then wait for its output. The unit is
+            empty when offered (each scalar step waits for the one before), so it always takes
+            the operands at once; not reading its ``ready`` keeps the sequencer's logic shallow."""
             with m.State(state):
                 m.d.comb += unit.i.valid.eq(1)
                 for target, value in inputs:
                     m.d.comb += target.eq(value)
-                with m.If(unit.i.ready):
-                    m.next = state + "-wait"
+                m.next = state + "-wait"
             with m.State(state + "-wait"):
                 m.d.comb += unit.o.ready.eq(1)
                 with m.If(unit.o.valid):
@@ -236,7 +239,10 @@ class NormQuant(wiring.Component):
                 m.d.comb += streaming.eq(1)
                 with m.If((terms_in == length) & ~term_valid):
                     m.next = "ssq"
-            scalar("ssq", to_float, [(to_float.i.payload, acc)], ssq, "eps", out=ssq_from_integer)
+            scalar("ssq", to_float, [(to_float.i.payload, acc)], result, "ssq-scale")
+            with m.State("ssq-scale"):  # a state of its own: an addition and two comparisons
+                m.d.sync += ssq.eq(ssq_from_integer(result))
+                m.next = "eps"
             scalar("eps", add_eps, [(add_eps.i.payload.a, ssq), (add_eps.i.payload.b, self.eps),
                                     (add_eps.i.payload.sub, 0)], result, "rsqrt")
             scalar("rsqrt", rsqrt, [(rsqrt.i.payload, result)], result, "mr")

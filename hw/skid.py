@@ -1,0 +1,41 @@
+"""Skid buffer: a stream register slice that breaks combinational valid/ready paths."""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["SkidBuffer", "registered"]
+
+
+class SkidBuffer(wiring.Component):
+    """A two-entry stream slice: ``i.ready``, ``o.valid`` and ``o.payload`` all come from registers.
+
+    Between the units of a composite it stops ``o.ready`` from rippling back through every unit's
+    stall logic in one cycle. Latency 1 cycle, throughput one transfer per cycle, never drops or
+    reorders: when the output stalls, the one element already accepted waits in the skid register.
+    """
+
+    def __init__(self, shape):
+        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        skid_valid = Signal()
+        skid_data = Signal.like(self.o.payload)
+        m.d.comb += self.i.ready.eq(~skid_valid)
+        with m.If(~self.o.valid | self.o.ready):
+            with m.If(skid_valid):
+                m.d.sync += [self.o.payload.eq(skid_data), self.o.valid.eq(1), skid_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
+        with m.Elif(self.i.valid & ~skid_valid):
+            m.d.sync += [skid_data.eq(self.i.payload), skid_valid.eq(1)]
+        return m
+
+
+def registered(m: Module, name: str, source):
+    """``source`` (a stream a submodule drives) through a new ``SkidBuffer``; returns its output."""
+    skid = SkidBuffer(source.payload.shape())
+    m.submodules[name] = skid
+    wiring.connect(m, source, skid.i)
+    return skid.o
