@@ -36,3 +36,20 @@ def collect(stream, count: int, into: list, busy: float = 0.0, seed: int = 0):
         ctx.set(stream.ready, 0)
 
     return testbench
+
+
+def simulate_stream(dut, inputs, busy_in: float = 0.3, busy_out: float = 0.3, seed: int = 1,
+                    count: int | None = None) -> list:
+    """Run a one-in, one-out stream component (``i``, ``o``) in the Amaranth simulator: feed
+    ``inputs`` with random idle cycles, take ``count`` (default ``len(inputs)``) outputs with random
+    stalls, return them in order."""
+    from amaranth.sim import Simulator
+
+    results = []
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(feed(dut.i, inputs, busy=busy_in, seed=seed))
+    sim.add_testbench(collect(dut.o, len(inputs) if count is None else count, results, busy=busy_out,
+                              seed=seed + 1))
+    sim.run()
+    return results

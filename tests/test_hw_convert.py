@@ -6,24 +6,13 @@ import gc
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from hw.convert import FloatToInt8, IntToFloat
 from sim.benches.convert import bf16_stimulus, int_stimulus
 from sim.cocotb_run import missing_simulator, run_bench
 from sim.golden_bits import float_to_int8_expected, int_to_float_expected
 from sim.latency import measure_pipeline
-from sim.streams import collect, feed
-
-
-def simulate(dut, inputs):
-    results = []
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(feed(dut.i, [int(v) for v in inputs], busy=0.3, seed=1))
-    sim.add_testbench(collect(dut.o, len(inputs), results, busy=0.3, seed=2))
-    sim.run()
-    return results
+from sim.streams import simulate_stream
 
 
 @pytest.mark.parametrize("width, fmt", [(16, "bf16"), (17, "bf16"), (21, "bf16"), (8, "bf16"), (9, "bf16"),
@@ -33,7 +22,7 @@ def test_int_to_float_amaranth_sim(width, fmt):
     if len(values) > 1200:
         values = values[np.random.default_rng(0).choice(len(values), 1200, replace=False)]
     expected = int_to_float_expected(values, fmt)
-    results = simulate(IntToFloat(width, fmt), values)
+    results = simulate_stream(IntToFloat(width, fmt), [int(v) for v in values])
     mismatch = [(int(v), hex(e), hex(g)) for v, e, g in zip(values, expected, results) if e != g]
     assert not mismatch, f"(int, expected, got): {mismatch[:5]}"
 
@@ -43,7 +32,7 @@ def test_float_to_int8_amaranth_sim():
     bits = bits[np.random.default_rng(0).choice(len(bits), 1500, replace=False)]
     bits = np.concatenate([bits, [0, 0x8000, 1, 0x8001, 0x7F80, 0xFF80, 0x7FC0, 0xFFC1, 0x42FF, 0xC2FF]])
     expected = float_to_int8_expected(bits)
-    results = simulate(FloatToInt8(), bits)
+    results = simulate_stream(FloatToInt8(), [int(v) for v in bits])
     mismatch = [(hex(x), int(e), g) for x, e, g in zip(bits, expected, results) if e != g]
     assert not mismatch, f"(bf16, expected, got): {mismatch[:5]}"
 

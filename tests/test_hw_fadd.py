@@ -5,23 +5,12 @@ import gc
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from hw.fadd import FAdd
 from sim.cocotb_run import missing_simulator, run_bench
 from sim.golden_bits import fadd_corner_pairs, fadd_expected, fadd_random_pairs
 from sim.latency import measure_pipeline
-from sim.streams import collect, feed
-
-
-def simulate(dut, payloads, count):
-    results = []
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(feed(dut.i, payloads, busy=0.3, seed=1))
-    sim.add_testbench(collect(dut.o, count, results, busy=0.3, seed=2))
-    sim.run()
-    return results
+from sim.streams import simulate_stream
 
 
 @pytest.mark.parametrize("fmt", ["bf16", "fp32"])
@@ -32,7 +21,7 @@ def test_amaranth_sim_with_backpressure(fmt):
     a, b, sub = np.concatenate([ca[pick], ra]), np.concatenate([cb[pick], rb]), np.concatenate([cs[pick], rs])
     expected = fadd_expected(a, b, sub, fmt)
     dut = FAdd(fmt)
-    results = simulate(dut, [{"a": int(x), "b": int(y), "sub": int(s)} for x, y, s in zip(a, b, sub)], len(a))
+    results = simulate_stream(dut, [{"a": int(x), "b": int(y), "sub": int(s)} for x, y, s in zip(a, b, sub)])
     mismatch = [(hex(x), "-" if s else "+", hex(y), hex(e), hex(g))
                 for x, y, s, e, g in zip(a, b, sub, expected, results) if e != g]
     assert not mismatch, f"(a, op, b, expected, got): {mismatch[:5]}"
@@ -45,7 +34,7 @@ def test_tag_travels_with_its_sum():
     expected = fadd_expected(a, b, sub, "bf16")
     dut = FAdd("bf16", tag_width=16)
     payloads = [{"a": int(x), "b": int(y), "sub": int(s), "tag": int(t)} for x, y, s, t in zip(a, b, sub, tags)]
-    results = simulate(dut, payloads, len(a))
+    results = simulate_stream(dut, payloads)
     assert [int(r.sum) for r in results] == expected.tolist()
     assert [int(r.tag) for r in results] == tags.tolist()
 

@@ -9,7 +9,7 @@ from golden.formats import get_format
 from golden.lmul import lmul
 from hw.lmul import LMul
 from sim.cocotb_run import missing_simulator, run_bench
-from sim.streams import collect, feed
+from sim.streams import collect, feed, simulate_stream
 
 
 @pytest.mark.parametrize("fmt", ["bf16", "fp32", "e4m3", "e5m2", "fp16"])
@@ -22,12 +22,7 @@ def test_amaranth_sim_random_with_backpressure(fmt):
     b[40:80] = f.nan_code
     expected = lmul(a, b, f)
     dut = LMul(fmt)
-    results = []
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(feed(dut.i, [{"a": int(x), "b": int(y)} for x, y in zip(a, b)], busy=0.3, seed=1))
-    sim.add_testbench(collect(dut.o, len(a), results, busy=0.3, seed=2))
-    sim.run()
+    results = simulate_stream(dut, [{"a": int(x), "b": int(y)} for x, y in zip(a, b)])
     mismatch = [(hex(x), hex(y), hex(e), hex(g)) for x, y, e, g in zip(a, b, expected, results) if e != g]
     assert not mismatch, f"(a, b, expected, got): {mismatch[:5]}"
 

@@ -2,12 +2,11 @@
 tokens (the state persists in the engine's memory), every variant, with random back-pressure."""
 
 import pytest
-from amaranth.sim import Simulator
 
 from hw.mlgru import MLGRUEngine
 from sim.benches.mlgru import VARIANTS, expected_and_inputs
 from sim.cocotb_run import missing_simulator, run_bench
-from sim.streams import collect, feed
+from sim.streams import simulate_stream
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -15,12 +14,7 @@ def test_amaranth_sim_matches_golden(variant):
     channels, tokens = 32, 4
     expected, inputs = expected_and_inputs(variant, channels, tokens, seed=1, reset_at=(3,))
     dut = MLGRUEngine(channels, **VARIANTS[variant])
-    got = []
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(feed(dut.i, inputs, busy=0.2, seed=2))
-    sim.add_testbench(collect(dut.o, len(inputs), got, busy=0.3, seed=3))
-    sim.run()
+    got = simulate_stream(dut, inputs, busy_in=0.2, busy_out=0.3, seed=2)
     bad = [(k // channels, k % channels, hex(e), hex(a)) for k, (e, a) in enumerate(zip(expected, got)) if e != a]
     assert not bad, f"{variant} (token, channel, expected, got): {bad[:6]}"
 

@@ -6,14 +6,13 @@ import gc
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from hw.nonlinear import Sigmoid, SiLU
 from sim.benches.nonlinear import stimulus
 from sim.cocotb_run import missing_simulator, run_bench
 from sim.golden_bits import sigmoid_expected, silu_expected
 from sim.latency import measure_pipeline
-from sim.streams import collect, feed
+from sim.streams import simulate_stream
 
 UNITS = {"sigmoid": (Sigmoid, sigmoid_expected), "silu": (SiLU, silu_expected)}
 
@@ -25,12 +24,7 @@ def test_amaranth_sim_with_backpressure(func):
     x = np.concatenate([x[:1024:2], x[1024:]])  # every other input around the segments
     expected = golden(x)
     dut = unit()
-    results = []
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(feed(dut.i, [int(v) for v in x], busy=0.3, seed=1))
-    sim.add_testbench(collect(dut.o, len(x), results, busy=0.3, seed=2))
-    sim.run()
+    results = simulate_stream(dut, [int(v) for v in x])
     mismatch = [(hex(v), hex(e), hex(g)) for v, e, g in zip(x, expected, results) if e != g]
     assert not mismatch, f"(x, expected, got): {mismatch[:5]}"
 
@@ -39,12 +33,7 @@ def test_sigmoid_tag_travels_with_its_result():
     x = np.random.default_rng(3).integers(0, 1 << 16, 300)
     tags = (x * 7 + 1) & 0xFFF
     dut = Sigmoid(tag_width=12)
-    results = []
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(feed(dut.i, [{"x": int(v), "tag": int(t)} for v, t in zip(x, tags)], busy=0.3, seed=1))
-    sim.add_testbench(collect(dut.o, len(x), results, busy=0.3, seed=2))
-    sim.run()
+    results = simulate_stream(dut, [{"x": int(v), "tag": int(t)} for v, t in zip(x, tags)])
     assert [int(r.y) for r in results] == sigmoid_expected(x).tolist()
     assert [int(r.tag) for r in results] == tags.tolist()
 
