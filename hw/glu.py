@@ -5,12 +5,11 @@ norm (the down projection's BitLinear composite, docs/numerics.md section 7).
 """
 
 from amaranth.hdl import Module
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import data, wiring
 
 from .lmul import LMul
 from .nonlinear import SiLU
-from .normquant import NormQuant, normquant_code
+from .normquant import NormQuant, quantiser_signature
 from .skid import registered
 
 __all__ = ["GLUStage", "glu_input"]
@@ -45,13 +44,7 @@ class GLUStage(wiring.Component):
 
     def __init__(self, max_len: int):
         self.quantiser = NormQuant(max_len, with_pre=False)
-        super().__init__({
-            "i": In(stream.Signature(glu_input)),
-            "eps": In(16),
-            "c": In(16),
-            "q": Out(stream.Signature(normquant_code)),
-            "scale": Out(stream.Signature(16)),
-        })
+        super().__init__(quantiser_signature(glu_input))
 
     def elaborate(self, platform):
         m = Module()

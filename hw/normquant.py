@@ -21,7 +21,7 @@ from .lmul import LMul
 from .skid import registered
 from .tables import Reciprocal, ReciprocalSqrt
 
-__all__ = ["NormQuant", "normquant_input", "normquant_code"]
+__all__ = ["NormQuant", "normquant_input", "normquant_code", "quantiser_signature"]
 
 CODE_MAX_BF16 = int(encode(127.0, "bf16"))
 SIG_BITS = 8  # bf16 significand with its hidden bit
@@ -36,6 +36,17 @@ def normquant_input(with_pre: bool) -> data.StructLayout:
 
 
 normquant_code = data.StructLayout({"code": signed(8), "last": 1})
+
+
+def quantiser_signature(input_layout) -> wiring.Signature:
+    """The ports of a block that ends in the quantiser: elements in, codes and a scale out."""
+    return wiring.Signature({
+        "i": In(stream.Signature(input_layout)),
+        "eps": In(16),
+        "c": In(16),
+        "q": Out(stream.Signature(normquant_code)),
+        "scale": Out(stream.Signature(16)),
+    })
 
 
 class NormQuant(wiring.Component):
@@ -75,13 +86,7 @@ class NormQuant(wiring.Component):
             raise ValueError(f"max_len must be a positive integer, got {max_len!r}")
         self.max_len, self.with_pre = max_len, with_pre
         self.acc_bits = TERM_BITS + max(1, (max_len - 1).bit_length())
-        super().__init__({
-            "i": In(stream.Signature(normquant_input(with_pre))),
-            "eps": In(16),
-            "c": In(16),
-            "q": Out(stream.Signature(normquant_code)),
-            "scale": Out(stream.Signature(16)),
-        })
+        super().__init__(quantiser_signature(normquant_input(with_pre)))
 
     def elaborate(self, platform):
         m = Module()
