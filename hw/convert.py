@@ -5,12 +5,14 @@
 from zero, clamp to [-127, 127] (golden ``Numerics.to_int8`` of the bf16 value).
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.formats import get_format
-from hw.fadd import FADD_FORMATS, leading_zeros, register
+
+from hw.fadd import FADD_FORMATS, leading_zeros
+from hw.pipeline import register, stall_advance
 
 __all__ = ["IntToFloat", "FloatToInt8"]
 
@@ -63,11 +65,7 @@ class IntToFloat(wiring.Component):
         E, M = f.exp_bits, f.man_bits
         n = self.width
 
-        advance = Signal()
-        m.d.comb += [
-            advance.eq(~self.o.valid | self.o.ready),
-            self.i.ready.eq(advance),
-        ]
+        advance = stall_advance(m, self)
 
         def reg(value, name, shape=None):
             return register(m, advance, value, name, shape)
@@ -151,11 +149,7 @@ class FloatToInt8(wiring.Component):
         f = get_format("bf16")
         M = f.man_bits  # 7
 
-        advance = Signal()
-        m.d.comb += [
-            advance.eq(~self.o.valid | self.o.ready),
-            self.i.ready.eq(advance),
-        ]
+        advance = stall_advance(m, self)
 
         def reg(value, name, shape=None):
             return register(m, advance, value, name, shape)

@@ -11,18 +11,12 @@ from amaranth.lib.wiring import In, Out
 
 from golden.formats import get_format
 
-__all__ = ["FAdd", "fadd_operands", "fadd_result", "leading_zeros", "register"]
+from .pipeline import register, stall_advance
+
+__all__ = ["FAdd", "fadd_operands", "fadd_result", "leading_zeros"]
 
 #: Formats of the contract the adder is built for.
 FADD_FORMATS = ("bf16", "fp32")
-
-
-def register(m: Module, enable, value, name: str, shape=None) -> Signal:
-    """A pipeline register: ``value`` captured when ``enable`` is high."""
-    reg = Signal(value.shape() if shape is None else shape, name=name)
-    with m.If(enable):
-        m.d.sync += reg.eq(value)
-    return reg
 
 
 def leading_zeros(value):
@@ -127,11 +121,7 @@ class FAdd(wiring.Component):
         shift_bits = window.bit_length()  # a shift of 2**shift_bits - 1 >= window clears the window
         exp_all_ones = f.exp_all_ones
 
-        advance = Signal()
-        m.d.comb += [
-            advance.eq(~self.o.valid | self.o.ready),
-            self.i.ready.eq(advance),
-        ]
+        advance = stall_advance(m, self)
 
         def reg(value, name, shape=None):
             return register(m, advance, value, name, shape)

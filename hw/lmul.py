@@ -10,6 +10,8 @@ from amaranth.lib.wiring import In, Out
 from golden.formats import FloatFormat, get_format
 from golden.lmul import lmul_constant
 
+from .pipeline import stall_advance
+
 __all__ = ["LMul", "lmul_operands", "lmul_result"]
 
 
@@ -70,11 +72,7 @@ class LMul(wiring.Component):
         f = self.fmt
         field_bits = f.exp_bits + f.man_bits
 
-        advance = Signal()
-        m.d.comb += [
-            advance.eq(~self.o.valid | self.o.ready),
-            self.i.ready.eq(advance),
-        ]
+        advance = stall_advance(m, self)
 
         # Stage 1: the integer addition of the two fields, and the operand classes.
         a, b = self.i.payload.a, self.i.payload.b

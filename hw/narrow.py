@@ -6,6 +6,8 @@ from amaranth.lib.wiring import In, Out
 
 from golden.formats import get_format
 
+from .pipeline import stall_advance
+
 __all__ = ["Narrow"]
 
 FP32, BF16 = get_format("fp32"), get_format("bf16")
@@ -48,8 +50,7 @@ class Narrow(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        advance = Signal()
-        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
+        advance = stall_advance(m, self)
         x = self.i.payload.x if self.tag_width else self.i.payload
 
         # Stage 1: classify; the truncated field and the rounding decision (a 15-bit OR).

@@ -13,6 +13,8 @@ from amaranth.lib.wiring import In, Out
 from golden.formats import decode, encode, get_format
 from golden.numerics import Numerics
 
+from .pipeline import stall_advance
+
 __all__ = ["Reciprocal", "ReciprocalSqrt"]
 
 BF16 = get_format("bf16")
@@ -58,8 +60,7 @@ class _TableUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.rom = self._rom
-        advance = Signal()
-        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
+        advance = stall_advance(m, self)
 
         x = self.i.payload
         read = self._rom.read_port(domain="sync")
