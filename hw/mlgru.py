@@ -30,7 +30,9 @@ OUTPUTS = ("code", "paper", "state")
 def mlgru_input(with_keep: bool) -> data.StructLayout:
     fields = {"i": 16, "f": 16, "g": 16, "first": 1}
     if with_keep:
-        fields["keep"] = 16
+        # use_keep = 0 skips the product (z = sigmoid(-f) exactly): a layer without a lower bound
+        # (layer 0 of MMfreeLM) shares the engine of the layers with one
+        fields.update(keep=16, use_keep=1)
     return data.StructLayout(fields)
 
 
@@ -60,7 +62,8 @@ class MLGRUEngine(wiring.Component):
     Attributes
     ----------
     i : In(stream.Signature(mlgru_input(lower_bound)))
-        Per channel, in channel order: the bf16 projections ``i``, ``f``, ``g``, ``keep`` (with a
+        Per channel, in channel order: the bf16 projections ``i``, ``f``, ``g``, ``keep`` and
+        ``use_keep`` (with a lower bound; ``use_keep = 0`` leaves z unscaled, for a layer with no
         lower bound) and ``first``: treat the previous state as 0 (the first token after a reset).
     o : Out(stream.Signature(16))
         The bf16 output per channel, in channel order.
@@ -113,14 +116,14 @@ class MLGRUEngine(wiring.Component):
             m.d.sync += j.eq(Mux(j == self.channels - 1, 0, j + 1))
 
         # 1. z0 = sigmoid(+-f), carrying everything else
-        t1 = data.StructLayout({"i": 16, "g": 16, "keep": 16, "first": 1, "j": jw})
+        t1 = data.StructLayout({"i": 16, "g": 16, "keep": 16, "use_keep": 1, "first": 1, "j": jw})
         m.submodules.gate = gate = Sigmoid(tag_width=t1.size)
         tag1 = data.View(t1, gate.i.payload.tag)
         f = x.f if self.decay_gate == "pos" else x.f ^ 0x8000  # -f: flip the sign bit
         _link(m, self.i, gate.i, x=f)
         m.d.comb += [tag1.i.eq(x.i), tag1.g.eq(x.g), tag1.first.eq(x.first), tag1.j.eq(j)]
         if self.lower_bound:
-            m.d.comb += tag1.keep.eq(x.keep)
+            m.d.comb += [tag1.keep.eq(x.keep), tag1.use_keep.eq(x.use_keep)]
         gate_o = registered(m, "gate_q", gate.o)
         z_stream, z_value = gate_o, gate_o.payload.y
         rest1 = data.View(t1, gate_o.payload.tag)
@@ -128,12 +131,15 @@ class MLGRUEngine(wiring.Component):
         # 2. z = z0 * keep
         t2 = data.StructLayout({"i": 16, "g": 16, "first": 1, "j": jw})
         if self.lower_bound:
-            m.submodules.keep = keep = LMul("bf16", tag_width=t2.size)
-            tag2 = data.View(t2, keep.i.payload.tag)
+            t2k = data.StructLayout({"rest": t2, "z0": 16, "use_keep": 1})
+            m.submodules.keep = keep = LMul("bf16", tag_width=t2k.size)
+            tag2 = data.View(t2k, keep.i.payload.tag)
             _link(m, z_stream, keep.i, a=z_value, b=rest1.keep)
-            m.d.comb += [tag2.i.eq(rest1.i), tag2.g.eq(rest1.g), tag2.first.eq(rest1.first), tag2.j.eq(rest1.j)]
+            m.d.comb += [tag2.rest.i.eq(rest1.i), tag2.rest.g.eq(rest1.g), tag2.rest.first.eq(rest1.first),
+                         tag2.rest.j.eq(rest1.j), tag2.z0.eq(z_value), tag2.use_keep.eq(rest1.use_keep)]
             keep_o = registered(m, "keep_q", keep.o)
-            z_stream, z_value, rest2 = keep_o, keep_o.payload.product, data.View(t2, keep_o.payload.tag)
+            kept = data.View(t2k, keep_o.payload.tag)
+            z_stream, z_value, rest2 = keep_o, Mux(kept.use_keep, keep_o.payload.product, kept.z0), kept.rest
         else:
             rest2 = rest1
 

@@ -18,6 +18,8 @@ VARIANTS = {
     "mlgru-code": dict(output="code", lower_bound=True),
     "mlgru-paper": dict(output="paper", lower_bound=True),
     "layer0-code": dict(output="code", lower_bound=False),
+    # a lower-bound engine serving a layer without one on alternate tokens (use_keep = 0)
+    "mixed-keep": dict(output="code", lower_bound=True),
     "mingru": dict(output="state", lower_bound=False, decay_gate="pos", candidate="identity"),
 }
 
@@ -38,10 +40,11 @@ def expected_and_inputs(variant, channels, tokens, seed, reset_at=()):
     i, f, g, keep = stimulus(channels, tokens, seed)
     nx, h = Numerics(), np.zeros(channels)
     outs = []
+    use_keep = [params["lower_bound"] and not (variant == "mixed-keep" and t % 2) for t in range(tokens)]
     for t in range(tokens):
         if t in reset_at or t == 0:
             h = np.zeros(channels)
-        p, h = recurrence(nx, i[t:t + 1], f[t:t + 1], g[t:t + 1], keep if params["lower_bound"] else None, h,
+        p, h = recurrence(nx, i[t:t + 1], f[t:t + 1], g[t:t + 1], keep if use_keep[t] else None, h,
                           output=params["output"], decay_gate=params.get("decay_gate", "neg"),
                           candidate=params.get("candidate", "silu"))
         outs.append(p[0])
@@ -54,7 +57,7 @@ def expected_and_inputs(variant, channels, tokens, seed, reset_at=()):
             payload = {"i": int(bits[0][t, c]), "f": int(bits[1][t, c]), "g": int(bits[2][t, c]),
                        "first": int(t == 0 or t in reset_at)}
             if params["lower_bound"]:
-                payload["keep"] = int(kb[c])
+                payload.update(keep=int(kb[c]), use_keep=int(use_keep[t]))
             inputs.append(payload)
     return expected, inputs
 
