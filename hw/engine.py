@@ -1,0 +1,519 @@
+"""The token engine: one complete token step of the model from on-chip memories.
+
+Golden model: ``golden.bitexact.BitExactModel.step`` (mixer "code"). Memory map and schedule:
+``golden.image.DeviceLayout``. Architecture and the schedule of a step: docs/architecture.md.
+
+The step is a list of ops, one per BitLinear (i, f, g, o, gate, down per layer, then the head).
+Four processes walk that list independently, each at its own pace, coupled only by the streams
+between them, so that they overlap wherever the data allow:
+
+* the **feeder** streams each op's input vector (the residual stream x, or the MLGRU engine's
+  output) with its norm weights into the RMSNorm + quantiser (``NormQuant``);
+* the **code router** sends each op's command and int8 codes (from the quantiser or from the GLU
+  stage's quantiser) into the ternary matrix-vector unit;
+* the **weight reader** streams every weight word of the step, in image order, into the lanes;
+* the **post stage** rescales each accumulator (``IntToFloat``, L-Mul by the op's scale) and
+  routes it: to the i/f buffers, into the MLGRU engine (with i, f and keep looked up), into the
+  residual add (bf16 ``FAdd``, written back to x), into the GLU stage (rows come in gate/value
+  pairs), or into the logits with a running argmax on the integer accumulators.
+
+x is read only after the op that last wrote it has finished (a version count), which is the only
+synchronisation the streams do not already give.
+"""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+
+from golden.image import COUNTERS, DESTS, REGION_SHIFT, REGIONS, SCRATCH_BYTES, SOURCES, DeviceLayout
+
+from .convert import IntToFloat
+from .fadd import FAdd
+from .glu import GLUStage
+from .lmul import LMul
+from .mlgru import MLGRUEngine
+from .normquant import NormQuant
+from .port import ADDR_WIDTH, TOKEN_WIDTH, engine_port
+from .skid import registered
+from .ternary_matvec import TernaryMatVec, TritDecoder
+
+__all__ = ["TokenEngine", "INVALID_TOKEN"]
+
+#: ``done`` answers a step whose token id is not below the vocabulary size with this id.
+INVALID_TOKEN = (1 << TOKEN_WIDTH) - 1
+WEIGHT_FIFO_DEPTH = 4
+
+
+def _table(m, name, values, index, shape=None):
+    """A signal equal to ``values[index]`` (a small ROM of constants, as logic)."""
+    width = max(1, max(int(v) for v in values).bit_length()) if shape is None else shape
+    sig = Signal(width, name=name)
+    m.d.comb += sig.eq(Array([Const(int(v), width) for v in values])[index])
+    return sig
+
+
+class TokenEngine(wiring.Component):
+    """One token step from on-chip memories, served through ``hw.port.engine_port``.
+
+    Parameters
+    ----------
+    layout : golden.image.DeviceLayout
+        The model's dimensions, the lane count P and the memory map (build parameters).
+
+    Latency: a step takes about ``weight_words + element-wise fill and drain`` cycles; the
+    weight reader streams one P-trit word per cycle whenever the matrix-vector unit has the
+    op's codes (BENCHMARKS.md has the measured cycles per token and their breakdown).
+    Throughput: one step at a time; ``step.ready`` is low while a step runs and until ``done``
+    is taken. The bus is served between steps only (``bus.ready`` is low during a step), one
+    request at a time: a write takes 2 cycles, a read 3 cycles plus ``rdata`` back-pressure, and
+    the first weights access at a non-sequential address 23 more (the division by the word size).
+    """
+
+    def __init__(self, layout: DeviceLayout):
+        if not isinstance(layout, DeviceLayout):
+            raise ValueError(f"layout must be a golden.image.DeviceLayout, got {layout!r}")
+        c = layout.config
+        if c.hidden_size * c.num_hidden_layers < MLGRUEngine.MIN_CHANNELS:
+            raise ValueError(f"d * layers must be at least {MLGRUEngine.MIN_CHANNELS} (the MLGRU "
+                             f"engine's state pipeline), got {c.hidden_size * c.num_hidden_layers}")
+        if c.vocab_size >= INVALID_TOKEN:
+            raise ValueError(f"vocab_size must be below {INVALID_TOKEN}, got {c.vocab_size}")
+        if layout.weight_words * layout.word_bytes > REGIONS["embedding"] - REGIONS["weights"]:
+            raise ValueError("the weights do not fit their 8 MiB region")
+        self.layout = layout
+        super().__init__(engine_port)
+
+    def elaborate(self, platform):
+        m = Module()
+        lay = self.layout
+        cfg = lay.config
+        d, inter, vocab = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
+        ops, n_ops = lay.ops, len(lay.ops)
+        P, L = lay.lanes, lay.word_bytes
+
+        # ---- units ------------------------------------------------------------------------------
+        m.submodules.tmv = tmv = TernaryMatVec(P, max(op.rows for op in ops), max(op.cols for op in ops))
+        m.submodules.decoder = decoder = TritDecoder(L)
+        m.submodules.quant = quant = NormQuant(d, with_pre=True)
+        m.submodules.glu = glu = GLUStage(inter)
+        m.submodules.mlgru = mlgru = MLGRUEngine(d * cfg.num_hidden_layers, output="code",
+                                                 lower_bound=cfg.use_lower_bound)
+        m.submodules.to_float = to_float = IntToFloat(tmv.acc_width, "bf16")
+        row_w = max(1, max(op.rows for op in ops).bit_length())
+        op_w = max(1, n_ops.bit_length())
+        post_tag = data.StructLayout({"op": op_w, "row": row_w, "last": 1})
+        m.submodules.rescale = rescale = LMul("bf16", tag_width=post_tag.size)
+        resid_tag = data.StructLayout({"row": row_w, "last": 1})
+        m.submodules.resid = resid = FAdd("bf16", tag_width=resid_tag.size)
+
+        # ---- memories ---------------------------------------------------------------------------
+        def mem(name, shape, depth):
+            m.submodules[name] = memory = Memory(shape=shape, depth=depth, init=[])
+            return memory
+
+        weights = mem("weights", 8 * L, lay.weight_words)
+        embedding = mem("embedding", 16, lay.embedding_words)
+        pg = mem("pg", 32, lay.pg_words)
+        aux = mem("aux", 16, lay.aux_words)
+        logits = mem("logits", 16, vocab)
+        scratch = mem("scratch", 8, SCRATCH_BYTES)
+        x_mem = mem("x", 16, d)
+        buf_i, buf_f = mem("buf_i", 16, d), mem("buf_f", 16, d)
+
+        # ---- step control -----------------------------------------------------------------------
+        busy = Signal()
+        token = Signal(TOKEN_WIDTH)
+        fresh = Signal(init=1)  # the state restarts at the next step (power-up, reset)
+        first = Signal()  # this step starts from the zero state
+        start = Signal()
+        bus_idle = Signal()
+        x_version = Signal(range(lay.x_commits + 1))
+        argmax = Signal(TOKEN_WIDTH)
+        m.d.comb += [self.step.ready.eq(~busy & bus_idle & ~self.done.valid),
+                     start.eq(self.step.valid & self.step.ready)]
+        with m.If(self.reset):
+            m.d.sync += fresh.eq(1)
+        with m.If(start):
+            with m.If(self.step.payload < vocab):
+                m.d.sync += [busy.eq(1), token.eq(self.step.payload), first.eq(fresh | self.reset),
+                             fresh.eq(0), x_version.eq(0)]
+            with m.Else():
+                m.d.sync += [self.done.valid.eq(1), self.done.payload.eq(INVALID_TOKEN)]
+        with m.If(self.done.valid & self.done.ready):
+            m.d.sync += [self.done.valid.eq(0), busy.eq(0)]
+
+        # ---- the residual stream x: the embedding copy starts every step -----------------------
+        emb_rd = embedding.read_port()
+        x_wr = x_mem.write_port()
+        copy_k = Signal(range(d + 1), init=d)  # d: idle
+        copy_valid, copy_row = Signal(), Signal(range(d))
+        token_base = Signal(range(lay.embedding_words))
+        with m.If(start):
+            m.d.sync += [copy_k.eq(0), token_base.eq(self.step.payload * d)]  # constant factor
+        copying = busy & (copy_k < d)
+        m.d.sync += [copy_valid.eq(copying), copy_row.eq(copy_k)]
+        with m.If(copying):
+            m.d.sync += copy_k.eq(copy_k + 1)
+        with m.If(copy_valid & (copy_row == d - 1)):
+            m.d.sync += x_version.eq(x_version + 1)
+
+        # ---- the feeder: op inputs into the quantiser ------------------------------------------
+        f_op = Signal(range(n_ops + 1), init=n_ops)
+        f_hdr = Signal(init=1)  # the op's header (c, eps) goes first
+        f_k = Signal(range(max(op.cols for op in ops)))
+        f_src = _table(m, "f_src", [SOURCES.index(op.source) for op in ops] + [0], f_op, 2)
+        f_cols = _table(m, "f_cols", [op.cols for op in ops] + [1], f_op)
+        f_pg = _table(m, "f_pg", [op.pg_base for op in ops] + [0], f_op)
+        f_hdr_addr = _table(m, "f_hdr_addr", [op.pg_header for op in ops] + [0], f_op)
+        f_xver = _table(m, "f_xver", [op.x_version for op in ops] + [0], f_op)
+        src_x, src_mlgru, src_glu = (SOURCES.index(s) for s in SOURCES)
+        with m.If(start):
+            m.d.sync += [f_op.eq(0), f_hdr.eq(1), f_k.eq(0)]
+        gen_valid = busy & (f_op < n_ops) & ((f_src != src_x) | (x_version >= f_xver))
+
+        lk = stream.Signature(data.StructLayout({"hdr": 1, "glu": 1, "mlgru": 1, "last": 1})).create()
+        lk_advance = ~lk.valid | lk.ready
+        gen_fire = gen_valid & lk_advance
+        pg_rd = pg.read_port()
+        x_rd_feed = x_mem.read_port()
+        feed_pg_addr = Mux(f_hdr, f_hdr_addr, f_pg + f_k)
+        m.d.comb += [x_rd_feed.addr.eq(f_k), x_rd_feed.en.eq(lk_advance)]
+        with m.If(lk_advance):
+            m.d.sync += [lk.valid.eq(gen_valid), lk.payload.hdr.eq(f_hdr), lk.payload.glu.eq(f_src == src_glu),
+                         lk.payload.mlgru.eq(f_src == src_mlgru), lk.payload.last.eq(f_k == f_cols - 1)]
+        with m.If(gen_fire):
+            with m.If(f_hdr & (f_src == src_glu)):
+                m.d.sync += f_op.eq(f_op + 1)
+            with m.Elif(f_hdr):
+                m.d.sync += f_hdr.eq(0)
+            with m.Elif(f_k == f_cols - 1):
+                m.d.sync += [f_op.eq(f_op + 1), f_hdr.eq(1), f_k.eq(0)]
+            with m.Else():
+                m.d.sync += f_k.eq(f_k + 1)
+
+        # headers: (c, eps) wait in "pending" until the unit takes its vector's first element
+        # (it takes it only after delivering the previous vector's scale, which used the old ones)
+        word = pg_rd.data
+        nq_pend, glu_pend = Signal(32), Signal(32)
+        nq_ce, glu_ce = Signal(32), Signal(32)
+        nq_first, glu_first = Signal(init=1), Signal(init=1)
+        with m.If(lk.valid & lk.payload.hdr):
+            with m.If(lk.payload.glu):
+                m.d.sync += glu_pend.eq(word)
+            with m.Else():
+                m.d.sync += nq_pend.eq(word)
+        m.d.comb += [quant.c.eq(nq_ce[:16]), quant.eps.eq(nq_ce[16:]),
+                     glu.c.eq(glu_ce[:16]), glu.eps.eq(glu_ce[16:])]
+        with m.If(quant.i.valid & quant.i.ready):
+            m.d.sync += nq_first.eq(quant.i.payload.last)
+            with m.If(nq_first):
+                m.d.sync += nq_ce.eq(nq_pend)
+        with m.If(glu.i.valid & glu.i.ready):
+            m.d.sync += glu_first.eq(glu.i.payload.last)
+            with m.If(glu_first):
+                m.d.sync += glu_ce.eq(glu_pend)
+
+        # elements: x from memory or from the MLGRU engine, joined with (gain, pre)
+        element = lk.valid & ~lk.payload.hdr
+        have_x = ~lk.payload.mlgru | mlgru.o.valid
+        m.d.comb += [
+            quant.i.valid.eq(element & have_x),
+            quant.i.payload.x.eq(Mux(lk.payload.mlgru, mlgru.o.payload, x_rd_feed.data)),
+            quant.i.payload.gain.eq(word[:16]),
+            quant.i.payload.pre.eq(word[16:]),
+            quant.i.payload.last.eq(lk.payload.last),
+            mlgru.o.ready.eq(element & lk.payload.mlgru & quant.i.ready),
+            lk.ready.eq(lk.payload.hdr | (quant.i.ready & have_x)),
+        ]
+
+        # ---- the code router: commands and codes into the matrix-vector unit --------------------
+        r_op = Signal(range(n_ops + 1), init=n_ops)
+        r_codes = Signal()  # the command is sent, the codes follow
+        r_glu = _table(m, "r_glu", [op.source == "glu" for op in ops] + [0], r_op, 1)
+        with m.If(start):
+            m.d.sync += [r_op.eq(0), r_codes.eq(0)]
+        m.d.comb += [
+            tmv.cmd.valid.eq(busy & (r_op < n_ops) & ~r_codes),
+            tmv.cmd.payload.rows.eq(_table(m, "r_rows", [op.rows for op in ops] + [1], r_op)),
+            tmv.cmd.payload.cols.eq(_table(m, "r_cols", [op.cols for op in ops] + [1], r_op)),
+        ]
+        with m.If(tmv.cmd.valid & tmv.cmd.ready):
+            m.d.sync += r_codes.eq(1)
+        codes = Mux(r_glu, glu.q.valid, quant.q.valid)
+        code = Mux(r_glu, glu.q.payload.code, quant.q.payload.code)
+        code_last = Mux(r_glu, glu.q.payload.last, quant.q.payload.last)
+        m.d.comb += [
+            tmv.a.valid.eq(r_codes & codes),
+            tmv.a.payload.eq(code),
+            quant.q.ready.eq(r_codes & ~r_glu & tmv.a.ready),
+            glu.q.ready.eq(r_codes & r_glu & tmv.a.ready),
+        ]
+        with m.If(tmv.a.valid & tmv.a.ready & code_last):
+            m.d.sync += [r_codes.eq(0), r_op.eq(r_op + 1)]
+
+        # ---- the weight reader: every word of the step, in order --------------------------------
+        w_rd = weights.read_port()
+        w_addr = Signal(range(lay.weight_words + 1), init=lay.weight_words)
+        w_inflight = Signal()
+        m.submodules.w_fifo = w_fifo = SyncFIFOBuffered(width=8 * L, depth=WEIGHT_FIFO_DEPTH)
+        w_issue = busy & (w_addr < lay.weight_words) & (w_fifo.level + w_inflight < WEIGHT_FIFO_DEPTH)
+        with m.If(start):
+            m.d.sync += w_addr.eq(0)
+        with m.Elif(w_issue):
+            m.d.sync += w_addr.eq(w_addr + 1)
+        m.d.sync += w_inflight.eq(w_issue)
+        m.d.comb += [
+            w_fifo.w_en.eq(w_inflight), w_fifo.w_data.eq(w_rd.data),
+            decoder.i.valid.eq(w_fifo.r_rdy), decoder.i.payload.eq(w_fifo.r_data), w_fifo.r_en.eq(decoder.i.ready),
+        ]
+        wiring.connect(m, decoder.o, tmv.w)
+
+        # ---- the post stage: rescale each accumulator and route it ------------------------------
+        p_op = Signal(range(n_ops + 1), init=n_ops)
+        p_row = Signal(row_w)
+        p_run = Signal()  # the op's scale is taken, rows follow
+        p_scale = Signal(16)
+        p_glu = _table(m, "p_glu", [op.source == "glu" for op in ops] + [0], p_op, 1)
+        p_rows = _table(m, "p_rows", [op.rows for op in ops] + [1], p_op)
+        p_head = p_op == n_ops - 1
+        scale_in = Mux(p_glu, glu.scale.valid, quant.scale.valid)
+        m.d.comb += [quant.scale.ready.eq(busy & (p_op < n_ops) & ~p_run & ~p_glu),
+                     glu.scale.ready.eq(busy & (p_op < n_ops) & ~p_run & p_glu)]
+        with m.If(start):
+            m.d.sync += [p_op.eq(0), p_run.eq(0), p_row.eq(0)]
+        with m.If(busy & (p_op < n_ops) & ~p_run & scale_in):
+            m.d.sync += [p_run.eq(1), p_scale.eq(Mux(p_glu, glu.scale.payload, quant.scale.payload))]
+
+        # side FIFO: each accumulator's (scale, op, row, last) waits for its conversion
+        side = data.StructLayout({"scale": 16, "tag": post_tag})
+        m.submodules.side = side_fifo = SyncFIFOBuffered(width=side.size, depth=8)
+        acc_fire = tmv.o.valid & tmv.o.ready
+        last_row = p_row == p_rows - 1
+        m.d.comb += [
+            to_float.i.valid.eq(tmv.o.valid & p_run & side_fifo.w_rdy),
+            tmv.o.ready.eq(to_float.i.ready & p_run & side_fifo.w_rdy),
+            to_float.i.payload.eq(tmv.o.payload),
+            side_fifo.w_en.eq(acc_fire),
+        ]
+        side_in = data.View(side, side_fifo.w_data)
+        m.d.comb += [side_in.scale.eq(p_scale), side_in.tag.op.eq(p_op), side_in.tag.row.eq(p_row),
+                     side_in.tag.last.eq(last_row)]
+        with m.If(acc_fire):
+            m.d.sync += p_row.eq(p_row + 1)
+            with m.If(last_row):
+                m.d.sync += [p_row.eq(0), p_run.eq(0), p_op.eq(p_op + 1)]
+        # argmax on the head's integer accumulators; strict ">" keeps the lowest index on ties
+        best = Signal.like(tmv.o.payload)
+        with m.If(acc_fire & p_head & ((p_row == 0) | (tmv.o.payload > best))):
+            m.d.sync += [best.eq(tmv.o.payload), argmax.eq(p_row)]
+
+        side_out = data.View(side, side_fifo.r_data)
+        m.d.comb += [
+            rescale.i.valid.eq(to_float.o.valid),
+            to_float.o.ready.eq(rescale.i.ready),
+            rescale.i.payload.a.eq(to_float.o.payload),
+            rescale.i.payload.b.eq(side_out.scale),
+            rescale.i.payload.tag.eq(side_out.tag),
+            side_fifo.r_en.eq(to_float.o.valid & rescale.i.ready),
+        ]
+        value_s = registered(m, "value_skid", rescale.o)
+        v_tag = data.View(post_tag, value_s.payload.tag)
+
+        # lookup stage: everything a destination needs about row r, read with the value
+        pl = stream.Signature(data.StructLayout({"value": 16, "tag": post_tag})).create()
+        pl_advance = ~pl.valid | pl.ready
+        v_dest = _table(m, "v_dest", [DESTS.index(op.dest) for op in ops] + [0], v_tag.op, 3)
+        v_aux = _table(m, "v_aux", [op.aux_base for op in ops] + [0], v_tag.op)
+        bi_rd, bf_rd, aux_rd, x_rd_post = buf_i.read_port(), buf_f.read_port(), aux.read_port(), x_mem.read_port()
+        row_d = v_tag.row[:max(1, (d - 1).bit_length())]
+        m.d.comb += [
+            value_s.ready.eq(pl_advance),
+            bi_rd.addr.eq(row_d), bf_rd.addr.eq(row_d), x_rd_post.addr.eq(row_d),
+            bi_rd.en.eq(pl_advance), bf_rd.en.eq(pl_advance), x_rd_post.en.eq(pl_advance),
+        ]
+        post_aux_addr = v_aux + Mux(v_dest == DESTS.index("glu"), v_tag.row >> 1, v_tag.row)
+        with m.If(pl_advance):
+            m.d.sync += [pl.valid.eq(value_s.valid), pl.payload.value.eq(value_s.payload.product),
+                         pl.payload.tag.eq(v_tag)]
+
+        tag = pl.payload.tag
+        dest = _table(m, "dest", [DESTS.index(op.dest) for op in ops] + [0], tag.op, 3)
+        use_keep = _table(m, "use_keep", [op.use_keep for op in ops] + [0], tag.op, 1)
+        value = pl.payload.value
+        is_dest = {name: pl.valid & (dest == DESTS.index(name)) for name in DESTS}
+        bi_wr, bf_wr, lg_wr = buf_i.write_port(), buf_f.write_port(), logits.write_port()
+        m.d.comb += [
+            bi_wr.addr.eq(tag.row), bi_wr.data.eq(value), bi_wr.en.eq(is_dest["buf_i"]),
+            bf_wr.addr.eq(tag.row), bf_wr.data.eq(value), bf_wr.en.eq(is_dest["buf_f"]),
+            lg_wr.addr.eq(tag.row), lg_wr.data.eq(value), lg_wr.en.eq(is_dest["logits"]),
+        ]
+        # MLGRU: i and f from their buffers, keep from aux
+        m.d.comb += [
+            mlgru.i.valid.eq(is_dest["mlgru"]),
+            mlgru.i.payload.i.eq(bi_rd.data), mlgru.i.payload.f.eq(bf_rd.data), mlgru.i.payload.g.eq(value),
+            mlgru.i.payload.first.eq(first),
+        ]
+        if cfg.use_lower_bound:
+            m.d.comb += [mlgru.i.payload.keep.eq(aux_rd.data), mlgru.i.payload.use_keep.eq(use_keep)]
+        # residual: x[r] + value, written back to x
+        rt = data.View(resid_tag, resid.i.payload.tag)
+        m.d.comb += [
+            resid.i.valid.eq(is_dest["resid"]),
+            resid.i.payload.a.eq(x_rd_post.data), resid.i.payload.b.eq(value), resid.i.payload.sub.eq(0),
+            rt.row.eq(tag.row), rt.last.eq(tag.last),
+            resid.o.ready.eq(1),
+        ]
+        # GLU: rows come as (gate j, value j) pairs; the down projection's gain j from aux
+        held = Signal(16)
+        odd = tag.row[0]
+        with m.If(is_dest["glu"] & ~odd):
+            m.d.sync += held.eq(value)
+        m.d.comb += [
+            glu.i.valid.eq(is_dest["glu"] & odd),
+            glu.i.payload.gate.eq(held), glu.i.payload.y.eq(value), glu.i.payload.gain.eq(aux_rd.data),
+            glu.i.payload.last.eq(tag.last),
+        ]
+        with m.Switch(dest):
+            with m.Case(DESTS.index("mlgru")):
+                m.d.comb += pl.ready.eq(mlgru.i.ready)
+            with m.Case(DESTS.index("resid")):
+                m.d.comb += pl.ready.eq(resid.i.ready)
+            with m.Case(DESTS.index("glu")):
+                m.d.comb += pl.ready.eq(~odd | glu.i.ready)
+            with m.Default():
+                m.d.comb += pl.ready.eq(1)
+        with m.If(is_dest["logits"] & tag.last):
+            m.d.sync += [self.done.valid.eq(1), self.done.payload.eq(argmax)]
+
+        # x writes: the embedding copy at the step's start, the residual adds later
+        rt_out = data.View(resid_tag, resid.o.payload.tag)
+        with m.If(copy_valid):
+            m.d.comb += [x_wr.addr.eq(copy_row), x_wr.data.eq(emb_rd.data), x_wr.en.eq(1)]
+        with m.Else():
+            m.d.comb += [x_wr.addr.eq(rt_out.row), x_wr.data.eq(resid.o.payload.sum), x_wr.en.eq(resid.o.valid)]
+        with m.If(resid.o.valid & rt_out.last):
+            m.d.sync += x_version.eq(x_version + 1)
+
+        # ---- counters -------------------------------------------------------------------------
+        counters = {name: Signal(32, name=f"count_{name}") for name in COUNTERS}
+        fire = lambda s: s.valid & s.ready  # noqa: E731
+        events = {
+            "cycles": 1, "busy_cycles": busy, "steps": fire(self.done) & busy, "weight_words": fire(tmv.w),
+            "quant_elements": fire(quant.i) + fire(glu.i), "mlgru_elements": fire(mlgru.i),
+            "glu_elements": fire(glu.i), "post_rows": fire(rescale.i),
+        }
+        keep_ops = fire(mlgru.i) & (use_keep if cfg.use_lower_bound else 0)
+        events["lmul_ops"] = (3 * fire(quant.i) + 4 * fire(mlgru.i) + keep_ops
+                              + 3 * fire(glu.i) + fire(rescale.i))
+        for name, inc in events.items():
+            m.d.sync += counters[name].eq(counters[name] + inc)
+        snapshot = Array(Signal(32, name=f"snap_{name}") for name in COUNTERS)
+
+        # ---- the bus: byte access between steps --------------------------------------------------
+        req = self.bus.payload
+        b_addr, b_write, b_data = Signal(ADDR_WIDTH), Signal(), Signal(8)
+        region = b_addr[REGION_SHIFT:]
+        offset = b_addr[:REGION_SHIFT]
+        in_weights = b_addr < lay.weight_words * L
+        # weights: the word and lane of a byte address, tracked for sequential access and found
+        # by a restoring division by L otherwise
+        exp_addr = Signal(ADDR_WIDTH)
+        w_word, w_lane, b_lane = Signal(range(lay.weight_words + 1)), Signal(range(L)), Signal(range(L))
+        div_rem, div_bit = Signal(ADDR_WIDTH), Signal(range(ADDR_WIDTH))
+        access, reading = Signal(), Signal()
+        with m.FSM(name="bus") as bus_fsm:
+            with m.State("IDLE"):
+                m.d.comb += self.bus.ready.eq(~busy & ~self.done.valid & ~self.step.valid)
+                with m.If(self.bus.valid & self.bus.ready):
+                    m.d.sync += [b_addr.eq(req.addr), b_write.eq(req.write), b_data.eq(req.data)]
+                    with m.If(~req.addr[ADDR_WIDTH - 1] & (req.addr != exp_addr)):
+                        m.d.sync += [div_rem.eq(req.addr), div_bit.eq(ADDR_WIDTH - 2), w_word.eq(0)]
+                        m.next = "DIVIDE"
+                    with m.Else():
+                        m.next = "ACCESS"
+            with m.State("DIVIDE"):  # one quotient bit per cycle
+                trial = Signal(2 * ADDR_WIDTH)
+                m.d.comb += trial.eq(Const(L, ADDR_WIDTH) << div_bit)
+                with m.If(div_rem >= trial):
+                    m.d.sync += [div_rem.eq(div_rem - trial),
+                                 w_word.eq(w_word | (Const(1, ADDR_WIDTH) << div_bit)[:len(w_word)])]
+                with m.If(div_bit == 0):
+                    m.next = "LANE"
+                with m.Else():
+                    m.d.sync += div_bit.eq(div_bit - 1)
+            with m.State("LANE"):
+                m.d.sync += [w_lane.eq(div_rem), exp_addr.eq(b_addr)]
+                m.next = "ACCESS"
+            with m.State("ACCESS"):  # writes land; reads are issued (the read ports see b_addr)
+                m.d.comb += access.eq(1)
+                m.d.sync += b_lane.eq(w_lane)
+                with m.If(~b_addr[ADDR_WIDTH - 1]):
+                    m.d.sync += [exp_addr.eq(b_addr + 1), w_lane.eq(Mux(w_lane == L - 1, 0, w_lane + 1)),
+                                 w_word.eq(w_word + (w_lane == L - 1))]
+                with m.If(~b_write & (b_addr == REGIONS["counters"])):
+                    m.d.sync += [snapshot[k].eq(counters[name]) for k, name in enumerate(COUNTERS)]
+                m.next = "IDLE"
+                with m.If(~b_write):
+                    m.next = "READ"
+            with m.State("READ"):
+                m.d.comb += reading.eq(1)
+                m.next = "REPLY"
+            with m.State("REPLY"):
+                m.d.comb += self.rdata.valid.eq(1)
+                with m.If(self.rdata.ready):
+                    m.next = "IDLE"
+        m.d.comb += bus_idle.eq(bus_fsm.ongoing("IDLE"))
+
+        def in_region(name, size_bytes):
+            return (region == REGIONS[name] >> REGION_SHIFT) & (offset < size_bytes)
+
+        def byte_of(value, index, count):
+            return Array(value[8 * k:8 * (k + 1)] for k in range(count))[index]
+
+        def onehot(index, count):
+            return (Const(1, count) << index)[:count]
+
+        store = access & b_write
+        writes = [  # (memory, region, word address, byte enables)
+            (embedding, "embedding", offset >> 1, onehot(offset[0], 2), lay.embedding_words * 2),
+            (pg, "pg", offset >> 2, onehot(offset[:2], 4), lay.pg_words * 4),
+            (aux, "aux", offset >> 1, onehot(offset[0], 2), lay.aux_words * 2),
+            (scratch, "scratch", offset, Const(1, 1), SCRATCH_BYTES),
+        ]
+        w_wr = weights.write_port(granularity=8)
+        m.d.comb += [w_wr.addr.eq(w_word), w_wr.data.eq(Cat(b_data for _ in range(L))),
+                     w_wr.en.eq(Mux(store & in_weights, onehot(w_lane, L), 0))]
+        for memory, name, addr, enables, size in writes:
+            port = memory.write_port(granularity=8) if memory.shape > 8 else memory.write_port()
+            m.d.comb += [port.addr.eq(addr), port.data.eq(Cat(b_data for _ in range(memory.shape // 8))),
+                         port.en.eq(Mux(store & in_region(name, size), enables, 0))]
+
+        # read ports: the engine's addresses during a step, the bus's between steps
+        lg_rd, sc_rd = logits.read_port(), scratch.read_port()
+        m.d.comb += [
+            w_rd.addr.eq(Mux(busy, w_addr, w_word)), w_rd.en.eq(~busy | w_issue),
+            emb_rd.addr.eq(Mux(busy, token_base + copy_k, offset >> 1)),
+            pg_rd.addr.eq(Mux(busy, feed_pg_addr, offset >> 2)), pg_rd.en.eq(~busy | lk_advance),
+            aux_rd.addr.eq(Mux(busy, post_aux_addr, offset >> 1)), aux_rd.en.eq(~busy | pl_advance),
+            lg_rd.addr.eq(offset >> 1), sc_rd.addr.eq(offset),
+        ]
+        rdata = Signal(8)
+        counter_bytes = Cat(snapshot[k] for k in range(len(COUNTERS)))
+        with m.If(reading):
+            m.d.sync += rdata.eq(0)  # unmapped bytes read as 0
+            with m.If(in_weights):
+                m.d.sync += rdata.eq(byte_of(w_rd.data, b_lane, L))
+            for memory, name, addr, enables, size in writes:
+                with m.If(in_region(name, size)):
+                    port = {"embedding": emb_rd, "pg": pg_rd, "aux": aux_rd, "scratch": sc_rd}[name]
+                    width = memory.shape // 8
+                    m.d.sync += rdata.eq(byte_of(port.data, offset[:max(1, (width - 1).bit_length())], width)
+                                         if width > 1 else port.data)
+            with m.If(in_region("logits", vocab * 2)):
+                m.d.sync += rdata.eq(byte_of(lg_rd.data, offset[0], 2))
+            with m.If(in_region("counters", 4 * len(COUNTERS))):
+                m.d.sync += rdata.eq(byte_of(counter_bytes, offset[:max(1, (4 * len(COUNTERS) - 1).bit_length())],
+                                             4 * len(COUNTERS)))
+        m.d.comb += self.rdata.payload.eq(rdata)
+        return m
