@@ -60,6 +60,9 @@ class TokenEngine(wiring.Component):
     ----------
     layout : golden.image.DeviceLayout
         The model's dimensions, the lane count P and the memory map (build parameters).
+    image : dict of region name to bytes, optional
+        Initial contents of the writable regions (``DeviceLayout.image``): a model built into
+        the bitstream or the simulation, so nothing needs uploading. Default: empty memories.
 
     Latency: a step takes about ``weight_words + element-wise fill and drain`` cycles; the
     weight reader streams one P-trit word per cycle whenever the matrix-vector unit has the
@@ -70,7 +73,7 @@ class TokenEngine(wiring.Component):
     the first weights access at a non-sequential address 23 more (the division by the word size).
     """
 
-    def __init__(self, layout: DeviceLayout):
+    def __init__(self, layout: DeviceLayout, image: dict | None = None):
         if not isinstance(layout, DeviceLayout):
             raise ValueError(f"layout must be a golden.image.DeviceLayout, got {layout!r}")
         c = layout.config
@@ -82,7 +85,15 @@ class TokenEngine(wiring.Component):
         if layout.weight_words * layout.word_bytes > REGIONS["embedding"] - REGIONS["weights"]:
             raise ValueError("the weights do not fit their 8 MiB region")
         self.layout = layout
+        self.image = {} if image is None else dict(image)
+        unknown = set(self.image) - {"weights", "embedding", "pg", "aux"}
+        if unknown:
+            raise ValueError(f"image regions {sorted(unknown)} are not preloadable")
         super().__init__(engine_port)
+
+    def _init(self, region: str, word_bytes: int) -> list[int]:
+        data = self.image.get(region, b"")
+        return [int.from_bytes(data[k:k + word_bytes], "little") for k in range(0, len(data), word_bytes)]
 
     def elaborate(self, platform):
         m = Module()
@@ -108,14 +119,14 @@ class TokenEngine(wiring.Component):
         m.submodules.resid = resid = FAdd("bf16", tag_width=resid_tag.size)
 
         # ---- memories ---------------------------------------------------------------------------
-        def mem(name, shape, depth):
-            m.submodules[name] = memory = Memory(shape=shape, depth=depth, init=[])
+        def mem(name, shape, depth, init=()):
+            m.submodules[name] = memory = Memory(shape=shape, depth=depth, init=init)
             return memory
 
-        weights = mem("weights", 8 * L, lay.weight_words)
-        embedding = mem("embedding", 16, lay.embedding_words)
-        pg = mem("pg", 32, lay.pg_words)
-        aux = mem("aux", 16, lay.aux_words)
+        weights = mem("weights", 8 * L, lay.weight_words, self._init("weights", L))
+        embedding = mem("embedding", 16, lay.embedding_words, self._init("embedding", 2))
+        pg = mem("pg", 32, lay.pg_words, self._init("pg", 4))
+        aux = mem("aux", 16, lay.aux_words, self._init("aux", 2))
         logits = mem("logits", 16, vocab)
         scratch = mem("scratch", 8, SCRATCH_BYTES)
         x_mem = mem("x", 16, d)
