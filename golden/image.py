@@ -60,6 +60,11 @@ COUNTERS = (
     "glu_elements",    # GLU pairs (1 L-Mul plus the down projection's quantiser)
     "post_rows",       # accumulators rescaled (1 L-Mul each)
     "lmul_ops",        # L-Mul operations, the sum of the above with their weights
+    "quant_busy",      # cycles the quantiser holds a vector (first element in .. scale out)
+    "glu_busy",        # cycles the GLU stage's quantiser holds a vector
+    "mlgru_busy",      # cycles with channel updates inside the MLGRU engine
+    "lanes_starved",   # cycles a weight word waits because the lanes have no codes yet
+    "post_starved",    # cycles an accumulator waits for its op's scale
 )
 
 #: Where each op's result goes.

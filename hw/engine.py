@@ -417,6 +417,19 @@ class TokenEngine(wiring.Component):
         keep_ops = fire(mlgru.i) & (use_keep if cfg.use_lower_bound else 0)
         events["lmul_ops"] = (3 * fire(quant.i) + 4 * fire(mlgru.i) + keep_ops
                               + 3 * fire(glu.i) + fire(rescale.i))
+        quant_busy, glu_busy = Signal(), Signal()
+        mlgru_inside = Signal(16)  # elements between its input and output (far fewer than 2**16)
+        with m.If(fire(quant.i)):
+            m.d.sync += quant_busy.eq(1)
+        with m.Elif(fire(quant.scale)):
+            m.d.sync += quant_busy.eq(0)
+        with m.If(fire(glu.i)):
+            m.d.sync += glu_busy.eq(1)
+        with m.Elif(fire(glu.scale)):
+            m.d.sync += glu_busy.eq(0)
+        m.d.sync += mlgru_inside.eq(mlgru_inside + fire(mlgru.i) - fire(mlgru.o))
+        events.update(quant_busy=quant_busy, glu_busy=glu_busy, mlgru_busy=mlgru_inside != 0,
+                      lanes_starved=busy & tmv.w.valid & ~tmv.w.ready, post_starved=tmv.o.valid & ~p_run)
         for name, inc in events.items():
             m.d.sync += counters[name].eq(counters[name] + inc)
         snapshot = Array(Signal(32, name=f"snap_{name}") for name in COUNTERS)
