@@ -10,45 +10,8 @@ from golden.bitexact import BitExactModel, DeviceModel
 from golden.formats import encode
 from golden.image import COUNTERS, REGIONS, DeviceLayout
 from hw.engine import INVALID_TOKEN, TokenEngine
+from sim.engine_bus import bus_read, bus_write, step
 from synthetic import make_random_params, small_config
-
-
-async def bus_write(ctx, dut, addr, data):
-    for k, byte in enumerate(data):
-        ctx.set(dut.bus.valid, 1)
-        ctx.set(dut.bus.payload, {"addr": addr + k, "write": 1, "data": byte})
-        await ctx.tick().until(dut.bus.ready)
-    ctx.set(dut.bus.valid, 0)
-
-
-async def bus_read(ctx, dut, addr, count):
-    out = bytearray()
-    ctx.set(dut.rdata.ready, 1)
-    for k in range(count):
-        ctx.set(dut.bus.valid, 1)
-        ctx.set(dut.bus.payload, {"addr": addr + k, "write": 0, "data": 0})
-        await ctx.tick().until(dut.bus.ready)
-        ctx.set(dut.bus.valid, 0)
-        (value,) = await ctx.tick().sample(dut.rdata.payload).until(dut.rdata.valid)
-        out.append(value)
-    ctx.set(dut.rdata.ready, 0)
-    return bytes(out)
-
-
-async def step(ctx, dut, token):
-    ctx.set(dut.step.valid, 1)
-    ctx.set(dut.step.payload, token)
-    await ctx.tick().until(dut.step.ready)
-    ctx.set(dut.step.valid, 0)
-    ctx.set(dut.done.ready, 1)
-    cycles = 0
-    while True:
-        _, _, valid, value = await ctx.tick().sample(dut.done.valid, dut.done.payload)
-        cycles += 1
-        if valid:
-            break
-    ctx.set(dut.done.ready, 0)
-    return value, cycles
 
 
 def tiny_model(lower_bound=True, seed=3):
