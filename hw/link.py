@@ -206,8 +206,9 @@ class Link(wiring.Component):
 
     Behaviour. Frames are received while the previous command executes: the receiver holds one
     finished frame (the descriptor and a payload region); a frame that begins while that one is
-    still waiting is dropped and answered with BUSY (one BUSY covers every frame dropped before it
-    is sent). Every other non-empty frame gets exactly one final reply, in order. The executor
+    still waiting is dropped, and so is every frame that begins after it until a BUSY reply
+    carrying the first dropped frame's ``cmd`` and ``seq`` has been sent in its place. Every other
+    non-empty frame gets exactly one final reply, in order. The executor
     commits a WRITE from the buffer only after its CRC matched, one byte per cycle while
     ``bus.ready`` is high; READ, COUNTERS and logits go out one byte per bus read, paced by
     ``tx``; CHECKSUM reads one byte per two cycles. During GENERATE the executor checks between

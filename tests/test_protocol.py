@@ -226,3 +226,12 @@ def test_docs_worked_examples_match_the_codec():
         assert struct.pack(">H", crc16_bitwise(body)) == crc, name
         assert p.encode_frame(body) == wire, name
         assert p.decode_frame(wire[:-1]) == body, name
+
+
+def test_docs_tables_match_the_enums():
+    """The command and error tables of docs/protocol.md list exactly the codec's codes."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
+    rows = dict((name, int(code, 16)) for code, name in re.findall(r"^\| (0x[0-9A-F]{2}) \| (\w+) \|", text, re.M))
+    assert {n: c for n, c in rows.items() if n in Command.__members__} == {c.name: c.value for c in Command}
+    assert {n: c for n, c in rows.items() if n in ErrorCode.__members__} == {e.name: e.value for e in ErrorCode}
+    assert len(rows) == len(Command) + len(ErrorCode)
