@@ -98,6 +98,20 @@ def to_verilog(top, name: str) -> str:
     return text
 
 
+_INITIAL_BLOCK = re.compile(r"^[ \t]*initial begin\n(?:[ \t]*\\?[\w$.]+ ?\[\d+\] = \d+'h0+;\n)+[ \t]*end\n",
+                            re.MULTILINE)
+
+
+def strip_zero_memory_init(text: str) -> str:
+    """Drop ``initial`` blocks that only set memory words to zero.
+
+    Yosys writes one line per word for a memory with no initial contents, so a 400 KiB memory
+    becomes megabytes of C++ that take minutes to compile. Under ``--x-initial fast`` Verilator
+    resets every variable it is not told about to zero, so the blocks change nothing.
+    """
+    return _INITIAL_BLOCK.sub("", text)
+
+
 def _tool_versions(env: dict) -> str:
     """What of the toolchain goes into the build key; a clear error when a tool is missing."""
     verilator = shutil.which("verilator", path=env["PATH"])
@@ -139,7 +153,7 @@ def build(top, name: str = "top", *, quiet: bool = False) -> Path:
     """
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise SimBoardError(f"name must be a plain Verilog identifier, got {name!r}")
-    text = to_verilog(top, name)
+    text = strip_zero_memory_init(to_verilog(top, name))
     env = tool_path_env()
     harness = HARNESS.read_text()
     key = hashlib.sha256()
