@@ -8,7 +8,9 @@ depend on that block, so Verilator cannot drop it.
 """
 
 import random
+import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -17,8 +19,8 @@ from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import fifo, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from sim.board import SimBoard, SimBoardError, build, strip_zero_memory_init
-from sim.cocotb_run import missing_simulator
+from sim.board import SimBoard, SimBoardError, build, strip_zero_memory_init, to_verilog
+from sim.cocotb_run import ROOT, missing_simulator
 
 pytestmark = pytest.mark.skipif(missing_simulator("verilator") is not None,
                                 reason=str(missing_simulator("verilator")))
@@ -179,9 +181,10 @@ def expected(data: bytes, n: int) -> bytes:
 
 def test_random_bytes_echo(board):
     rng = random.Random(1)
-    with serial.serial_for_url(board.url, timeout=5) as port:
+    with serial.serial_for_url(board.url, timeout=30) as port:
         n = read_count(port) + 1
-        data = bytes(rng.randrange(256) for _ in range(3000))
+        # More than the harness queues (64 KiB): the rest waits in TCP, as it would in a driver.
+        data = rng.randbytes(100_000)
         port.write(data)
         got = port.read(len(data))
     assert got == expected(data, n)
@@ -233,7 +236,7 @@ def test_exits_cleanly_with_final_stats():
 
 
 def test_max_cycles_and_launcher_gone(board):
-    done = subprocess.run([str(board.binary), "--divisor", "16", "--max-cycles", "100000"],
+    done = subprocess.run([str(board.binary), "--divisor", "16", "--max-cycles", "100000", "--idle-wait-ms", "0"],
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 0
     assert done.stdout.startswith("sim-board listening on 127.0.0.1:")
@@ -245,6 +248,26 @@ def test_max_cycles_and_launcher_gone(board):
     assert proc.wait(timeout=10) == 0
     proc.stdout.close()
     proc.stderr.close()
+
+
+def test_serve_until_ctrl_c(board, tmp_path):
+    """What ``mmfree sim-board`` does, through ``python -m sim.board``: URL on stdout, Ctrl-C stops."""
+    source = tmp_path / "echo_top.v"
+    source.write_text(to_verilog(EchoTop(DIVISOR), "echo_top"))
+    proc = subprocess.Popen([sys.executable, "-m", "sim.board", "--verilog", str(source), "--name",
+                             "echo_top", "--divisor", str(DIVISOR)], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("socket://127.0.0.1:")
+        with serial.serial_for_url(url, timeout=5) as port:
+            assert read_count(port) == 0
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopped after" in err
 
 
 def test_port_in_use_is_a_clear_error(board):
@@ -278,6 +301,18 @@ def test_bad_tops_are_clear_errors():
         SimBoard("", 1)
 
 
+def test_framing_errors_are_counted():
+    """A top given as Verilog that holds its line low for two frames' time (a break) once."""
+    brk = ("module brk(clk, rst, uart_rx, uart_tx);\n input clk; input rst; input uart_rx;\n"
+           " output uart_tx;\n reg [15:0] n = 0;\n"
+           " always @(posedge clk) if (rst) n <= 0; else if (n != 16'hffff) n <= n + 1;\n"
+           " assign uart_tx = !(n >= 100 && n < 100 + 20 * 16);\nendmodule\n")
+    with SimBoard(brk, 16, name="brk", stats_every=0.1, quiet=True) as b:
+        while b.wait_stats(5)["cycles"] < 70_000:
+            pass
+        assert b.stats["framing_errors"] == 1 and b.stats["bytes_from_device"] == 0
+
+
 def test_compile_error_is_a_clear_error():
     broken = ("module broken(clk, rst, uart_rx, uart_tx);\n input clk; input rst; input uart_rx;\n"
               " output uart_tx;\n assign uart_tx = no_such_signal;\nendmodule\n")
@@ -291,6 +326,7 @@ def test_zero_memory_initialisers_are_dropped():
     assert strip_zero_memory_init(zeros + mixed) == "  reg [7:0] m [1:0];\n" + mixed
 
 
+@pytest.mark.slow  # its own Verilator build takes ~20 s
 def test_speed_of_a_larger_design():
     """Measure cycles/s with a client connected; the assertion is only a sanity bound."""
     with SimBoard(LoadedEchoTop(DIVISOR), DIVISOR, name="loaded_echo_top", stats_every=1.0) as b:
