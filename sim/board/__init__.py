@@ -250,6 +250,8 @@ class SimBoard:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> "SimBoard":
+        if self._proc is not None:
+            raise SimBoardError("this board was already started (make a new SimBoard to run again)")
         # stdin stays an open pipe for the harness's lifetime: if we die, it sees EOF and stops.
         self._proc = subprocess.Popen(self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE)
