@@ -1,0 +1,110 @@
+"""The device's core top: UART, link and token engine, free of board specifics.
+
+The simulated board (``sim.board``) runs this component as it is; the board tops (``hw.boards``)
+add the clock, the PLL-lock reset and the pins around it.
+"""
+
+
+import hashlib
+import json
+from pathlib import Path
+
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.config import ModelConfig
+from golden.image import COUNTERS, REGIONS, DeviceLayout
+from golden.numerics import NUMERICS_VERSION
+
+from .engine import TokenEngine
+from .link import Link
+from .uart import UARTRx, UARTTx
+
+__all__ = ["DeviceCore", "core_for_model", "build_info", "DEFAULT_LANES", "SIM_DIVISOR"]
+
+#: Lanes when the caller does not choose: 5 trits per byte, so a multiple of 5.
+DEFAULT_LANES = 195
+#: Clocks per UART bit on the simulated board: the fastest the UART takes, so an upload is quick.
+SIM_DIVISOR = 4
+#: Frame timeout of the link, in bit times (USB bridges leave gaps inside a frame).
+TIMEOUT_BITS = 60_000
+
+_SOURCES = ("hw", "golden/image.py", "golden/numerics.py", "golden/formats.py", "golden/lmul.py")
+
+
+def _rtl_digest() -> str:
+    """Digest of the gateware's sources: two builds with the same digest run the same RTL."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for name in _SOURCES:
+        path = root / name
+        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            digest.update(file.relative_to(root).as_posix().encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def build_info(layout: DeviceLayout, divisor: int) -> dict:
+    """What the device reports about itself (INFO): enough for the host to refuse a model or an
+    image that does not match."""
+    info = {
+        "numerics": NUMERICS_VERSION,
+        "model": layout.describe(),
+        "uart_divisor": divisor,
+        "regions": {name: base for name, base in REGIONS.items()},
+        "counters": list(COUNTERS),
+    }
+    info["build"] = hashlib.sha256((json.dumps(info, sort_keys=True) + _rtl_digest()).encode()).hexdigest()[:16]
+    return info
+
+
+class DeviceCore(wiring.Component):
+    """UART receiver and transmitter, the protocol link and the token engine.
+
+    Parameters
+    ----------
+    layout : golden.image.DeviceLayout
+    divisor : int
+        Clock cycles per UART bit (clock / baud rate).
+    image : dict, optional
+        A model preloaded into the memories (see ``TokenEngine``).
+
+    Attributes
+    ----------
+    uart_rx : In(1)
+        The serial input, idle high.
+    uart_tx : Out(1)
+        The serial output, idle high.
+    """
+
+    uart_rx: In(1, init=1)
+    uart_tx: Out(1, init=1)
+
+    def __init__(self, layout: DeviceLayout, divisor: int, image=None):
+        self.layout, self.divisor = layout, divisor
+        self.engine = TokenEngine(layout, image)
+        self.info = build_info(layout, divisor)
+        self.link = Link(
+            info=json.dumps(self.info, separators=(",", ":"), sort_keys=True).encode(),
+            logits_base=REGIONS["logits"], vocab=layout.config.vocab_size,
+            counters_base=REGIONS["counters"], counters_len=4 * len(COUNTERS),
+            timeout_cycles=TIMEOUT_BITS * divisor)
+        self.rx, self.tx = UARTRx(divisor), UARTTx(divisor)  # validate the divisor now
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.rx, m.submodules.tx = self.rx, self.tx
+        m.submodules.link, m.submodules.engine = self.link, self.engine
+        m.d.comb += [self.rx.rx.eq(self.uart_rx), self.uart_tx.eq(self.tx.tx)]
+        wiring.connect(m, self.rx.o, self.link.rx)
+        wiring.connect(m, self.link.tx, self.tx.i)
+        wiring.connect(m, self.link.engine, self.engine)
+        return m
+
+
+def core_for_model(config: ModelConfig, *, lanes: int = DEFAULT_LANES, divisor: int,
+                   image=None) -> DeviceCore:
+    """The core top for a model's dimensions (from its ``config.json``)."""
+    return DeviceCore(DeviceLayout(config, lanes), divisor, image)
