@@ -22,12 +22,32 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verbose", action="store_true", help="show tracebacks and extra detail")
 
 
-def _add_model(p: argparse.ArgumentParser) -> None:
+def _add_model(p: argparse.ArgumentParser, device: bool = False) -> None:
     p.add_argument("--model", required=True, type=Path, help="model folder (config.json + model.safetensors)")
-    p.add_argument("--backend", choices=("float", "bitexact"), default="bitexact",
-                   help="golden model to run (default: bitexact, the hardware arithmetic)")
+    if device:
+        p.add_argument("--backend", choices=("device", "float", "bitexact"), default="device",
+                       help="device: the FPGA at --port, or a simulated board (default); float or "
+                            "bitexact: the golden models on the host")
+    else:
+        p.add_argument("--backend", choices=("float", "bitexact"), default="bitexact",
+                       help="golden model to run (default: bitexact, the hardware arithmetic)")
     p.add_argument("--mixer", choices=("code", "paper"), default="code",
                    help="MLGRU output gate: the released code's (default) or the paper's")
+
+
+def _board_names():
+    from hw.boards import BOARDS
+
+    return tuple(BOARDS)
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", default=None,
+                   help="serial port or URL of the board (/dev/ttyUSB0, socket://HOST:PORT); "
+                        "default: start a simulated board")
+    p.add_argument("--board", choices=_board_names(), default="ulx3s-85f",
+                   help="board the bitstream is for: its lanes, clock and baud rate (default ulx3s-85f)")
+    p.add_argument("--force-upload", action="store_true", help="upload the model even if the device holds it")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,11 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="generate text (greedy)")
-    _add_model(gen)
+    _add_model(gen, device=True)
+    _add_device(gen)
     gen.add_argument("--prompt", required=True, help="prompt text (UTF-8; the vocabulary is bytes)")
     gen.add_argument("--max-tokens", type=int, default=64, help="tokens to generate (default 64)")
     _add_common(gen)
     gen.set_defaults(func=cmd_generate)
+
+    sb = sub.add_parser("sim-board", help="serve a simulated board on a TCP port until Ctrl-C")
+    sb.add_argument("--model", required=True, type=Path, help="model folder: sets the core's dimensions")
+    sb.add_argument("--board", choices=_board_names(), default="ulx3s-85f",
+                    help="the board whose core to simulate (default ulx3s-85f)")
+    sb.add_argument("--tcp-port", type=int, default=0, help="TCP port to listen on (default: any free one)")
+    sb.add_argument("--verbose", action="store_true", help="show tracebacks")
+    sb.set_defaults(func=cmd_sim_board)
 
     ev = sub.add_parser("eval", help="bits per token of a text file")
     _add_model(ev)
@@ -60,23 +89,22 @@ def _byte_tokens(text: bytes, vocab_size: int) -> list[int]:
 
 
 def cmd_generate(args) -> int:
+    from golden.bitexact import BitExactModel
     from golden.generate import Backend, generate
 
     if args.max_tokens < 0:
         raise ValueError(f"--max-tokens must be >= 0, got {args.max_tokens}")
-    backend = Backend.load(args.backend, args.model, mixer=args.mixer)
+    if args.backend == "device" and args.mixer != "code":
+        raise ValueError("the device implements the code's output gate only (--mixer code)")
+    # the whole checkpoint is read and checked before any device is touched
+    backend = (BitExactModel.from_pretrained(args.model) if args.backend == "device"
+               else Backend.load(args.backend, args.model, mixer=args.mixer))
     prompt = _byte_tokens(args.prompt.encode("utf-8"), backend.config.vocab_size)
     if not prompt:
         raise ValueError("--prompt must not be empty")
-    # Bytes arrive one at a time; an incremental decoder holds partial UTF-8 sequences back and
-    # replaces invalid ones, so the terminal never sees a broken character.
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-
-    def show(token: int) -> None:
-        if not args.json:
-            sys.stdout.write(decoder.decode(bytes([token])))
-            sys.stdout.flush()
-
+    if args.backend == "device":
+        return _generate_on_device(args, backend, prompt)
+    show = _text_printer(not args.json)
     for token in prompt:
         show(token)
 
@@ -89,9 +117,81 @@ def cmd_generate(args) -> int:
                           "tokens": tokens, "text": bytes(tokens).decode("utf-8", errors="replace"),
                           "token_steps_per_second": rate}))
     else:
-        print(decoder.decode(b"", final=True))
+        show(None)
         print(f"[{args.backend}] {len(tokens)} tokens, {rate:.1f} token steps/s on the host", file=sys.stderr)
     return 0
+
+
+def _text_printer(enabled: bool):
+    # Bytes arrive one at a time; an incremental decoder holds partial UTF-8 sequences back and
+    # replaces invalid ones, so the terminal never sees a broken character.
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def show(token: int | None) -> None:
+        if enabled:
+            sys.stdout.write(decoder.decode(b"", final=True) + "\n" if token is None
+                             else decoder.decode(bytes([token])))
+            sys.stdout.flush()
+
+    return show
+
+
+def _generate_on_device(args, model, prompt) -> int:
+    from hw.boards import get_board
+
+    from .session import open_session
+
+    show = _text_printer(not args.json)
+    with open_session(model, port=args.port, board=args.board, progress=not args.json,
+                      force_upload=args.force_upload) as session:
+        device = session.device
+        device.reset()
+        before = device.counters()
+        for token in prompt:
+            show(token)
+        for token in prompt[:-1]:
+            device.step(token)
+        tokens = []
+        start = time.perf_counter()
+        if args.max_tokens:
+            for token, _ in device.generate(prompt[-1], args.max_tokens):
+                tokens.append(token)
+                show(token)
+        elapsed = time.perf_counter() - start
+        after = device.counters()
+    show(None)
+    steps = after["steps"] - before["steps"]
+    cycles = (after["busy_cycles"] - before["busy_cycles"]) / steps if steps else float("nan")
+    clock_mhz = get_board(args.board).clock_mhz
+    result = {
+        "backend": "device", "board": args.board, "simulated": session.simulated, "url": session.url,
+        "model": str(args.model), "prompt_tokens": prompt, "tokens": tokens,
+        "text": bytes(tokens).decode("utf-8", errors="replace"),
+        "cycles_per_token": cycles, "clock_mhz": clock_mhz,
+        "tokens_per_second_at_clock": clock_mhz * 1e6 / cycles if steps else None,
+        "tokens_per_second_wall": len(tokens) / elapsed if elapsed > 0 and tokens else None,
+        "uploaded": session.uploaded, "upload_bytes_per_second": session.upload_rate,
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        where = "simulated board" if session.simulated else session.url
+        print(f"[device: {args.board}, {where}] {len(tokens)} tokens, {cycles:,.0f} cycles per token "
+              f"(device counters): {result['tokens_per_second_at_clock']:,.0f} tokens/s at the board's "
+              f"{clock_mhz:g} MHz clock", file=sys.stderr)
+    return 0
+
+
+def cmd_sim_board(args) -> int:
+    from golden.config import ModelConfig
+    from golden.image import DeviceLayout
+    from hw.boards import get_board
+    from hw.top import SIM_DIVISOR, DeviceCore
+    from sim.board import serve
+
+    layout = DeviceLayout(ModelConfig.load(args.model), get_board(args.board).lanes)
+    return serve(DeviceCore(layout, SIM_DIVISOR), SIM_DIVISOR, name=f"mmfree_{args.board.replace('-', '_')}",
+                 port=args.tcp_port)
 
 
 def cmd_eval(args) -> int:
@@ -118,6 +218,8 @@ def cmd_eval(args) -> int:
 
 
 def main(argv=None) -> int:
+    from .device import DeviceError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -125,7 +227,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("mmfree: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError) as exc:  # every expected failure: bad input, missing files
+    except (ValueError, OSError, DeviceError) as exc:  # every expected failure: bad input, files, link
         if args.verbose:
             raise
         print(f"mmfree: error: {exc}", file=sys.stderr)

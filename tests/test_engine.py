@@ -10,20 +10,15 @@ from golden.bitexact import BitExactModel, DeviceModel
 from golden.formats import encode
 from golden.image import COUNTERS, REGIONS, DeviceLayout
 from hw.engine import INVALID_TOKEN, TokenEngine
+from sim.cocotb_run import missing_simulator, run_bench
 from sim.engine_bus import bus_read, bus_write, step
-from synthetic import make_random_params, small_config
-
-
-def tiny_model(lower_bound=True, seed=3):
-    config = small_config(vocab_size=32, hidden_size=16, num_hidden_layers=2, intermediate_size=32,
-                          use_lower_bound=lower_bound)
-    return config, DeviceModel.from_params(config, make_random_params(config, seed))
+from sim.engine_model import TINY_LANES, tiny_engine_model
 
 
 @pytest.mark.parametrize("lower_bound", [True, False])
 def test_token_steps_match_golden(lower_bound):
-    config, device = tiny_model(lower_bound)
-    layout = DeviceLayout(config, lanes=10)
+    config, device = tiny_engine_model(lower_bound=lower_bound)
+    layout = DeviceLayout(config, lanes=TINY_LANES)
     dut = TokenEngine(layout)
     golden = BitExactModel(device)
     tokens = [5, 17, 17, 0, 31, 9]
@@ -71,3 +66,25 @@ def test_token_steps_match_golden(lower_bound):
     assert counters["steps"] == len(tokens)
     assert counters["weight_words"] == len(tokens) * layout.weight_words
     print("cycles per step", [c for *_, c in got], counters)
+
+
+@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
+def test_cocotb_engine_matches_golden(simulator):
+    """The same engine (model preloaded) on Verilator and Icarus: argmax and logits of 3 steps."""
+    if why := missing_simulator(simulator):
+        pytest.fail(why)
+    config, device = tiny_engine_model()
+    layout = DeviceLayout(config, TINY_LANES)
+    run_bench(TokenEngine(layout, layout.image(device)), "engine", "engine", simulator,
+              env={"ENGINE_TOKENS": "5,17,3"})
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+def test_rejects_bad_layouts():
+    with pytest.raises(ValueError, match="DeviceLayout"):
+        TokenEngine("layout")
+    config, _ = tiny_engine_model()
+    with pytest.raises(ValueError, match="not preloadable"):
+        TokenEngine(DeviceLayout(config, TINY_LANES), {"logits": b""})
+    with pytest.raises(ValueError, match="multiple of 5"):
+        DeviceLayout(config, 12)
