@@ -150,13 +150,16 @@ class BoardTop(Elaboratable):
         m.d.sync += rst.eq(~lock_sync | (hold != 0))
         m.d.comb += sync.rst.eq(rst)
 
-        # UART pins: the platform's buffers apply the resource's inversion (none on either
-        # board), so rx.i / tx.o are true logic levels. The line is asynchronous to our clock:
-        # two flip-flops before the core, idle high so reset shows no start bit.
+        # UART pins. The ports carry the resource's inversion flag (PinsN; neither board has
+        # one) and io.Buffer applies it, so rx_buf.i / tx_buf.o are true logic levels. The line
+        # is asynchronous to our clock: two flip-flops before the core, idle high so the reset
+        # shows no start bit.
         m.submodules.core = self.core
-        uart = platform.request("uart", 0)
-        m.submodules.rx_sync = FFSynchronizer(uart.rx.i, self.core.uart_rx, init=1)
-        m.d.comb += uart.tx.o.eq(self.core.uart_tx)
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
+        m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
+        m.submodules.rx_sync = FFSynchronizer(rx_buf.i, self.core.uart_rx, init=1)
+        m.d.comb += tx_buf.o.eq(self.core.uart_tx)
         return m
 
 
