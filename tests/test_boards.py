@@ -20,7 +20,7 @@ from amaranth.sim import Simulator
 
 from host.build import (CONSTRAINTS_DIR, FAMILIES, _pick_core_clock, build,
                         constraints_text, core_factory, read_figures)
-from hw.boards import BAUD, BOARDS, BoardTop, uart_divisor
+from hw.boards import BAUD, BOARDS, BoardTop, LockReset, uart_divisor
 from hw.boards.pll import ecp5_pll, ice40_pll
 from hw.boards.standin import UartEchoStandIn
 
@@ -169,6 +169,36 @@ def test_board_top_checks_the_core_contract():
 
     with pytest.raises(TypeError, match="uart_tx"):
         BoardTop(NoUart(), "icebreaker")
+
+
+def test_lock_reset_holds_until_the_pll_has_locked():
+    hold = 6
+    dut = LockReset(hold)
+    trace = []
+
+    async def bench(ctx):
+        for _ in range(20):                       # no lock yet: reset all along
+            await ctx.tick()
+            trace.append(("unlocked", ctx.get(dut.rst)))
+        ctx.set(dut.locked, 1)
+        for _ in range(hold + 6):
+            await ctx.tick()
+            trace.append(("locked", ctx.get(dut.rst)))
+        ctx.set(dut.locked, 0)                    # lock lost: reset again, promptly
+        for _ in range(4):
+            await ctx.tick()
+            trace.append(("lost", ctx.get(dut.rst)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert all(rst for phase, rst in trace if phase == "unlocked")
+    locked = [rst for phase, rst in trace if phase == "locked"]
+    released = locked.index(0)
+    assert hold <= released <= hold + 4           # 2 synchroniser stages + hold + the register
+    assert not any(locked[released:])             # released for good while locked
+    assert [rst for phase, rst in trace if phase == "lost"][-1] == 1
 
 
 # --- the stand-in core -----------------------------------------------------------------------------

@@ -19,8 +19,8 @@ from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
 from .pll import DEFAULT_TOLERANCE, ecp5_pll, ice40_pll
 
-__all__ = ["BAUD", "BOARDS", "Board", "BoardTop", "MAX_BAUD_ERROR", "core_signature",
-           "uart_divisor"]
+__all__ = ["BAUD", "BOARDS", "Board", "BoardTop", "LockReset", "MAX_BAUD_ERROR", "core_signature",
+           "get_board", "uart_divisor"]
 
 #: Both boards' USB UARTs (FT2232H on the iCEBreaker, FT231X on the ULX3S) run at 3 Mbaud.
 BAUD = 3_000_000
@@ -99,16 +99,20 @@ class BoardTop(Elaboratable):
 
     #: Net name of the core clock (the PLL output) in the netlist and in nextpnr's report.
     CLOCK_NET = "core_clk"
-    #: Core clock cycles the reset stays high after the PLL reports lock.
+    #: Core clock cycles the reset stays high after the PLL's lock is seen.
     LOCK_HOLD = 15
 
     def __init__(self, core, board, clock_mhz=None):
+        # A top whose constructor raised is not an unused design: no UnusedElaboratable warning
+        # for it (Amaranth's MustUse flag, cleared once construction has succeeded).
+        self._MustUse__silence = True
         self.board = get_board(board) if isinstance(board, str) else board
         self.pll = self.board.pll(clock_mhz)
         self.clock_mhz = self.pll.fout_mhz
         self.divisor = uart_divisor(self.clock_mhz * 1e6, self.board.baud)
         self.core = core if isinstance(core, wiring.Component) else core(divisor=self.divisor)
         _check_core(self.core)
+        self._MustUse__silence = False
 
     def elaborate(self, platform):
         m = Module()
@@ -135,20 +139,8 @@ class BoardTop(Elaboratable):
                 i_PHASELOADREG=1, i_PLLWAKESYNC=0, i_ENCLKOP=0, **self.pll.params())
         platform.add_clock_constraint(clk, self.clock_mhz * 1e6)
 
-        # LOCK comes from the PLL's own logic: synchronise it, then hold the reset a few cycles
-        # more, since LOCK can chatter while the loop settles. These registers are reset-less
-        # (they make the reset; they start from their init values at configuration) and the
-        # reset is a register, so the core sees a clean reset released on a clock edge.
-        lock_sync = Signal()
-        m.submodules.lock_sync = FFSynchronizer(locked, lock_sync)
-        hold = Signal(range(self.LOCK_HOLD + 1), init=self.LOCK_HOLD, reset_less=True)
-        rst = Signal(init=1, reset_less=True)
-        with m.If(~lock_sync):
-            m.d.sync += hold.eq(self.LOCK_HOLD)
-        with m.Elif(hold != 0):
-            m.d.sync += hold.eq(hold - 1)
-        m.d.sync += rst.eq(~lock_sync | (hold != 0))
-        m.d.comb += sync.rst.eq(rst)
+        m.submodules.lock_reset = lock_reset = LockReset(self.LOCK_HOLD)
+        m.d.comb += [lock_reset.locked.eq(locked), sync.rst.eq(lock_reset.rst)]
 
         # UART pins. The ports carry the resource's inversion flag (PinsN; neither board has
         # one) and io.Buffer applies it, so rx_buf.i / tx_buf.o are true logic levels. The line
@@ -160,6 +152,34 @@ class BoardTop(Elaboratable):
         m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
         m.submodules.rx_sync = FFSynchronizer(rx_buf.i, self.core.uart_rx, init=1)
         m.d.comb += tx_buf.o.eq(self.core.uart_tx)
+        return m
+
+
+class LockReset(Elaboratable):
+    """The core's reset from the PLL's LOCK, in the PLL's clock domain ("sync").
+
+    LOCK comes from the PLL's own logic, asynchronous to its output: two flip-flops synchronise
+    it. The reset then stays high ``hold`` cycles more, since LOCK can chatter while the loop
+    settles, and rises again two cycles after LOCK falls. These registers are reset-less (they
+    make the reset; they start from their init values at configuration, reset asserted), and
+    ``rst`` is a register, so the core sees a clean reset released on a clock edge.
+    """
+
+    def __init__(self, hold):
+        self.hold = hold
+        self.locked = Signal()
+        self.rst = Signal(init=1, reset_less=True)
+
+    def elaborate(self, platform):
+        m = Module()
+        lock_sync = Signal()
+        m.submodules.sync_ff = FFSynchronizer(self.locked, lock_sync)
+        left = Signal(range(self.hold + 1), init=self.hold, reset_less=True)
+        with m.If(~lock_sync):
+            m.d.sync += left.eq(self.hold)
+        with m.Elif(left != 0):
+            m.d.sync += left.eq(left - 1)
+        m.d.sync += self.rst.eq(~lock_sync | (left != 0))
         return m
 
 
