@@ -355,3 +355,10 @@ def test_cli_build_json(tmp_path):
     assert {"lut", "ff", "bram", "dsp", "fmax_mhz", "clock_mhz"} <= set(out)
     assert out["clock_mhz"] == 24 and out["dsp"] == 0
     assert "synthesis" in proc.stderr and "done" in proc.stderr
+
+
+def test_cli_board_choices_are_the_board_table():
+    from host.cli import build_parser
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    board = next(a for a in sub.choices["build"]._actions if a.dest == "board")
+    assert list(board.choices) == list(BOARDS)
