@@ -38,7 +38,8 @@ class Board:
     family: str             # "ice40" or "ecp5": which PLL and which report cells
     clock_mhz: float        # default core clock (PLL output)
     baud: int
-    lanes: int              # default lane count for the core (placeholder until the engine lands)
+    lanes: int              # default lane count (a multiple of 5, 5 trits per byte): a placeholder
+                            # until the engine has been placed and routed on the board
     constraints: str        # file under constraints/ holding what the build emits
     bitstream: str          # product file name the build writes
 
@@ -57,10 +58,10 @@ class Board:
 BOARDS = {
     "icebreaker": Board(
         name="icebreaker", platform=ICEBreakerPlatform, family="ice40", clock_mhz=24.0,
-        baud=BAUD, lanes=1, constraints="icebreaker.pcf", bitstream="top.bin"),
+        baud=BAUD, lanes=20, constraints="icebreaker.pcf", bitstream="top.bin"),
     "ulx3s-85f": Board(
         name="ulx3s-85f", platform=ULX3S_85F_Platform, family="ecp5", clock_mhz=100.0,
-        baud=BAUD, lanes=4, constraints="ulx3s-85f.lpf", bitstream="top.bit"),
+        baud=BAUD, lanes=195, constraints="ulx3s-85f.lpf", bitstream="top.bit"),
 }
 
 
