@@ -89,13 +89,39 @@ def _check_ports(text: str, name: str) -> None:
                             f"{', '.join(PORTS)}{hint}")
 
 
+class _RegisteredReset(wiring.Component):
+    """The core with its reset taken from a register rather than straight from the ``rst`` port.
+
+    Why: Amaranth folds the reset into every register's next-value logic, so with ``rst`` a
+    top-level input Verilator recomputes nearly all of the design's logic on every ``eval()`` (its
+    input-combinational region), twice per cycle. Through a register, only the posedge pays. The
+    core sees reset one cycle later, which no core can tell from a longer reset."""
+
+    def __init__(self, core):
+        self.core = core
+        super().__init__({"uart_rx": In(1, init=1), "uart_tx": Out(1, init=1)})
+
+    def elaborate(self, platform):
+        from amaranth.hdl import ClockDomain, ClockSignal, DomainRenamer, Module, ResetSignal, Signal
+
+        m = Module()
+        m.domains.core = core_domain = ClockDomain("core", local=True)
+        rst_q = Signal(init=1)
+        m.d.sync += rst_q.eq(ResetSignal("sync"))
+        m.d.comb += [core_domain.clk.eq(ClockSignal("sync")), core_domain.rst.eq(rst_q)]
+        m.submodules.core = DomainRenamer("core")(self.core)
+        m.d.comb += [self.core.uart_rx.eq(self.uart_rx), self.uart_tx.eq(self.core.uart_tx)]
+        return m
+
+
 def to_verilog(top, name: str) -> str:
-    """The Verilog the board simulates: ``top`` converted, or ``top`` itself if it is Verilog text."""
+    """The Verilog the board simulates: ``top`` converted (behind a registered reset), or ``top``
+    itself if it is Verilog text."""
     if isinstance(top, str):
         text = top
     else:
         _check_top(top)
-        text = verilog.convert(top, name=name, emit_src=False)
+        text = verilog.convert(_RegisteredReset(top), name=name, emit_src=False)
     _check_ports(text, name)
     return text
 
