@@ -71,6 +71,8 @@ class TokenEngine(wiring.Component):
     is taken. The bus is served between steps only (``bus.ready`` is low during a step), one
     request at a time: a write takes 2 cycles, a read 3 cycles plus ``rdata`` back-pressure, and
     the first weights access at a non-sequential address 23 more (the division by the word size).
+    A memory word (a weight word, a bf16 or a pg word) is written when its last byte is written:
+    the host writes whole words, in order.
     """
 
     def __init__(self, layout: DeviceLayout, image: dict | None = None):
@@ -495,23 +497,27 @@ class TokenEngine(wiring.Component):
         def byte_of(value, index, count):
             return Array(value[8 * k:8 * (k + 1)] for k in range(count))[index]
 
-        def onehot(index, count):
-            return (Const(1, count) << index)[:count]
-
+        # Wide memories are written whole words at a time: the bytes below a word's last one wait in
+        # ``pending`` and the word is written with its last byte. No byte enables, so a block RAM
+        # keeps its full width (an ECP5 EBR holds 36 data bits per word, not 4 bytes of 9).
         store = access & b_write
-        writes = [  # (memory, region, word address, byte enables)
-            (embedding, "embedding", offset >> 1, onehot(offset[0], 2), lay.embedding_words * 2),
-            (pg, "pg", offset >> 2, onehot(offset[:2], 4), lay.pg_words * 4),
-            (aux, "aux", offset >> 1, onehot(offset[0], 2), lay.aux_words * 2),
-            (scratch, "scratch", offset, Const(1, 1), SCRATCH_BYTES),
+        pending = Signal(8 * max(L - 1, 3))
+        writes = [  # (memory, region, word address, byte within the word, region size)
+            (embedding, "embedding", offset >> 1, offset[0], lay.embedding_words * 2),
+            (pg, "pg", offset >> 2, offset[:2], lay.pg_words * 4),
+            (aux, "aux", offset >> 1, offset[0], lay.aux_words * 2),
+            (scratch, "scratch", offset, Const(0, 1), SCRATCH_BYTES),
         ]
-        w_wr = weights.write_port(granularity=8)
-        m.d.comb += [w_wr.addr.eq(w_word), w_wr.data.eq(Cat(b_data for _ in range(L))),
-                     w_wr.en.eq(Mux(store & in_weights, onehot(w_lane, L), 0))]
-        for memory, name, addr, enables, size in writes:
-            port = memory.write_port(granularity=8) if memory.shape > 8 else memory.write_port()
-            m.d.comb += [port.addr.eq(addr), port.data.eq(Cat(b_data for _ in range(memory.shape // 8))),
-                         port.en.eq(Mux(store & in_region(name, size), enables, 0))]
+        targets = [(weights, in_weights, w_word, w_lane)] + [
+            (memory, in_region(name, size), addr, byte) for memory, name, addr, byte, size in writes]
+        for memory, selected, addr, byte in targets:
+            width = memory.shape // 8
+            port = memory.write_port()
+            m.d.comb += [port.addr.eq(addr), port.data.eq(Cat(pending[:8 * (width - 1)], b_data)),
+                         port.en.eq(store & selected & (byte == width - 1))]
+            if width > 1:
+                with m.If(store & selected & (byte < width - 1)):
+                    m.d.sync += Array(pending[8 * k:8 * (k + 1)] for k in range(width - 1))[byte].eq(b_data)
 
         # read ports: the engine's addresses during a step, the bus's between steps
         lg_rd, sc_rd = logits.read_port(), scratch.read_port()
@@ -528,7 +534,7 @@ class TokenEngine(wiring.Component):
             m.d.sync += rdata.eq(0)  # unmapped bytes read as 0
             with m.If(in_weights):
                 m.d.sync += rdata.eq(byte_of(w_rd.data, b_lane, L))
-            for memory, name, addr, enables, size in writes:
+            for memory, name, addr, _, size in writes:
                 with m.If(in_region(name, size)):
                     port = {"embedding": emb_rd, "pg": pg_rd, "aux": aux_rd, "scratch": sc_rd}[name]
                     width = memory.shape // 8
