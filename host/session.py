@@ -25,6 +25,9 @@ class ProgressBar:
     def __init__(self, total: int, label: str, enabled: bool = True, stream=None):
         self.total, self.label, self.enabled = total, label, enabled
         self.stream = stream or sys.stderr
+        # on a terminal the bar redraws in place; in a log, a line per quarter
+        self.tty = getattr(self.stream, "isatty", lambda: False)()
+        self._next_quarter = 0.25
         self.done = 0
         self.start = time.monotonic()
         self._last = 0.0
@@ -32,16 +35,25 @@ class ProgressBar:
     def __call__(self, n: int) -> None:
         self.done += n
         now = time.monotonic()
-        if self.enabled and (now - self._last > 0.2 or self.done >= self.total):
-            self._last = now
-            rate = self.done / max(now - self.start, 1e-9)
-            frac = self.done / self.total if self.total else 1.0
-            bar = "#" * int(30 * frac)
-            self.stream.write(f"\r{self.label} [{bar:<30}] {self.done / 1024:,.0f}/{self.total / 1024:,.0f} KiB "
-                              f"{rate / 1024:,.1f} KiB/s")
-            if self.done >= self.total:
-                self.stream.write("\n")
-            self.stream.flush()
+        frac = self.done / self.total if self.total else 1.0
+        if not self.enabled:
+            return
+        if self.tty and not (now - self._last > 0.2 or frac >= 1):
+            return
+        if not self.tty:
+            if frac < self._next_quarter:
+                return
+            while self._next_quarter <= frac:
+                self._next_quarter += 0.25
+        self._last = now
+        rate = self.done / max(now - self.start, 1e-9)
+        bar = "#" * int(30 * frac)
+        lead = "\r" if self.tty else ""
+        self.stream.write(f"{lead}{self.label} [{bar:<30}] {self.done / 1024:,.0f}/"
+                          f"{self.total / 1024:,.0f} KiB {rate / 1024:,.1f} KiB/s")
+        if frac >= 1 or not self.tty:
+            self.stream.write("\n")
+        self.stream.flush()
 
     @property
     def bytes_per_second(self) -> float:
