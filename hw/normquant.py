@@ -188,15 +188,20 @@ class NormQuant(wiring.Component):
         with m.If(self.q.valid & self.q.ready):
             m.d.sync += codes_out.eq(Mux(codes_out == length - 1, 0, codes_out + 1))
 
-        # align each square to the largest one's exponent: floor(sig * 2^16 / 2^(E - e))
+        # align each square to the largest one's exponent: floor(sig * 2^16 / 2^(E - e)), in two
+        # stages (the exponent difference and its range check, then the shift): one carry chain
+        # and one barrel shifter do not fit a cycle together
         sq = mul_sq.o.payload
         sq_exp = sq[7:15]
-        sig = Mux(sq_exp == 0, 0, Cat(sq[:7], Const(1, 1)))
         distance = Signal(8)
-        term_valid, term = Signal(), Signal(TERM_BITS)
         m.d.comb += distance.eq(e_top - sq_exp)
-        m.d.sync += [term_valid.eq(mul_sq.o.valid),
-                     term.eq(Mux(distance >= TERM_BITS, 0, Cat(Const(0, SUMSQ_GUARD_BITS), sig) >> distance))]
+        d_valid, d_far, d_shift, d_sig = Signal(), Signal(), Signal(range(TERM_BITS)), Signal(SIG_BITS)
+        m.d.sync += [d_valid.eq(mul_sq.o.valid), d_far.eq(distance >= TERM_BITS),
+                     d_shift.eq(distance[:d_shift.shape().width]),
+                     d_sig.eq(Mux(sq_exp == 0, 0, Cat(sq[:7], Const(1, 1))))]
+        term_valid, term = Signal(), Signal(TERM_BITS)
+        m.d.sync += [term_valid.eq(d_valid),
+                     term.eq(Mux(d_far, 0, Cat(Const(0, SUMSQ_GUARD_BITS), d_sig) >> d_shift))]
         terms_in = Signal(range(self.max_len + 1))
         with m.If(term_valid):
             m.d.sync += [acc.eq(acc + term), terms_in.eq(terms_in + 1)]
@@ -209,17 +214,21 @@ class NormQuant(wiring.Component):
         m.submodules.add_eps = add_eps = FAdd("bf16")
         result = Signal(16)
 
+        # One operation at a time is in flight in the scalar units and the sequencer is always
+        # waiting for its result, so their outputs are always taken: a constant ready leaves the
+        # units without a stall enable (no FSM decode fanning out to their pipeline registers).
+        for unit in (recip, rsqrt, smul, to_float, add_eps):
+            m.d.comb += unit.o.ready.eq(1)
+
         def scalar(state, unit, inputs, into, then, out=None):
-            """Two FSM states: offer ``inputs`` to ``unit``, then wait for its output. The unit is
-            empty when offered (each scalar step waits for the one before), so it always takes
-            the operands at once; not reading its ``ready`` keeps the sequencer's logic shallow."""
+            """Two FSM states: offer ``inputs`` to ``unit``, then wait for its output (valid for
+            one cycle). The unit is empty and never stalls, so it takes the operands at once."""
             with m.State(state):
                 m.d.comb += unit.i.valid.eq(1)
                 for target, value in inputs:
                     m.d.comb += target.eq(value)
                 m.next = state + "-wait"
             with m.State(state + "-wait"):
-                m.d.comb += unit.o.ready.eq(1)
                 with m.If(unit.o.valid):
                     m.d.sync += into.eq(unit.o.payload if out is None else out(unit.o.payload))
                     m.next = then
@@ -242,7 +251,7 @@ class NormQuant(wiring.Component):
                    out=lambda p: p[7:15])
             with m.State("stream"):
                 m.d.comb += streaming.eq(1)
-                with m.If((terms_in == length) & ~term_valid):
+                with m.If((terms_in == length) & ~d_valid & ~term_valid):
                     m.next = "ssq"
             scalar("ssq", to_float, [(to_float.i.payload, acc)], result, "ssq-scale")
             with m.State("ssq-scale"):  # a state of its own: an addition and two comparisons
