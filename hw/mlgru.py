@@ -170,23 +170,26 @@ class MLGRUEngine(wiring.Component):
         m.submodules.state = state = memory.Memory(shape=32, depth=self.channels, init=[])
         read = state.read_port(domain="sync")
         s5 = stream.Signature(data.StructLayout({"z": 16, "inp": 16, "g": 16, "j": jw, "first": 1})).create()
-        h_prev = Mux(s5.payload.first, 0, read.data)
         m.d.comb += [inp.o.ready.eq(1), read.addr.eq(rest4.j)]
         m.d.sync += [s5.valid.eq(inp.o.valid), s5.payload.z.eq(rest4.z), s5.payload.inp.eq(inp.o.payload.product),
                      s5.payload.g.eq(rest4.g), s5.payload.j.eq(rest4.j), s5.payload.first.eq(rest4.first)]
 
-        # 5b. a register on the state memory's output: its slow clock-to-output gets a cycle alone
-        s5b = stream.Signature(data.StructLayout({"z": 16, "inp": 16, "g": 16, "j": jw, "h": 32})).create()
+        # 5b. a register on the state memory's output: its slow clock-to-output (about 5.8 ns on
+        # ECP5) gets a cycle with no logic after it; ``first`` zeroes the state after this register
+        s5b = stream.Signature(data.StructLayout({"z": 16, "inp": 16, "g": 16, "j": jw, "first": 1,
+                                                  "h": 32})).create()
         m.d.comb += s5.ready.eq(1)
         m.d.sync += [s5b.valid.eq(s5.valid), s5b.payload.z.eq(s5.payload.z), s5b.payload.inp.eq(s5.payload.inp),
-                     s5b.payload.g.eq(s5.payload.g), s5b.payload.j.eq(s5.payload.j), s5b.payload.h.eq(h_prev)]
+                     s5b.payload.g.eq(s5.payload.g), s5b.payload.j.eq(s5.payload.j),
+                     s5b.payload.first.eq(s5.payload.first), s5b.payload.h.eq(read.data)]
+        h_prev = Mux(s5b.payload.first, 0, s5b.payload.h)
 
         # 6. zh = z *fp32 h (z widened exactly)
         t6 = data.StructLayout({"h": 32, "inp": 16, "g": 16, "j": jw})
         m.submodules.decay = decay = LMul("fp32", tag_width=t6.size)
         tag6 = data.View(t6, decay.i.payload.tag)
-        flow(m, s5b, decay.i, a=s5b.payload.z << 16, b=s5b.payload.h)
-        m.d.comb += [tag6.h.eq(s5b.payload.h), tag6.inp.eq(s5b.payload.inp), tag6.g.eq(s5b.payload.g),
+        flow(m, s5b, decay.i, a=s5b.payload.z << 16, b=h_prev)
+        m.d.comb += [tag6.h.eq(h_prev), tag6.inp.eq(s5b.payload.inp), tag6.g.eq(s5b.payload.g),
                      tag6.j.eq(s5b.payload.j)]
         rest6 = data.View(t6, decay.o.payload.tag)
 

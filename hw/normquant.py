@@ -75,8 +75,8 @@ class NormQuant(wiring.Component):
 
     Schedule per vector of K elements: load (K cycles at one element per cycle, L-Mul x2, max
     tracking); 4 scalar steps (reciprocal, two L-Muls) of a few cycles each; stream-out (K cycles:
-    codes and squares; the codes are back-pressured by ``q.ready``); 7 scalar steps (conversion,
-    its exponent offset, addition, rsqrt, two L-Muls). About ``2K + 50`` cycles per vector when nothing stalls. The next
+    codes and squares; the codes are back-pressured by ``q.ready``); 8 scalar steps (conversion,
+    its exponent offset and range, addition, rsqrt, two L-Muls). About ``2K + 50`` cycles per vector when nothing stalls. The next
     vector is accepted once the scale has been delivered. Back-pressure on ``q`` stalls the
     stream-out; on ``scale``, the block holds until it is taken. No multiplier.
     """
@@ -95,6 +95,7 @@ class NormQuant(wiring.Component):
         m.submodules.v_mem = v_mem = memory.Memory(shape=16, depth=self.max_len, init=[])
 
         length = Signal(range(self.max_len + 1))  # K of the vector being processed
+        last_index = Signal(aw)  # K - 1, so that no comparison needs a subtraction first
         max_u, max_v = Signal(15), Signal(15)  # magnitudes (bf16 without its sign)
         t, e_top = Signal(16), Signal(8)  # 127 / max|u|; the largest square's exponent field
         acc = Signal(self.acc_bits)
@@ -148,7 +149,7 @@ class NormQuant(wiring.Component):
             with m.If(v_out[:15] > max_v):
                 m.d.sync += max_v.eq(v_out[:15])
             with m.If(last_out):
-                m.d.sync += [loaded.eq(1), length.eq(write_addr + 1)]
+                m.d.sync += [loaded.eq(1), length.eq(write_addr + 1), last_index.eq(write_addr)]
 
         # -- stream-out: codes = int8(u * t); squares = v * v, aligned and summed ---------------
         streaming = Signal()
@@ -163,7 +164,7 @@ class NormQuant(wiring.Component):
         u2, v2 = Signal(16), Signal(16)
         r2_advance = ~r2_valid | mul_q.i.ready
         r_advance = ~r_valid | r2_advance
-        issue = streaming & (read_addr < length)
+        issue = streaming & (read_addr <= last_index)
         m.d.comb += [u_read.addr.eq(read_addr), v_read.addr.eq(read_addr),
                      u_read.en.eq(r_advance), v_read.en.eq(r_advance)]
         with m.If(r_advance):
@@ -183,10 +184,10 @@ class NormQuant(wiring.Component):
         codes_out = Signal(range(self.max_len + 1))
         m.d.comb += [
             self.q.valid.eq(codes.valid), codes.ready.eq(self.q.ready),
-            self.q.payload.code.eq(codes.payload), self.q.payload.last.eq(codes_out == length - 1),
+            self.q.payload.code.eq(codes.payload), self.q.payload.last.eq(codes_out == last_index),
         ]
         with m.If(self.q.valid & self.q.ready):
-            m.d.sync += codes_out.eq(Mux(codes_out == length - 1, 0, codes_out + 1))
+            m.d.sync += codes_out.eq(Mux(codes_out == last_index, 0, codes_out + 1))
 
         # align each square to the largest one's exponent: floor(sig * 2^16 / 2^(E - e)), in two
         # stages (the exponent difference and its range check, then the shift): one carry chain
@@ -233,12 +234,11 @@ class NormQuant(wiring.Component):
                     m.d.sync += into.eq(unit.o.payload if out is None else out(unit.o.payload))
                     m.next = then
 
-        def ssq_from_integer(bits):
-            """The integer sum (a bf16 of it) times 2^(E - 127 - 7 - 16), flushed or saturated."""
-            exp = Signal(range(-512, 512))
-            m.d.comb += exp.eq(bits[7:15] + e_top - (127 + 7 + SUMSQ_GUARD_BITS))
-            return Mux(bits[7:15] == 0, 0,
-                       Mux(exp <= 0, 0, Mux(exp >= 255, Const(0x7F7F, 16), Cat(bits[:7], exp[:8], Const(0, 1)))))
+        # the integer sum (a bf16 of it, in ``result``) times 2^(E - 127 - 7 - 16), flushed or
+        # saturated: the exponent in one state, the range checks in the next (two carry chains
+        # in series do not fit a cycle)
+        ssq_exp = Signal(range(-512, 512))
+        ssq_zero = Signal()
 
         with m.FSM():
             with m.State("load"):
@@ -254,8 +254,13 @@ class NormQuant(wiring.Component):
                 with m.If((terms_in == length) & ~d_valid & ~term_valid):
                     m.next = "ssq"
             scalar("ssq", to_float, [(to_float.i.payload, acc)], result, "ssq-scale")
-            with m.State("ssq-scale"):  # a state of its own: an addition and two comparisons
-                m.d.sync += ssq.eq(ssq_from_integer(result))
+            with m.State("ssq-scale"):
+                m.d.sync += [ssq_exp.eq(result[7:15] + e_top - (127 + 7 + SUMSQ_GUARD_BITS)),
+                             ssq_zero.eq(result[7:15] == 0)]
+                m.next = "ssq-range"
+            with m.State("ssq-range"):
+                m.d.sync += ssq.eq(Mux(ssq_zero | (ssq_exp <= 0), 0,
+                                       Mux(ssq_exp >= 255, Const(0x7F7F, 16), Cat(result[:7], ssq_exp[:8], Const(0, 1)))))
                 m.next = "eps"
             scalar("eps", add_eps, [(add_eps.i.payload.a, ssq), (add_eps.i.payload.b, self.eps),
                                     (add_eps.i.payload.sub, 0)], result, "rsqrt")
