@@ -20,7 +20,7 @@ from .fadd import FAdd
 from .lmul import LMul
 from .narrow import Narrow
 from .nonlinear import Sigmoid, SiLU
-from .pipeline import CreditQueue, flow
+from .pipeline import NO_RW_CHECK, CreditQueue, flow
 
 __all__ = ["MLGRUEngine", "mlgru_input"]
 
@@ -167,7 +167,9 @@ class MLGRUEngine(wiring.Component):
         rest4 = data.View(t3, inp.o.payload.tag)
 
         # 5. read the state of channel j (a registered stage: the read port's data lines up with it)
-        m.submodules.state = state = memory.Memory(shape=32, depth=self.channels, init=[])
+        # a channel is read and written back fewer than ``channels`` elements apart: the two ports
+        # never meet on one word in one cycle
+        m.submodules.state = state = memory.Memory(shape=32, depth=self.channels, init=[], attrs=NO_RW_CHECK)
         read = state.read_port(domain="sync")
         s5 = stream.Signature(data.StructLayout({"z": 16, "inp": 16, "g": 16, "j": jw, "first": 1})).create()
         m.d.comb += [inp.o.ready.eq(1), read.addr.eq(rest4.j)]

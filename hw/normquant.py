@@ -18,7 +18,7 @@ from golden.numerics import SUMSQ_GUARD_BITS
 from .convert import FloatToInt8, IntToFloat
 from .fadd import FAdd
 from .lmul import LMul
-from .skid import registered
+from .pipeline import NO_RW_CHECK, CreditQueue, flow
 from .tables import Reciprocal, ReciprocalSqrt
 
 __all__ = ["NormQuant", "normquant_input", "normquant_code", "quantiser_signature"]
@@ -81,6 +81,9 @@ class NormQuant(wiring.Component):
     stream-out; on ``scale``, the block holds until it is taken. No multiplier.
     """
 
+    # stream-out, RAM read to code: the read port, its output register, L-Mul, conversion
+    CODE_CHAIN = 2 + LMul.LATENCY + FloatToInt8.LATENCY
+
     def __init__(self, max_len: int, with_pre: bool = True):
         if not isinstance(max_len, int) or max_len < 1:
             raise ValueError(f"max_len must be a positive integer, got {max_len!r}")
@@ -91,8 +94,10 @@ class NormQuant(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         aw = max(1, (self.max_len - 1).bit_length())
-        m.submodules.u_mem = u_mem = memory.Memory(shape=16, depth=self.max_len, init=[])
-        m.submodules.v_mem = v_mem = memory.Memory(shape=16, depth=self.max_len, init=[])
+        # Written while loading, read while streaming out: a read never meets a write, so Yosys
+        # need not add collision logic after the block RAMs' outputs (``no_rw_check``).
+        m.submodules.u_mem = u_mem = memory.Memory(shape=16, depth=self.max_len, init=[], attrs=NO_RW_CHECK)
+        m.submodules.v_mem = v_mem = memory.Memory(shape=16, depth=self.max_len, init=[], attrs=NO_RW_CHECK)
 
         length = Signal(range(self.max_len + 1))  # K of the vector being processed
         last_index = Signal(aw)  # K - 1, so that no comparison needs a subtraction first
@@ -158,29 +163,28 @@ class NormQuant(wiring.Component):
         m.submodules.mul_q = mul_q = LMul("bf16")
         m.submodules.to_int = to_int = FloatToInt8()
         m.submodules.mul_sq = mul_sq = LMul("bf16")
+        # The stream-out chain never stalls: an element is read only with a place reserved for
+        # its code in the queue at the chain's end (the squares are always taken).
+        m.submodules.codes_queue = codes_queue = CreditQueue(signed(8), CreditQueue.depth_for(self.CODE_CHAIN))
         # Two registered stages: the block RAMs' outputs (their read ports), then a register on
         # those outputs, so the RAMs' slow clock-to-output does not share a cycle with an adder.
         r_valid, r2_valid = Signal(), Signal()
         u2, v2 = Signal(16), Signal(16)
-        r2_advance = ~r2_valid | mul_q.i.ready
-        r_advance = ~r_valid | r2_advance
-        issue = streaming & (read_addr <= last_index)
-        m.d.comb += [u_read.addr.eq(read_addr), v_read.addr.eq(read_addr),
-                     u_read.en.eq(r_advance), v_read.en.eq(r_advance)]
-        with m.If(r_advance):
-            m.d.sync += r_valid.eq(issue)
-            with m.If(issue):
-                m.d.sync += read_addr.eq(read_addr + 1)
-        with m.If(r2_advance):
-            m.d.sync += [r2_valid.eq(r_valid), u2.eq(u_read.data), v2.eq(v_read.data)]
+        issue = streaming & (read_addr <= last_index) & codes_queue.room
+        m.d.comb += [u_read.addr.eq(read_addr), v_read.addr.eq(read_addr), codes_queue.admit.eq(issue)]
+        m.d.sync += [r_valid.eq(issue), r2_valid.eq(r_valid), u2.eq(u_read.data), v2.eq(v_read.data)]
+        with m.If(issue):
+            m.d.sync += read_addr.eq(read_addr + 1)
         m.d.comb += [
             mul_q.i.valid.eq(r2_valid), mul_q.i.payload.a.eq(u2), mul_q.i.payload.b.eq(t),
-            mul_sq.i.valid.eq(r2_valid & mul_q.i.ready),
-            mul_sq.i.payload.a.eq(v2), mul_sq.i.payload.b.eq(v2),
+            mul_sq.i.valid.eq(r2_valid), mul_sq.i.payload.a.eq(v2), mul_sq.i.payload.b.eq(v2),
             mul_sq.o.ready.eq(1),
         ]
-        wiring.connect(m, registered(m, "mul_q_skid", mul_q.o), to_int.i)
-        codes = registered(m, "codes_skid", to_int.o)
+        flow(m, mul_q.o, to_int.i)
+        m.d.comb += to_int.i.payload.eq(mul_q.o.payload)
+        flow(m, to_int.o, codes_queue.i)
+        m.d.comb += codes_queue.i.payload.eq(to_int.o.payload)
+        codes = codes_queue.o
         codes_out = Signal(range(self.max_len + 1))
         m.d.comb += [
             self.q.valid.eq(codes.valid), codes.ready.eq(self.q.ready),
@@ -220,14 +224,28 @@ class NormQuant(wiring.Component):
         # units without a stall enable (no FSM decode fanning out to their pipeline registers).
         for unit in (recip, rsqrt, smul, to_float, add_eps):
             m.d.comb += unit.o.ready.eq(1)
+        # Their operands come from registers, never through the sequencer's state decode: each
+        # unit's own source register, or for the shared L-Mul two operand registers loaded one
+        # state before it is started.
+        smul_a, smul_b = Signal(16), Signal(16)
+        m.d.comb += [
+            recip.i.payload.eq(max_u), to_float.i.payload.eq(acc), rsqrt.i.payload.eq(result),
+            add_eps.i.payload.a.eq(ssq), add_eps.i.payload.b.eq(self.eps), add_eps.i.payload.sub.eq(0),
+            smul.i.payload.a.eq(smul_a), smul.i.payload.b.eq(smul_b),
+        ]
 
-        def scalar(state, unit, inputs, into, then, out=None):
-            """Two FSM states: offer ``inputs`` to ``unit``, then wait for its output (valid for
-            one cycle). The unit is empty and never stalls, so it takes the operands at once."""
-            with m.State(state):
+        def scalar(state, unit, into, then, out=None, operands=()):
+            """FSM states that start ``unit`` (after loading ``operands``, (register, value) pairs,
+            if any), then wait for its output (valid for one cycle). The unit is empty and never
+            stalls, so it takes the operands at once."""
+            start = state
+            if operands:
+                start = state + "-go"
+                with m.State(state):
+                    m.d.sync += [reg.eq(value) for reg, value in operands]
+                    m.next = start
+            with m.State(start):
                 m.d.comb += unit.i.valid.eq(1)
-                for target, value in inputs:
-                    m.d.comb += target.eq(value)
                 m.next = state + "-wait"
             with m.State(state + "-wait"):
                 with m.If(unit.o.valid):
@@ -245,15 +263,14 @@ class NormQuant(wiring.Component):
                 m.d.comb += loading.eq(1)
                 with m.If(loaded):
                     m.next = "recip"
-            scalar("recip", recip, [(recip.i.payload, max_u)], result, "t")
-            scalar("t", smul, [(smul.i.payload.a, result), (smul.i.payload.b, CODE_MAX_BF16)], t, "top")
-            scalar("top", smul, [(smul.i.payload.a, max_v), (smul.i.payload.b, max_v)], e_top, "stream",
-                   out=lambda p: p[7:15])
+            scalar("recip", recip, result, "t")
+            scalar("t", smul, t, "top", operands=[(smul_a, result), (smul_b, CODE_MAX_BF16)])
+            scalar("top", smul, e_top, "stream", out=lambda p: p[7:15], operands=[(smul_a, max_v), (smul_b, max_v)])
             with m.State("stream"):
                 m.d.comb += streaming.eq(1)
                 with m.If((terms_in == length) & ~d_valid & ~term_valid):
                     m.next = "ssq"
-            scalar("ssq", to_float, [(to_float.i.payload, acc)], result, "ssq-scale")
+            scalar("ssq", to_float, result, "ssq-scale")
             with m.State("ssq-scale"):
                 m.d.sync += [ssq_exp.eq(result[7:15] + e_top - (127 + 7 + SUMSQ_GUARD_BITS)),
                              ssq_zero.eq(result[7:15] == 0)]
@@ -262,13 +279,13 @@ class NormQuant(wiring.Component):
                 m.d.sync += ssq.eq(Mux(ssq_zero | (ssq_exp <= 0), 0,
                                        Mux(ssq_exp >= 255, Const(0x7F7F, 16), Cat(result[:7], ssq_exp[:8], Const(0, 1)))))
                 m.next = "eps"
-            scalar("eps", add_eps, [(add_eps.i.payload.a, ssq), (add_eps.i.payload.b, self.eps),
-                                    (add_eps.i.payload.sub, 0)], result, "rsqrt")
-            scalar("rsqrt", rsqrt, [(rsqrt.i.payload, result)], result, "mr")
-            scalar("mr", smul, [(smul.i.payload.a, max_u), (smul.i.payload.b, result)], m_r, "mrc")
-            scalar("mrc", smul, [(smul.i.payload.a, m_r), (smul.i.payload.b, self.c)], result, "deliver")
+            scalar("eps", add_eps, result, "rsqrt")
+            scalar("rsqrt", rsqrt, result, "mr")
+            scalar("mr", smul, m_r, "mrc", operands=[(smul_a, max_u), (smul_b, result)])
+            scalar("mrc", smul, result, "deliver", operands=[(smul_a, m_r), (smul_b, self.c)])
+            m.d.comb += self.scale.payload.eq(result)
             with m.State("deliver"):
-                m.d.comb += [self.scale.valid.eq(1), self.scale.payload.eq(result)]
+                m.d.comb += self.scale.valid.eq(1)
                 with m.If(self.scale.ready):
                     m.d.sync += [closed.eq(0), loaded.eq(0), write_addr.eq(0), read_addr.eq(0), max_u.eq(0),
                                  max_v.eq(0), acc.eq(0), terms_in.eq(0)]
