@@ -170,11 +170,15 @@ class NormQuant(wiring.Component):
         # those outputs, so the RAMs' slow clock-to-output does not share a cycle with an adder.
         r_valid, r2_valid = Signal(), Signal()
         u2, v2 = Signal(16), Signal(16)
-        issue = streaming & (read_addr <= last_index) & codes_queue.room
+        # ``unread``: elements left to read, a register, so no comparison sits before the credits
+        unread = Signal()
+        issue = streaming & unread & codes_queue.room
         m.d.comb += [u_read.addr.eq(read_addr), v_read.addr.eq(read_addr), codes_queue.admit.eq(issue)]
         m.d.sync += [r_valid.eq(issue), r2_valid.eq(r_valid), u2.eq(u_read.data), v2.eq(v_read.data)]
         with m.If(issue):
             m.d.sync += read_addr.eq(read_addr + 1)
+            with m.If(read_addr == last_index):
+                m.d.sync += unread.eq(0)
         m.d.comb += [
             mul_q.i.valid.eq(r2_valid), mul_q.i.payload.a.eq(u2), mul_q.i.payload.b.eq(t),
             mul_sq.i.valid.eq(r2_valid), mul_sq.i.payload.a.eq(v2), mul_sq.i.payload.b.eq(v2),
@@ -262,6 +266,7 @@ class NormQuant(wiring.Component):
             with m.State("load"):
                 m.d.comb += loading.eq(1)
                 with m.If(loaded):
+                    m.d.sync += unread.eq(1)
                     m.next = "recip"
             scalar("recip", recip, result, "t")
             scalar("t", smul, t, "top", operands=[(smul_a, result), (smul_b, CODE_MAX_BF16)])

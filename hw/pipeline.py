@@ -90,9 +90,13 @@ class CreditQueue(wiring.Component):
         m.d.comb += [self.o.valid.eq(out.valid), self.o.payload.eq(out.payload),
                      out.ready.eq(self.o.ready)]
 
-        # credits in use: admitted and not yet delivered
+        # credits in use: admitted and not yet delivered; ``room`` for the next cycle from two
+        # comparisons of the current count, so no comparison waits for the count's adder
         used = Signal(range(self.depth + 1))
-        used_next = Signal(range(self.depth + 2))
-        m.d.comb += used_next.eq(used + self.admit - (self.o.valid & self.o.ready))
-        m.d.sync += [used.eq(used_next), self.room.eq(used_next < self.depth)]
+        taken = self.o.valid & self.o.ready
+        m.d.sync += used.eq(used + self.admit - taken)
+        with m.If(self.admit & ~taken):
+            m.d.sync += self.room.eq(used < self.depth - 1)
+        with m.Elif(taken & ~self.admit):
+            m.d.sync += self.room.eq(1)
         return m
