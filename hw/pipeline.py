@@ -23,6 +23,7 @@ __all__ = ["stall_advance", "register", "flow", "CreditQueue", "NO_RW_CHECK"]
 NO_RW_CHECK = {"no_rw_check": 1}
 
 
+
 def stall_advance(m: Module, unit) -> Signal:
     """Drive ``unit.i.ready`` and return the unit's ``advance``: ``~o.valid | o.ready``."""
     advance = Signal()
