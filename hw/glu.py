@@ -39,7 +39,7 @@ class GLUStage(wiring.Component):
     element is accepted only while the queue behind it (``hw.pipeline.CreditQueue``, ``QUEUE_DEPTH``
     places, ``CreditQueue.LATENCY`` cycles) has a place reserved for it, so ``i.ready`` is a
     register. The queue feeds the quantiser's load phase at one element per cycle; everything after
-    is the quantiser's schedule (about ``2I + 50`` cycles per vector). While the quantiser is not
+    is the quantiser's schedule (``2I + 60`` cycles per vector). While the quantiser is not
     loading, the queue fills and then ``i.ready`` falls.
     """
 

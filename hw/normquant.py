@@ -74,11 +74,13 @@ class NormQuant(wiring.Component):
         The bf16 output scale, one per vector.
 
     Schedule per vector of K elements: load (K cycles at one element per cycle, L-Mul x2, max
-    tracking); 4 scalar steps (reciprocal, two L-Muls) of a few cycles each; stream-out (K cycles:
-    codes and squares; the codes are back-pressured by ``q.ready``); 8 scalar steps (conversion,
-    its exponent offset and range, addition, rsqrt, two L-Muls). About ``2K + 50`` cycles per vector when nothing stalls. The next
-    vector is accepted once the scale has been delivered. Back-pressure on ``q`` stalls the
-    stream-out; on ``scale``, the block holds until it is taken. No multiplier.
+    tracking); 3 scalar steps (reciprocal, two L-Muls); stream-out (K cycles: codes and squares);
+    8 scalar steps (conversion, its exponent offset and range, addition, rsqrt, two L-Muls).
+    ``2K + 60`` cycles per vector when nothing stalls. The next vector is accepted once the scale
+    has been delivered. The units never stall: the scalar steps run one at a time, and the
+    stream-out reads an element only while the code queue (``hw.pipeline.CreditQueue``) has a
+    place reserved for its code, so back-pressure on ``q`` fills the queue and then pauses the
+    reads. On ``scale``, the block holds until it is taken. No multiplier.
     """
 
     # stream-out, RAM read to code: the read port, its output register, L-Mul, conversion
