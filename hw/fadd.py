@@ -230,7 +230,10 @@ class FAdd(wiring.Component):
         padded = Cat(Const(0, size - window - 1), s4_sum)
         n_groups = size // 4
         groups = [padded[size - 4 * (g + 1):size - 4 * g] for g in range(n_groups)]
-        first = Cat(*[(groups[g] != 0) & (padded[size - 4 * g:] == 0 if g else Const(1))
+        # a group is first when it is nonzero and no group above is (a prefix OR of the groups'
+        # flags: shallower than a zero test of every bit above)
+        nonzero = [group != 0 for group in groups]
+        first = Cat(*[nonzero[g] & ~Cat(*nonzero[:g]).any() if g else nonzero[0]
                       for g in range(n_groups)])
         local = Cat(*[Mux(gr[3], 0, Mux(gr[2], 1, Mux(gr[1], 2, 3)))[:2] for gr in groups])
 

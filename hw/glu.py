@@ -4,13 +4,13 @@ Golden model: ``golden.bitexact.glu`` followed by ``golden.bitexact.norm_quant``
 norm (the down projection's BitLinear composite, docs/numerics.md section 7).
 """
 
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Signal
 from amaranth.lib import data, wiring
 
 from .lmul import LMul
 from .nonlinear import SiLU
-from .normquant import NormQuant, quantiser_signature
-from .skid import registered
+from .normquant import NormQuant, normquant_input, quantiser_signature
+from .pipeline import CreditQueue, flow
 
 __all__ = ["GLUStage", "glu_input"]
 
@@ -35,12 +35,16 @@ class GLUStage(wiring.Component):
     q : Out(stream.Signature(normquant_code))
     scale : Out(stream.Signature(16))
 
-    The element-wise pipeline (SiLU, L-Mul, a skid buffer after each: ``SiLU.LATENCY +
-    LMul.LATENCY + 2`` cycles) streams
-    into the quantiser's load phase at one element per cycle; everything after is the quantiser's
-    schedule (about ``2I + 50`` cycles per vector). Back-pressure as in ``NormQuant``: its input
-    stalls the element-wise pipeline.
+    The element-wise pipeline (SiLU, then L-Mul: ``CHAIN_LATENCY`` cycles) never stalls: an
+    element is accepted only while the queue behind it (``hw.pipeline.CreditQueue``, ``QUEUE_DEPTH``
+    places, ``CreditQueue.LATENCY`` cycles) has a place reserved for it, so ``i.ready`` is a
+    register. The queue feeds the quantiser's load phase at one element per cycle; everything after
+    is the quantiser's schedule (``2I + 60`` cycles per vector). While the quantiser is not
+    loading, the queue fills and then ``i.ready`` falls.
     """
+
+    CHAIN_LATENCY = SiLU.LATENCY + LMul.LATENCY
+    QUEUE_DEPTH = CreditQueue.depth_for(CHAIN_LATENCY)
 
     def __init__(self, max_len: int):
         self.quantiser = NormQuant(max_len, with_pre=False)
@@ -51,27 +55,22 @@ class GLUStage(wiring.Component):
         side = data.StructLayout({"y": 16, "gain": 16, "last": 1})
         m.submodules.silu = silu = SiLU(tag_width=side.size)
         m.submodules.mul = mul = LMul("bf16", tag_width=17)
+        m.submodules.queue = queue = CreditQueue(normquant_input(False), self.QUEUE_DEPTH)
         m.submodules.quantiser = quant = self.quantiser
         x = self.i.payload
+        accept = Signal()
         silu_tag = data.View(side, silu.i.payload.tag)
         m.d.comb += [
-            silu.i.valid.eq(self.i.valid), self.i.ready.eq(silu.i.ready), silu.i.payload.x.eq(x.gate),
+            self.i.ready.eq(queue.room), accept.eq(self.i.valid & queue.room), queue.admit.eq(accept),
+            silu.i.valid.eq(accept), silu.i.payload.x.eq(x.gate),
             silu_tag.y.eq(x.y), silu_tag.gain.eq(x.gain), silu_tag.last.eq(x.last),
         ]
-        silu_o = registered(m, "silu_skid", silu.o)
-        rest = data.View(side, silu_o.payload.tag)
-        m.d.comb += [
-            mul.i.valid.eq(silu_o.valid), silu_o.ready.eq(mul.i.ready),
-            mul.i.payload.a.eq(silu_o.payload.y), mul.i.payload.b.eq(rest.y),
-            mul.i.payload.tag.eq(rest.as_value()[16:]),  # gain, last
-        ]
-        mul_o = registered(m, "mul_skid", mul.o)
-        m.d.comb += [
-            quant.i.valid.eq(mul_o.valid), mul_o.ready.eq(quant.i.ready),
-            quant.i.payload.x.eq(mul_o.payload.product),
-            quant.i.payload.gain.eq(mul_o.payload.tag[:16]), quant.i.payload.last.eq(mul_o.payload.tag[16]),
-            quant.eps.eq(self.eps), quant.c.eq(self.c),
-        ]
+        rest = data.View(side, silu.o.payload.tag)
+        flow(m, silu.o, mul.i, a=silu.o.payload.y, b=rest.y, tag=rest.as_value()[16:])  # tag: gain, last
+        flow(m, mul.o, queue.i, x=mul.o.payload.product, gain=mul.o.payload.tag[:16],
+             last=mul.o.payload.tag[16])
+        wiring.connect(m, queue.o, quant.i)
+        m.d.comb += [quant.eps.eq(self.eps), quant.c.eq(self.c)]
         wiring.connect(m, quant.q, wiring.flipped(self.q))
         wiring.connect(m, quant.scale, wiring.flipped(self.scale))
         return m

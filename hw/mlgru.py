@@ -20,7 +20,7 @@ from .fadd import FAdd
 from .lmul import LMul
 from .narrow import Narrow
 from .nonlinear import Sigmoid, SiLU
-from .skid import registered
+from .pipeline import NO_RW_CHECK, CreditQueue, flow
 
 __all__ = ["MLGRUEngine", "mlgru_input"]
 
@@ -34,13 +34,6 @@ def mlgru_input(with_keep: bool) -> data.StructLayout:
         # (layer 0 of MMfreeLM) shares the engine of the layers with one
         fields.update(keep=16, use_keep=1)
     return data.StructLayout(fields)
-
-
-def _link(m, src, dst, **payload):
-    """Stream ``src`` into ``dst`` with ``payload`` fields of ``dst.payload`` assigned."""
-    m.d.comb += [dst.valid.eq(src.valid), src.ready.eq(dst.ready)]
-    for name, value in payload.items():
-        m.d.comb += getattr(dst.payload, name).eq(value)
 
 
 class MLGRUEngine(wiring.Component):
@@ -69,10 +62,11 @@ class MLGRUEngine(wiring.Component):
         The bf16 output per channel, in channel order.
 
     Latency ``LATENCY`` cycles (sigmoid, L-Mul, SiLU, L-Mul, state read, fp32 L-Mul, two fp32
-    additions, narrowing, output gate, and a skid buffer after each unit); throughput one channel
-    per cycle. Back-pressure propagates one unit per cycle through the skid buffers (no
-    combinational ready path crosses more than one unit); a stall never loses or reorders an
-    element.
+    additions, narrowing, output gate, then the output queue); throughput one channel per cycle.
+    The units never stall: an element is accepted only while the output queue
+    (``hw.pipeline.CreditQueue``, ``QUEUE_SLACK`` places more than the chain's latency) has a
+    place reserved for it, so back-pressure on ``o`` fills the queue and then drops ``i.ready``,
+    which is a register. A stall never loses or reorders an element.
     """
 
     def __init__(self, channels: int, output: str = "code", lower_bound: bool = True,
@@ -89,30 +83,43 @@ class MLGRUEngine(wiring.Component):
         self.decay_gate, self.candidate = decay_gate, candidate
         super().__init__({"i": In(stream.Signature(mlgru_input(lower_bound))), "o": Out(stream.Signature(16))})
 
-    # state read and its output register (2) .. write-back: fp32 L-Mul, two fp32 additions, and
-    # the skid buffers after the L-Mul and the subtraction
-    READ_TO_WRITE = 2 + LMul.LATENCY + 2 * FAdd.LATENCY + 2
+    # state read and its output register (2) .. write-back: fp32 L-Mul, two fp32 additions
+    READ_TO_WRITE = 2 + LMul.LATENCY + 2 * FAdd.LATENCY
     MIN_CHANNELS = READ_TO_WRITE + 2
+    # output queue places beyond the chain's latency (the queue's own latency, a cycle of room)
+    QUEUE_SLACK = CreditQueue.LATENCY + 1
+
+    @property
+    def CHAIN_LATENCY(self):
+        """Cycles from an accepted input to the output of the last unit (the sum of the units'
+        latencies: the units are linked directly)."""
+        n = Sigmoid.LATENCY + (LMul.LATENCY if self.lower_bound else 0)
+        n += (SiLU.LATENCY if self.candidate == "silu" else 0) + LMul.LATENCY
+        n += self.READ_TO_WRITE + Narrow.LATENCY
+        n += {"code": SiLU.LATENCY + LMul.LATENCY, "paper": Sigmoid.LATENCY + LMul.LATENCY,
+              "state": 0}[self.output]
+        return n
 
     @property
     def LATENCY(self):
-        """Cycles from an accepted input to its output when nothing stalls (each unit's latency
-        plus one per skid buffer)."""
-        n = Sigmoid.LATENCY + 1 + ((LMul.LATENCY + 1) if self.lower_bound else 0)
-        n += ((SiLU.LATENCY + 1) if self.candidate == "silu" else 0) + LMul.LATENCY + 1
-        n += self.READ_TO_WRITE + 1 + Narrow.LATENCY + 1
-        n += {"code": SiLU.LATENCY + 1 + LMul.LATENCY, "paper": Sigmoid.LATENCY + 1 + LMul.LATENCY,
-              "state": 0}[self.output]
-        return n
+        """Cycles from an accepted input to its output when nothing stalls."""
+        return self.CHAIN_LATENCY + CreditQueue.LATENCY
 
     def elaborate(self, platform):
         m = Module()
         jw = max(1, (self.channels - 1).bit_length())
         x = self.i.payload
 
+        # the output queue: an element enters only with a place reserved at the end of the chain
+        m.submodules.queue = queue = CreditQueue(16, self.CHAIN_LATENCY + self.QUEUE_SLACK)
+        accept = Signal()
+        m.d.comb += [self.i.ready.eq(queue.room), accept.eq(self.i.valid & queue.room),
+                     queue.admit.eq(accept)]
+        wiring.connect(m, queue.o, wiring.flipped(self.o))
+
         # channel counter: the element entering the engine is channel j
         j = Signal(jw)
-        with m.If(self.i.valid & self.i.ready):
+        with m.If(accept):
             m.d.sync += j.eq(Mux(j == self.channels - 1, 0, j + 1))
 
         # 1. z0 = sigmoid(+-f), carrying everything else
@@ -120,13 +127,12 @@ class MLGRUEngine(wiring.Component):
         m.submodules.gate = gate = Sigmoid(tag_width=t1.size)
         tag1 = data.View(t1, gate.i.payload.tag)
         f = x.f if self.decay_gate == "pos" else x.f ^ 0x8000  # -f: flip the sign bit
-        _link(m, self.i, gate.i, x=f)
+        m.d.comb += [gate.i.valid.eq(accept), gate.i.payload.x.eq(f)]
         m.d.comb += [tag1.i.eq(x.i), tag1.g.eq(x.g), tag1.first.eq(x.first), tag1.j.eq(j)]
         if self.lower_bound:
             m.d.comb += [tag1.keep.eq(x.keep), tag1.use_keep.eq(x.use_keep)]
-        gate_o = registered(m, "gate_q", gate.o)
-        z_stream, z_value = gate_o, gate_o.payload.y
-        rest1 = data.View(t1, gate_o.payload.tag)
+        z_stream, z_value = gate.o, gate.o.payload.y
+        rest1 = data.View(t1, gate.o.payload.tag)
 
         # 2. z = z0 * keep
         t2 = data.StructLayout({"i": 16, "g": 16, "first": 1, "j": jw})
@@ -134,12 +140,11 @@ class MLGRUEngine(wiring.Component):
             t2k = data.StructLayout({"rest": t2, "z0": 16, "use_keep": 1})
             m.submodules.keep = keep = LMul("bf16", tag_width=t2k.size)
             tag2 = data.View(t2k, keep.i.payload.tag)
-            _link(m, z_stream, keep.i, a=z_value, b=rest1.keep)
+            flow(m, z_stream, keep.i, a=z_value, b=rest1.keep)
             m.d.comb += [tag2.rest.i.eq(rest1.i), tag2.rest.g.eq(rest1.g), tag2.rest.first.eq(rest1.first),
                          tag2.rest.j.eq(rest1.j), tag2.z0.eq(z_value), tag2.use_keep.eq(rest1.use_keep)]
-            keep_o = registered(m, "keep_q", keep.o)
-            kept = data.View(t2k, keep_o.payload.tag)
-            z_stream, z_value, rest2 = keep_o, Mux(kept.use_keep, keep_o.payload.product, kept.z0), kept.rest
+            kept = data.View(t2k, keep.o.payload.tag)
+            z_stream, z_value, rest2 = keep.o, Mux(kept.use_keep, keep.o.payload.product, kept.z0), kept.rest
         else:
             rest2 = rest1
 
@@ -148,10 +153,9 @@ class MLGRUEngine(wiring.Component):
         if self.candidate == "silu":
             m.submodules.cand = cand = SiLU(tag_width=t3.size)
             tag3 = data.View(t3, cand.i.payload.tag)
-            _link(m, z_stream, cand.i, x=rest2.i)
+            flow(m, z_stream, cand.i, x=rest2.i)
             m.d.comb += [tag3.z.eq(z_value), tag3.g.eq(rest2.g), tag3.first.eq(rest2.first), tag3.j.eq(rest2.j)]
-            cand_o = registered(m, "cand_q", cand.o)
-            c_stream, c_value, rest3 = cand_o, cand_o.payload.y, data.View(t3, cand_o.payload.tag)
+            c_stream, c_value, rest3 = cand.o, cand.o.payload.y, data.View(t3, cand.o.payload.tag)
         else:
             c_stream, c_value = z_stream, rest2.i
             rest3 = data.View(t3, Signal(t3.size))
@@ -159,79 +163,75 @@ class MLGRUEngine(wiring.Component):
 
         # 4. inp = candidate * z
         m.submodules.inp = inp = LMul("bf16", tag_width=t3.size)
-        _link(m, c_stream, inp.i, a=c_value, b=rest3.z, tag=rest3.as_value())
-        inp_o = registered(m, "inp_q", inp.o)
-        rest4 = data.View(t3, inp_o.payload.tag)
+        flow(m, c_stream, inp.i, a=c_value, b=rest3.z, tag=rest3.as_value())
+        rest4 = data.View(t3, inp.o.payload.tag)
 
         # 5. read the state of channel j (a registered stage: the read port's data lines up with it)
-        m.submodules.state = state = memory.Memory(shape=32, depth=self.channels, init=[])
+        # a channel is read and written back fewer than ``channels`` elements apart: the two ports
+        # never meet on one word in one cycle
+        m.submodules.state = state = memory.Memory(shape=32, depth=self.channels, init=[], attrs=NO_RW_CHECK)
         read = state.read_port(domain="sync")
         s5 = stream.Signature(data.StructLayout({"z": 16, "inp": 16, "g": 16, "j": jw, "first": 1})).create()
-        h_prev = Mux(s5.payload.first, 0, read.data)
-        s5_advance = ~s5.valid | s5.ready
-        m.d.comb += [inp_o.ready.eq(s5_advance), read.addr.eq(rest4.j), read.en.eq(s5_advance)]
-        with m.If(s5_advance):
-            m.d.sync += [s5.valid.eq(inp_o.valid), s5.payload.z.eq(rest4.z), s5.payload.inp.eq(inp_o.payload.product),
-                         s5.payload.g.eq(rest4.g), s5.payload.j.eq(rest4.j), s5.payload.first.eq(rest4.first)]
+        m.d.comb += [inp.o.ready.eq(1), read.addr.eq(rest4.j)]
+        m.d.sync += [s5.valid.eq(inp.o.valid), s5.payload.z.eq(rest4.z), s5.payload.inp.eq(inp.o.payload.product),
+                     s5.payload.g.eq(rest4.g), s5.payload.j.eq(rest4.j), s5.payload.first.eq(rest4.first)]
 
-        # 5b. a register on the state memory's output: its slow clock-to-output gets a cycle alone
-        s5b = stream.Signature(data.StructLayout({"z": 16, "inp": 16, "g": 16, "j": jw, "h": 32})).create()
-        s5b_advance = ~s5b.valid | s5b.ready
-        m.d.comb += s5.ready.eq(s5b_advance)
-        with m.If(s5b_advance):
-            m.d.sync += [s5b.valid.eq(s5.valid), s5b.payload.z.eq(s5.payload.z), s5b.payload.inp.eq(s5.payload.inp),
-                         s5b.payload.g.eq(s5.payload.g), s5b.payload.j.eq(s5.payload.j), s5b.payload.h.eq(h_prev)]
+        # 5b. a register on the state memory's output: its slow clock-to-output (about 5.8 ns on
+        # ECP5) gets a cycle with no logic after it; ``first`` zeroes the state after this register
+        s5b = stream.Signature(data.StructLayout({"z": 16, "inp": 16, "g": 16, "j": jw, "first": 1,
+                                                  "h": 32})).create()
+        m.d.comb += s5.ready.eq(1)
+        m.d.sync += [s5b.valid.eq(s5.valid), s5b.payload.z.eq(s5.payload.z), s5b.payload.inp.eq(s5.payload.inp),
+                     s5b.payload.g.eq(s5.payload.g), s5b.payload.j.eq(s5.payload.j),
+                     s5b.payload.first.eq(s5.payload.first), s5b.payload.h.eq(read.data)]
+        h_prev = Mux(s5b.payload.first, 0, s5b.payload.h)
 
         # 6. zh = z *fp32 h (z widened exactly)
         t6 = data.StructLayout({"h": 32, "inp": 16, "g": 16, "j": jw})
         m.submodules.decay = decay = LMul("fp32", tag_width=t6.size)
         tag6 = data.View(t6, decay.i.payload.tag)
-        _link(m, s5b, decay.i, a=s5b.payload.z << 16, b=s5b.payload.h)
-        m.d.comb += [tag6.h.eq(s5b.payload.h), tag6.inp.eq(s5b.payload.inp), tag6.g.eq(s5b.payload.g),
+        flow(m, s5b, decay.i, a=s5b.payload.z << 16, b=h_prev)
+        m.d.comb += [tag6.h.eq(h_prev), tag6.inp.eq(s5b.payload.inp), tag6.g.eq(s5b.payload.g),
                      tag6.j.eq(s5b.payload.j)]
-        decay_o = registered(m, "decay_q", decay.o)
-        rest6 = data.View(t6, decay_o.payload.tag)
+        rest6 = data.View(t6, decay.o.payload.tag)
 
         # 7. h1 = h - zh
         t7 = data.StructLayout({"inp": 16, "g": 16, "j": jw})
         m.submodules.sub = sub = FAdd("fp32", tag_width=t7.size)
         tag7 = data.View(t7, sub.i.payload.tag)
-        _link(m, decay_o, sub.i, a=rest6.h, b=decay_o.payload.product, sub=1)
+        flow(m, decay.o, sub.i, a=rest6.h, b=decay.o.payload.product, sub=1)
         m.d.comb += [tag7.inp.eq(rest6.inp), tag7.g.eq(rest6.g), tag7.j.eq(rest6.j)]
-        sub_o = registered(m, "sub_q", sub.o)
-        rest7 = data.View(t7, sub_o.payload.tag)
+        rest7 = data.View(t7, sub.o.payload.tag)
 
         # 8. h = h1 + inp; write back
         t8 = data.StructLayout({"g": 16, "j": jw})
         m.submodules.add = add = FAdd("fp32", tag_width=t8.size)
         tag8 = data.View(t8, add.i.payload.tag)
-        _link(m, sub_o, add.i, a=sub_o.payload.sum, b=rest7.inp << 16, sub=0)
+        flow(m, sub.o, add.i, a=sub.o.payload.sum, b=rest7.inp << 16, sub=0)
         m.d.comb += [tag8.g.eq(rest7.g), tag8.j.eq(rest7.j)]
         write = state.write_port()
         m.d.comb += [write.addr.eq(data.View(t8, add.o.payload.tag).j), write.data.eq(add.o.payload.sum),
-                     write.en.eq(add.o.valid & add.o.ready)]
-        add_o = registered(m, "add_q", add.o)
-        rest8 = data.View(t8, add_o.payload.tag)
+                     write.en.eq(add.o.valid)]
+        rest8 = data.View(t8, add.o.payload.tag)
 
         # 9. hb = bf16(h)
         m.submodules.narrow = narrow = Narrow(tag_width=16)
-        _link(m, add_o, narrow.i, x=add_o.payload.sum, tag=rest8.g)
-        narrow_o = registered(m, "narrow_q", narrow.o)
-        hb, g = narrow_o.payload.y, narrow_o.payload.tag
+        flow(m, add.o, narrow.i, x=add.o.payload.sum, tag=rest8.g)
+        hb, g = narrow.o.payload.y, narrow.o.payload.tag
 
-        # 10. the output gate
+        # 10. the output gate, into the queue
         if self.output == "state":
-            _link(m, narrow_o, self.o)
-            m.d.comb += self.o.payload.eq(hb)
+            flow(m, narrow.o, queue.i)
+            m.d.comb += queue.i.payload.eq(hb)
             return m
         m.submodules.out = out = LMul("bf16")
         if self.output == "code":
             m.submodules.act = act = SiLU(tag_width=16)
-            _link(m, narrow_o, act.i, x=hb, tag=g)
+            flow(m, narrow.o, act.i, x=hb, tag=g)
         else:
             m.submodules.act = act = Sigmoid(tag_width=16)
-            _link(m, narrow_o, act.i, x=g, tag=hb)
-        act_o = registered(m, "act_q", act.o)
-        _link(m, act_o, out.i, a=act_o.payload.tag, b=act_o.payload.y)
-        wiring.connect(m, out.o, wiring.flipped(self.o))
+            flow(m, narrow.o, act.i, x=g, tag=hb)
+        flow(m, act.o, out.i, a=act.o.payload.tag, b=act.o.payload.y)
+        flow(m, out.o, queue.i)
+        m.d.comb += queue.i.payload.eq(out.o.payload)
         return m

@@ -18,7 +18,7 @@ from golden.numerics import SUMSQ_GUARD_BITS
 from .convert import FloatToInt8, IntToFloat
 from .fadd import FAdd
 from .lmul import LMul
-from .skid import registered
+from .pipeline import NO_RW_CHECK, CreditQueue, flow
 from .tables import Reciprocal, ReciprocalSqrt
 
 __all__ = ["NormQuant", "normquant_input", "normquant_code", "quantiser_signature"]
@@ -74,12 +74,17 @@ class NormQuant(wiring.Component):
         The bf16 output scale, one per vector.
 
     Schedule per vector of K elements: load (K cycles at one element per cycle, L-Mul x2, max
-    tracking); 4 scalar steps (reciprocal, two L-Muls) of a few cycles each; stream-out (K cycles:
-    codes and squares; the codes are back-pressured by ``q.ready``); 7 scalar steps (conversion,
-    its exponent offset, addition, rsqrt, two L-Muls). About ``2K + 50`` cycles per vector when nothing stalls. The next
-    vector is accepted once the scale has been delivered. Back-pressure on ``q`` stalls the
-    stream-out; on ``scale``, the block holds until it is taken. No multiplier.
+    tracking); 3 scalar steps (reciprocal, two L-Muls); stream-out (K cycles: codes and squares);
+    8 scalar steps (conversion, its exponent offset and range, addition, rsqrt, two L-Muls).
+    ``2K + 60`` cycles per vector when nothing stalls. The next vector is accepted once the scale
+    has been delivered. The units never stall: the scalar steps run one at a time, and the
+    stream-out reads an element only while the code queue (``hw.pipeline.CreditQueue``) has a
+    place reserved for its code, so back-pressure on ``q`` fills the queue and then pauses the
+    reads. On ``scale``, the block holds until it is taken. No multiplier.
     """
+
+    # stream-out, RAM read to code: the read port, its output register, L-Mul, conversion
+    CODE_CHAIN = 2 + LMul.LATENCY + FloatToInt8.LATENCY
 
     def __init__(self, max_len: int, with_pre: bool = True):
         if not isinstance(max_len, int) or max_len < 1:
@@ -91,10 +96,13 @@ class NormQuant(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         aw = max(1, (self.max_len - 1).bit_length())
-        m.submodules.u_mem = u_mem = memory.Memory(shape=16, depth=self.max_len, init=[])
-        m.submodules.v_mem = v_mem = memory.Memory(shape=16, depth=self.max_len, init=[])
+        # Written while loading, read while streaming out: a read never meets a write, so Yosys
+        # need not add collision logic after the block RAMs' outputs (``no_rw_check``).
+        m.submodules.u_mem = u_mem = memory.Memory(shape=16, depth=self.max_len, init=[], attrs=NO_RW_CHECK)
+        m.submodules.v_mem = v_mem = memory.Memory(shape=16, depth=self.max_len, init=[], attrs=NO_RW_CHECK)
 
         length = Signal(range(self.max_len + 1))  # K of the vector being processed
+        last_index = Signal(aw)  # K - 1, so that no comparison needs a subtraction first
         max_u, max_v = Signal(15), Signal(15)  # magnitudes (bf16 without its sign)
         t, e_top = Signal(16), Signal(8)  # 127 / max|u|; the largest square's exponent field
         acc = Signal(self.acc_bits)
@@ -148,7 +156,7 @@ class NormQuant(wiring.Component):
             with m.If(v_out[:15] > max_v):
                 m.d.sync += max_v.eq(v_out[:15])
             with m.If(last_out):
-                m.d.sync += [loaded.eq(1), length.eq(write_addr + 1)]
+                m.d.sync += [loaded.eq(1), length.eq(write_addr + 1), last_index.eq(write_addr)]
 
         # -- stream-out: codes = int8(u * t); squares = v * v, aligned and summed ---------------
         streaming = Signal()
@@ -157,46 +165,54 @@ class NormQuant(wiring.Component):
         m.submodules.mul_q = mul_q = LMul("bf16")
         m.submodules.to_int = to_int = FloatToInt8()
         m.submodules.mul_sq = mul_sq = LMul("bf16")
+        # The stream-out chain never stalls: an element is read only with a place reserved for
+        # its code in the queue at the chain's end (the squares are always taken).
+        m.submodules.codes_queue = codes_queue = CreditQueue(signed(8), CreditQueue.depth_for(self.CODE_CHAIN))
         # Two registered stages: the block RAMs' outputs (their read ports), then a register on
         # those outputs, so the RAMs' slow clock-to-output does not share a cycle with an adder.
         r_valid, r2_valid = Signal(), Signal()
         u2, v2 = Signal(16), Signal(16)
-        r2_advance = ~r2_valid | mul_q.i.ready
-        r_advance = ~r_valid | r2_advance
-        issue = streaming & (read_addr < length)
-        m.d.comb += [u_read.addr.eq(read_addr), v_read.addr.eq(read_addr),
-                     u_read.en.eq(r_advance), v_read.en.eq(r_advance)]
-        with m.If(r_advance):
-            m.d.sync += r_valid.eq(issue)
-            with m.If(issue):
-                m.d.sync += read_addr.eq(read_addr + 1)
-        with m.If(r2_advance):
-            m.d.sync += [r2_valid.eq(r_valid), u2.eq(u_read.data), v2.eq(v_read.data)]
+        # ``unread``: elements left to read, a register, so no comparison sits before the credits
+        unread = Signal()
+        issue = streaming & unread & codes_queue.room
+        m.d.comb += [u_read.addr.eq(read_addr), v_read.addr.eq(read_addr), codes_queue.admit.eq(issue)]
+        m.d.sync += [r_valid.eq(issue), r2_valid.eq(r_valid), u2.eq(u_read.data), v2.eq(v_read.data)]
+        with m.If(issue):
+            m.d.sync += read_addr.eq(read_addr + 1)
+            with m.If(read_addr == last_index):
+                m.d.sync += unread.eq(0)
         m.d.comb += [
             mul_q.i.valid.eq(r2_valid), mul_q.i.payload.a.eq(u2), mul_q.i.payload.b.eq(t),
-            mul_sq.i.valid.eq(r2_valid & mul_q.i.ready),
-            mul_sq.i.payload.a.eq(v2), mul_sq.i.payload.b.eq(v2),
+            mul_sq.i.valid.eq(r2_valid), mul_sq.i.payload.a.eq(v2), mul_sq.i.payload.b.eq(v2),
             mul_sq.o.ready.eq(1),
         ]
-        wiring.connect(m, registered(m, "mul_q_skid", mul_q.o), to_int.i)
-        codes = registered(m, "codes_skid", to_int.o)
+        flow(m, mul_q.o, to_int.i)
+        m.d.comb += to_int.i.payload.eq(mul_q.o.payload)
+        flow(m, to_int.o, codes_queue.i)
+        m.d.comb += codes_queue.i.payload.eq(to_int.o.payload)
+        codes = codes_queue.o
         codes_out = Signal(range(self.max_len + 1))
         m.d.comb += [
             self.q.valid.eq(codes.valid), codes.ready.eq(self.q.ready),
-            self.q.payload.code.eq(codes.payload), self.q.payload.last.eq(codes_out == length - 1),
+            self.q.payload.code.eq(codes.payload), self.q.payload.last.eq(codes_out == last_index),
         ]
         with m.If(self.q.valid & self.q.ready):
-            m.d.sync += codes_out.eq(Mux(codes_out == length - 1, 0, codes_out + 1))
+            m.d.sync += codes_out.eq(Mux(codes_out == last_index, 0, codes_out + 1))
 
-        # align each square to the largest one's exponent: floor(sig * 2^16 / 2^(E - e))
+        # align each square to the largest one's exponent: floor(sig * 2^16 / 2^(E - e)), in two
+        # stages (the exponent difference and its range check, then the shift): one carry chain
+        # and one barrel shifter do not fit a cycle together
         sq = mul_sq.o.payload
         sq_exp = sq[7:15]
-        sig = Mux(sq_exp == 0, 0, Cat(sq[:7], Const(1, 1)))
         distance = Signal(8)
-        term_valid, term = Signal(), Signal(TERM_BITS)
         m.d.comb += distance.eq(e_top - sq_exp)
-        m.d.sync += [term_valid.eq(mul_sq.o.valid),
-                     term.eq(Mux(distance >= TERM_BITS, 0, Cat(Const(0, SUMSQ_GUARD_BITS), sig) >> distance))]
+        d_valid, d_far, d_shift, d_sig = Signal(), Signal(), Signal(range(TERM_BITS)), Signal(SIG_BITS)
+        m.d.sync += [d_valid.eq(mul_sq.o.valid), d_far.eq(distance >= TERM_BITS),
+                     d_shift.eq(distance[:d_shift.shape().width]),
+                     d_sig.eq(Mux(sq_exp == 0, 0, Cat(sq[:7], Const(1, 1))))]
+        term_valid, term = Signal(), Signal(TERM_BITS)
+        m.d.sync += [term_valid.eq(d_valid),
+                     term.eq(Mux(d_far, 0, Cat(Const(0, SUMSQ_GUARD_BITS), d_sig) >> d_shift))]
         terms_in = Signal(range(self.max_len + 1))
         with m.If(term_valid):
             m.d.sync += [acc.eq(acc + term), terms_in.eq(terms_in + 1)]
@@ -209,52 +225,74 @@ class NormQuant(wiring.Component):
         m.submodules.add_eps = add_eps = FAdd("bf16")
         result = Signal(16)
 
-        def scalar(state, unit, inputs, into, then, out=None):
-            """Two FSM states: offer ``inputs`` to ``unit``, then wait for its output. The unit is
-            empty when offered (each scalar step waits for the one before), so it always takes
-            the operands at once; not reading its ``ready`` keeps the sequencer's logic shallow."""
-            with m.State(state):
+        # One operation at a time is in flight in the scalar units and the sequencer is always
+        # waiting for its result, so their outputs are always taken: a constant ready leaves the
+        # units without a stall enable (no FSM decode fanning out to their pipeline registers).
+        for unit in (recip, rsqrt, smul, to_float, add_eps):
+            m.d.comb += unit.o.ready.eq(1)
+        # Their operands come from registers, never through the sequencer's state decode: each
+        # unit's own source register, or for the shared L-Mul two operand registers loaded one
+        # state before it is started.
+        smul_a, smul_b = Signal(16), Signal(16)
+        m.d.comb += [
+            recip.i.payload.eq(max_u), to_float.i.payload.eq(acc), rsqrt.i.payload.eq(result),
+            add_eps.i.payload.a.eq(ssq), add_eps.i.payload.b.eq(self.eps), add_eps.i.payload.sub.eq(0),
+            smul.i.payload.a.eq(smul_a), smul.i.payload.b.eq(smul_b),
+        ]
+
+        def scalar(state, unit, into, then, out=None, operands=()):
+            """FSM states that start ``unit`` (after loading ``operands``, (register, value) pairs,
+            if any), then wait for its output (valid for one cycle). The unit is empty and never
+            stalls, so it takes the operands at once."""
+            start = state
+            if operands:
+                start = state + "-go"
+                with m.State(state):
+                    m.d.sync += [reg.eq(value) for reg, value in operands]
+                    m.next = start
+            with m.State(start):
                 m.d.comb += unit.i.valid.eq(1)
-                for target, value in inputs:
-                    m.d.comb += target.eq(value)
                 m.next = state + "-wait"
             with m.State(state + "-wait"):
-                m.d.comb += unit.o.ready.eq(1)
                 with m.If(unit.o.valid):
                     m.d.sync += into.eq(unit.o.payload if out is None else out(unit.o.payload))
                     m.next = then
 
-        def ssq_from_integer(bits):
-            """The integer sum (a bf16 of it) times 2^(E - 127 - 7 - 16), flushed or saturated."""
-            exp = Signal(range(-512, 512))
-            m.d.comb += exp.eq(bits[7:15] + e_top - (127 + 7 + SUMSQ_GUARD_BITS))
-            return Mux(bits[7:15] == 0, 0,
-                       Mux(exp <= 0, 0, Mux(exp >= 255, Const(0x7F7F, 16), Cat(bits[:7], exp[:8], Const(0, 1)))))
+        # the integer sum (a bf16 of it, in ``result``) times 2^(E - 127 - 7 - 16), flushed or
+        # saturated: the exponent in one state, the range checks in the next (two carry chains
+        # in series do not fit a cycle)
+        ssq_exp = Signal(range(-512, 512))
+        ssq_zero = Signal()
 
         with m.FSM():
             with m.State("load"):
                 m.d.comb += loading.eq(1)
                 with m.If(loaded):
+                    m.d.sync += unread.eq(1)
                     m.next = "recip"
-            scalar("recip", recip, [(recip.i.payload, max_u)], result, "t")
-            scalar("t", smul, [(smul.i.payload.a, result), (smul.i.payload.b, CODE_MAX_BF16)], t, "top")
-            scalar("top", smul, [(smul.i.payload.a, max_v), (smul.i.payload.b, max_v)], e_top, "stream",
-                   out=lambda p: p[7:15])
+            scalar("recip", recip, result, "t")
+            scalar("t", smul, t, "top", operands=[(smul_a, result), (smul_b, CODE_MAX_BF16)])
+            scalar("top", smul, e_top, "stream", out=lambda p: p[7:15], operands=[(smul_a, max_v), (smul_b, max_v)])
             with m.State("stream"):
                 m.d.comb += streaming.eq(1)
-                with m.If((terms_in == length) & ~term_valid):
+                with m.If((terms_in == length) & ~d_valid & ~term_valid):
                     m.next = "ssq"
-            scalar("ssq", to_float, [(to_float.i.payload, acc)], result, "ssq-scale")
-            with m.State("ssq-scale"):  # a state of its own: an addition and two comparisons
-                m.d.sync += ssq.eq(ssq_from_integer(result))
+            scalar("ssq", to_float, result, "ssq-scale")
+            with m.State("ssq-scale"):
+                m.d.sync += [ssq_exp.eq(result[7:15] + e_top - (127 + 7 + SUMSQ_GUARD_BITS)),
+                             ssq_zero.eq(result[7:15] == 0)]
+                m.next = "ssq-range"
+            with m.State("ssq-range"):
+                m.d.sync += ssq.eq(Mux(ssq_zero | (ssq_exp <= 0), 0,
+                                       Mux(ssq_exp >= 255, Const(0x7F7F, 16), Cat(result[:7], ssq_exp[:8], Const(0, 1)))))
                 m.next = "eps"
-            scalar("eps", add_eps, [(add_eps.i.payload.a, ssq), (add_eps.i.payload.b, self.eps),
-                                    (add_eps.i.payload.sub, 0)], result, "rsqrt")
-            scalar("rsqrt", rsqrt, [(rsqrt.i.payload, result)], result, "mr")
-            scalar("mr", smul, [(smul.i.payload.a, max_u), (smul.i.payload.b, result)], m_r, "mrc")
-            scalar("mrc", smul, [(smul.i.payload.a, m_r), (smul.i.payload.b, self.c)], result, "deliver")
+            scalar("eps", add_eps, result, "rsqrt")
+            scalar("rsqrt", rsqrt, result, "mr")
+            scalar("mr", smul, m_r, "mrc", operands=[(smul_a, max_u), (smul_b, result)])
+            scalar("mrc", smul, result, "deliver", operands=[(smul_a, m_r), (smul_b, self.c)])
+            m.d.comb += self.scale.payload.eq(result)
             with m.State("deliver"):
-                m.d.comb += [self.scale.valid.eq(1), self.scale.payload.eq(result)]
+                m.d.comb += self.scale.valid.eq(1)
                 with m.If(self.scale.ready):
                     m.d.sync += [closed.eq(0), loaded.eq(0), write_addr.eq(0), read_addr.eq(0), max_u.eq(0),
                                  max_v.eq(0), acc.eq(0), terms_in.eq(0)]

@@ -1,13 +1,27 @@
-"""The stall discipline every arithmetic unit shares, in one place.
+"""The stall discipline every arithmetic unit shares, and the credit queue that lets a composite's
+units run without it.
 
 A unit's pipeline stages all advance together whenever its output register is empty or being
-read; ``i.ready`` is that same condition. (Composites break the resulting ready chains with
-``hw.skid`` buffers between units.)
+read; ``i.ready`` is that same condition. A unit whose ``o.ready`` is a constant 1 therefore
+advances every cycle and its stage registers need no enable. Composites use that: they admit an
+element into a chain of units only when a ``CreditQueue`` at the chain's end has a place reserved
+for it, tie every ``ready`` inside the chain to 1, and so have no stall enable fanning out across
+hundreds of flip-flops.
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Shape, Signal
+from amaranth.lib import fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
 
-__all__ = ["stall_advance", "register"]
+from .skid import registered
+
+__all__ = ["stall_advance", "register", "flow", "CreditQueue", "NO_RW_CHECK"]
+
+#: Attributes of a memory whose read and write ports never access the same word in the same
+#: cycle: Yosys then adds no collision logic after the block RAM's output (on ECP5 that logic
+#: sits behind the RAM's ~5.8 ns clock-to-output and costs the whole cycle).
+NO_RW_CHECK = {"no_rw_check": 1}
+
 
 
 def stall_advance(m: Module, unit) -> Signal:
@@ -23,3 +37,67 @@ def register(m: Module, enable, value, name: str, shape=None) -> Signal:
     with m.If(enable):
         m.d.sync += reg.eq(value)
     return reg
+
+
+def flow(m: Module, src, dst, **payload):
+    """Link two units of a chain that never stalls: ``dst.valid`` follows ``src.valid`` and
+    ``src.ready`` is a constant 1 (``dst`` never stalls either, its output is always taken), so
+    neither unit has a stall enable. ``payload`` assigns fields of ``dst.payload``."""
+    m.d.comb += [dst.valid.eq(src.valid), src.ready.eq(1)]
+    for name, value in payload.items():
+        m.d.comb += getattr(dst.payload, name).eq(value)
+
+
+class CreditQueue(wiring.Component):
+    """The output queue of a chain of units that never stalls.
+
+    The owner admits an element into the chain (``admit`` high) only while ``room`` is high. Every
+    element admitted and not yet delivered on ``o`` holds one of ``depth`` credits, so the queue
+    always has a place for what the chain delivers on ``i``: ``i.ready`` is a constant 1 and the
+    chain's output is always taken.
+
+    ``room`` is a register. Latency ``i`` to ``o`` ``LATENCY`` cycles (a FIFO in block or
+    distributed RAM, then a skid buffer so the RAM's slow clock-to-output is not in the consumer's
+    cycle). A chain of latency ``L`` runs at one element per cycle with ``depth >= L +
+    LATENCY + 1`` (``depth_for``); a smaller depth only slows it. Back-pressure on ``o`` fills
+    the queue, then ``room`` falls: nothing is lost or reordered.
+    """
+
+    LATENCY = 3
+
+    @classmethod
+    def depth_for(cls, latency: int) -> int:
+        """The depth that lets a chain of ``latency`` cycles run at one element per cycle."""
+        return latency + cls.LATENCY + 1
+
+    def __init__(self, shape, depth: int):
+        if not isinstance(depth, int) or depth < 2:
+            raise ValueError(f"depth must be an integer >= 2, got {depth!r}")
+        self.shape, self.depth = shape, depth
+        super().__init__({
+            "admit": In(1),
+            "room": Out(1, init=1),
+            "i": In(stream.Signature(shape)),
+            "o": Out(stream.Signature(shape)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.fifo = queue = fifo.SyncFIFOBuffered(width=Shape.cast(self.shape).width,
+                                                          depth=self.depth)
+        m.d.comb += [queue.w_en.eq(self.i.valid), queue.w_data.eq(self.i.payload),
+                     self.i.ready.eq(1)]
+        out = registered(m, "out_skid", queue.r_stream)
+        m.d.comb += [self.o.valid.eq(out.valid), self.o.payload.eq(out.payload),
+                     out.ready.eq(self.o.ready)]
+
+        # credits in use: admitted and not yet delivered; ``room`` for the next cycle from two
+        # comparisons of the current count, so no comparison waits for the count's adder
+        used = Signal(range(self.depth + 1))
+        taken = self.o.valid & self.o.ready
+        m.d.sync += used.eq(used + self.admit - taken)
+        with m.If(self.admit & ~taken):
+            m.d.sync += self.room.eq(used < self.depth - 1)
+        with m.Elif(taken & ~self.admit):
+            m.d.sync += self.room.eq(1)
+        return m
