@@ -257,9 +257,11 @@ def _is_const(bits):
     return all(isinstance(b, str) for b in bits)   # JSON netlist: constants are "0"/"1"/"x"/"z"
 
 
-def find_multipliers(component, name="top"):
-    """Every ``$mul`` cell of ``component`` with two non-constant operands, after
-    ``hierarchy; proc; flatten; opt; wreduce; opt`` (constants propagated across the hierarchy).
+def find_multipliers(component, name="top", allow_constant=True):
+    """Every ``$mul`` cell of ``component`` with two non-constant operands (with
+    ``allow_constant=False``: every ``$mul`` cell), after ``hierarchy; proc; flatten; opt;
+    wreduce; opt`` (constants propagated across the hierarchy). A product by a constant is shifts
+    and adds in principle, but Yosys may still give a wide one a DSP block.
 
     Returns a list of dicts (module, cell, A/B widths, non-constant bit counts, source)."""
     from amaranth._toolchain.yosys import find_yosys
@@ -276,7 +278,7 @@ def find_multipliers(component, name="top"):
             if cell["type"] != "$mul":
                 continue
             a, b = cell["connections"]["A"], cell["connections"]["B"]
-            if _is_const(a) or _is_const(b):
+            if allow_constant and (_is_const(a) or _is_const(b)):
                 continue
             found.append({
                 "module": mod_name, "cell": cell_name,

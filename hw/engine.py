@@ -121,18 +121,21 @@ class TokenEngine(wiring.Component):
         m.submodules.resid = resid = FAdd("bf16", tag_width=resid_tag.size)
 
         # ---- memories ---------------------------------------------------------------------------
-        def mem(name, shape, depth, init=()):
-            m.submodules[name] = memory = Memory(shape=shape, depth=depth, init=init)
+        def mem(name, shape, depth, init=(), attrs=None):
+            m.submodules[name] = memory = Memory(shape=shape, depth=depth, init=init, attrs=attrs)
             return memory
+
+        # the small vectors live in LUT RAM: the block RAMs are for the model
+        small = {"ram_style": "distributed"}
 
         weights = mem("weights", 8 * L, lay.weight_words, self._init("weights", L))
         embedding = mem("embedding", 16, lay.embedding_words, self._init("embedding", 2))
         pg = mem("pg", 32, lay.pg_words, self._init("pg", 4))
         aux = mem("aux", 16, lay.aux_words, self._init("aux", 2))
-        logits = mem("logits", 16, vocab)
-        scratch = mem("scratch", 8, SCRATCH_BYTES)
-        x_mem = mem("x", 16, d)
-        buf_i, buf_f = mem("buf_i", 16, d), mem("buf_f", 16, d)
+        logits = mem("logits", 16, vocab, attrs=small)
+        scratch = mem("scratch", 8, SCRATCH_BYTES, attrs=small)
+        x_mem = mem("x", 16, d, attrs=small)
+        buf_i, buf_f = mem("buf_i", 16, d, attrs=small), mem("buf_f", 16, d, attrs=small)
 
         # ---- step control -----------------------------------------------------------------------
         busy = Signal()
@@ -163,7 +166,9 @@ class TokenEngine(wiring.Component):
         copy_valid, copy_row = Signal(), Signal(range(d))
         token_base = Signal(range(lay.embedding_words))
         with m.If(start):
-            m.d.sync += [copy_k.eq(0), token_base.eq(self.step.payload * d)]  # constant factor
+            # token * d as shifts and adds: a product by a constant would still claim a DSP block
+            m.d.sync += [copy_k.eq(0), token_base.eq(sum(self.step.payload << k for k in range(d.bit_length())
+                                                         if d >> k & 1))]
         copying = busy & (copy_k < d)
         m.d.sync += [copy_valid.eq(copying), copy_row.eq(copy_k)]
         with m.If(copying):
@@ -417,8 +422,8 @@ class TokenEngine(wiring.Component):
             "glu_elements": fire(glu.i), "post_rows": fire(rescale.i),
         }
         keep_ops = fire(mlgru.i) & (use_keep if cfg.use_lower_bound else 0)
-        events["lmul_ops"] = (3 * fire(quant.i) + 4 * fire(mlgru.i) + keep_ops
-                              + 3 * fire(glu.i) + fire(rescale.i))
+        events["lmul_ops"] = (Mux(fire(quant.i), 3, 0) + Mux(fire(mlgru.i), 4, 0) + keep_ops
+                              + Mux(fire(glu.i), 3, 0) + fire(rescale.i))
         quant_busy, glu_busy = Signal(), Signal()
         mlgru_inside = Signal(16)  # elements between its input and output (far fewer than 2**16)
         with m.If(fire(quant.i)):

@@ -36,6 +36,9 @@ __all__ = [
 #: Largest code magnitude (int8 codes are in [-127, 127]; -128 is never produced).
 CODE_MAX = 127
 
+#: Synthesis attribute that keeps a small ROM out of block RAM (Yosys ``memory_libmap``).
+ROM_AS_LOGIC = {"ram_style": "logic"}
+
 #: 2-bit trit encodings on every trit bus of the gateware.
 TRIT_ZERO = 0b00
 TRIT_POS = 0b01
@@ -78,7 +81,7 @@ def _check_int(name, value, lo):
 class TritDecoder(wiring.Component):
     """Packed-weight decoder: bytes of 5 trits (docs/device_image.md) into 2-bit trits.
 
-    Each byte lane looks its byte up in its own 256 x 10-bit ROM built from
+    Each byte lane looks its byte up in its own 256 x 10-bit ROM (as logic) built from
     ``golden.pack.decode_table()`` (trit j of the byte in bits [2j, 2j+2) of the entry, so trit 0,
     the least significant base-3 digit, comes first). Invalid bytes 243..255 decode to five zeros,
     as the ROM's rows do (the loader rejects such bytes before they reach the device).
@@ -125,7 +128,8 @@ class TritDecoder(wiring.Component):
         width = 2 * TRITS_PER_BYTE
         out_bits = self.o.payload.as_value()
         for lane in range(self.lanes):
-            rom = Memory(shape=unsigned(width), depth=256, init=init)
+            # as logic, not a block RAM: one RAM per byte lane would take 39 of an ECP5-85F's 208
+            rom = Memory(shape=unsigned(width), depth=256, init=init, attrs=ROM_AS_LOGIC)
             m.submodules[f"rom{lane}"] = rom
             rd = rom.read_port()
             m.d.comb += [

@@ -15,6 +15,18 @@ from benchmarks.synth import find_multipliers
 from hw.catalog import BLOCKS
 
 
+def test_device_core_has_no_multiplier_at_all():
+    """The whole device (UART, link, token engine) has no $mul cell, not even by a constant:
+    synth_ecp5 put a constant product (the embedding row address) on a DSP block once."""
+    from golden.image import DeviceLayout
+    from hw.top import DeviceCore
+    from sim.engine_model import TINY_LANES, tiny_engine_model
+
+    config, _ = tiny_engine_model()
+    found = find_multipliers(DeviceCore(DeviceLayout(config, TINY_LANES), divisor=4), allow_constant=False)
+    assert not found, f"$mul cell(s) in the device core: {found}"
+
+
 def test_catalog_has_the_lmul_blocks():
     assert {"lmul_bf16", "lmul_fp32", "lmul_e4m3"} <= set(BLOCKS)
 
