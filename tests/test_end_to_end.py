@@ -3,6 +3,7 @@ UART, link and token engine under Verilator, over TCP), then prompts it. Every a
 logit that comes back equals the bit-exact golden model's, and the device's own 64-token
 generation equals the golden greedy continuation."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -68,3 +69,45 @@ def test_device_generation_equals_golden(session):
 def test_upload_is_skipped_when_the_image_is_there(session):
     assert session.uploaded
     assert not session.device.upload(session.layout, session.model.device)
+
+
+def test_cli_generate_on_the_simulated_board(capsys):
+    """The main job's path: `mmfree generate` with no port starts a simulated board (the build is
+    the one the tests above cached), uploads, and prints the golden greedy continuation."""
+    from host.cli import main
+
+    model_dir = ROOT / "models" / "mmfree-up5k"
+    assert main(["generate", "--model", str(model_dir), "--prompt", "def ", "--max-tokens", "8",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    want, _ = golden_run(BitExactModel.from_pretrained(model_dir), list(PROMPT), 8)
+    assert out["tokens"] == want
+    assert out["simulated"] and out["uploaded"]
+    assert out["cycles_per_token"] > 0 and out["tokens_per_second_at_clock"] > 0
+
+
+def test_cli_sim_board_serves_the_core():
+    """`mmfree sim-board` prints a URL on which the device answers INFO with the model's layout."""
+    import subprocess
+    import sys
+
+    from golden.config import ModelConfig
+    from golden.image import DeviceLayout
+    from hw.boards import get_board
+    from host.device import Device, open_transport
+
+    model_dir = ROOT / "models" / "mmfree-up5k"
+    proc = subprocess.Popen([sys.executable, "-m", "host.cli", "sim-board", "--model", str(model_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("socket://127.0.0.1:"), url
+        transport = open_transport(url, timeout=0.05)
+        try:
+            device = Device(transport, timeout=30)
+            device.check_layout(DeviceLayout(ModelConfig.load(model_dir), get_board("ulx3s-85f").lanes))
+        finally:
+            transport.close()
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) in (0, -15)
