@@ -255,6 +255,6 @@ def _fmt(c: Coefficient) -> str:
 def coefficient_table(family: str) -> str:
     """The family's coefficients as a Markdown table (docs/energy.md embeds these)."""
     model = FAMILIES[family]
-    rows = [f"| coefficient | value | unit | basis | source |", "|---|---|---|---|---|"]
+    rows = ["| coefficient | value | unit | basis | source |", "|---|---|---|---|---|"]
     rows += [f"| `{c.name}` | {_fmt(c)} | {c.unit} | {c.basis} | {c.source} |" for c in model.coefficients]
     return "\n".join(rows)

@@ -2,7 +2,6 @@
 expected register values and conversions are worked out by hand from the data sheets."""
 
 import csv
-import struct
 import time
 
 import pytest
