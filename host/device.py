@@ -9,6 +9,7 @@ that says what happened and what to do.
 from __future__ import annotations
 
 import json
+import math
 import struct
 import time
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ __all__ = ["Device", "DeviceError", "DeviceTimeout", "DeviceReplyError", "Device
 #: Requests the host may leave unanswered (the device holds two frames, docs/protocol.md 6).
 MAX_OUTSTANDING = 2
 HASH_TAG = b"mmfree-image-sha256:"
+#: Restarts of a ``Device.write`` after a damaged block; the errors that cause one.
+WRITE_RETRIES = 3
+WRITE_RETRYABLE = (proto.ErrorCode.BAD_CRC, proto.ErrorCode.FRAMING, proto.ErrorCode.TIMEOUT)
 
 
 class DeviceError(Exception):
@@ -46,6 +50,14 @@ class DeviceReplyError(DeviceError):
 
 class DeviceMismatch(DeviceError):
     """The device is not the one the model needs (dimensions, lanes, numerics)."""
+
+
+class _BlockFailed(Exception):
+    """Internal to ``Device.write``: the block at ``offset`` (``length`` bytes) needs a resend."""
+
+    def __init__(self, offset, length, reason):
+        super().__init__(reason)
+        self.offset, self.length, self.reason = offset, length, reason
 
 
 @dataclass(frozen=True)
@@ -147,25 +159,60 @@ class Device:
         return self.info_cache
 
     def write(self, addr: int, data: bytes, progress=None) -> None:
-        """Write ``data`` at ``addr``, in frames of ``max_payload`` bytes, two in flight."""
+        """Write ``data`` at ``addr`` (the start of a memory word, as every region is), in frames
+        of ``max_payload`` bytes, two in flight.
+
+        A block the device received damaged (BAD_CRC, FRAMING or TIMEOUT reply) or whose reply
+        was lost is sent again, with the blocks after it, up to ``WRITE_RETRIES`` times. The
+        device assembles a memory word from its bytes in address order, so the resend starts at
+        the word boundary at or before the damaged block: a multiple of lcm(4, lanes / 5) bytes
+        (the pg word and the weight word) from ``addr``, or ``addr`` itself when the device does
+        not say its lane count."""
         info = self.info_cache or self.info()
+        lanes = info.model.get("lanes") if isinstance(info.model, dict) else None
+        align = math.lcm(4, lanes // 5) if isinstance(lanes, int) and lanes >= 5 else None
+        reported = [0]  # bytes already passed to ``progress``: a resend does not count them twice
+        failures: dict = {}
+        start = 0
+        while True:
+            try:
+                return self._write_blocks(addr, data, start, info.max_payload, progress, reported)
+            except _BlockFailed as exc:
+                failures[exc.offset] = failures.get(exc.offset, 0) + 1
+                if failures[exc.offset] > WRITE_RETRIES:
+                    raise DeviceError(f"WRITE of the block at 0x{addr + exc.offset:06x}..0x"
+                                      f"{addr + exc.offset + exc.length - 1:06x} failed "
+                                      f"{WRITE_RETRIES + 1} times, last: {exc.reason}; check the "
+                                      "cable and the baud rate") from None
+                self._send(b"\x00")  # ends any partial frame the device still holds
+                start = exc.offset - exc.offset % align if align else 0
+
+    def _write_blocks(self, addr, data, start, size, progress, reported) -> None:
         outstanding = []
-        done = 0
-        for off in range(0, len(data), info.max_payload):
-            chunk = data[off:off + info.max_payload]
-            seq = self._next_seq()
-            self._send(proto.write(seq, addr + off, chunk, info.max_payload))
-            outstanding.append((seq, len(chunk)))
-            if len(outstanding) >= MAX_OUTSTANDING:
-                seq0, n = outstanding.pop(0)
+
+        def settle():
+            seq0, off, n = outstanding.pop(0)
+            try:
                 self._expect(proto.Command.WRITE, seq0)
-                done += n
-                if progress:
-                    progress(n)
-        for seq0, n in outstanding:
-            self._expect(proto.Command.WRITE, seq0)
-            if progress:
-                progress(n)
+            except DeviceTimeout:
+                raise _BlockFailed(off, n, "no reply") from None
+            except DeviceReplyError as exc:
+                if exc.code not in WRITE_RETRYABLE:
+                    raise
+                raise _BlockFailed(off, n, exc.code.name) from None
+            if progress and off + n > reported[0]:
+                progress(off + n - reported[0])
+                reported[0] = off + n
+
+        for off in range(start, len(data), size):
+            chunk = data[off:off + size]
+            seq = self._next_seq()
+            self._send(proto.write(seq, addr + off, chunk, size))
+            outstanding.append((seq, off, len(chunk)))
+            if len(outstanding) >= MAX_OUTSTANDING:
+                settle()
+        while outstanding:
+            settle()
 
     def read(self, addr: int, length: int) -> bytes:
         info = self.info_cache or self.info()
