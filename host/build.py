@@ -24,7 +24,6 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from importlib.util import find_spec
 from pathlib import Path
 
 from hw.boards import BOARDS, BoardTop, get_board
@@ -113,22 +112,17 @@ class BuildResult:
 # --- the core --------------------------------------------------------------------------------------
 
 def core_factory(model, board):
-    """(factory, description, placeholder) for ``mmfree build``: ``hw.top.core_for_model`` for
-    the model's config once the engine is in the tree, else the UART echo stand-in."""
+    """(factory, description, placeholder) for ``mmfree build``: the device core
+    (``hw.top.core_for_model``) for the model's dimensions and the board's lane count."""
     from golden.config import ModelConfig
+    from hw.top import core_for_model
 
-    config = ModelConfig.load(model)        # checked even for the stand-in: a bad --model fails
+    config = ModelConfig.load(model)
     lanes = get_board(board).lanes
-    if find_spec("hw.top") is not None:
-        from hw.top import core_for_model
 
-        def engine(*, divisor):
-            return core_for_model(config, lanes=lanes, divisor=divisor)
-        return engine, f"token engine for {model} ({lanes} lanes)", False
-
-    from hw.boards.standin import UartEchoStandIn
-    return (UartEchoStandIn, "stand-in core (UART echo): a placeholder until the token engine "
-            "(hw.top.core_for_model) lands", True)
+    def engine(*, divisor):
+        return core_for_model(config, lanes=lanes, divisor=divisor)
+    return engine, f"token engine for {model} ({lanes} lanes)", False
 
 
 # --- build -----------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import dataclasses
 import json
 import sys
 import time
@@ -70,6 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--verbose", action="store_true", help="show tracebacks")
     sb.set_defaults(func=cmd_sim_board)
 
+    pw = sub.add_parser("power", help="measure energy per token with a power meter while the device generates")
+    pw.add_argument("--model", required=True, type=Path, help="model folder (config.json + model.safetensors)")
+    _add_device(pw)
+    pw.add_argument("--meter", action="append", required=True, metavar="SPEC",
+                    help="a power meter: ina226:/dev/i2c-1:0x40:SHUNT_OHMS:MAX_AMPS[:RAIL] (or ina219:...), "
+                         "um25c:PORT (or um24c, um34c); repeat for several rails (docs/energy.md)")
+    pw.add_argument("--tokens", type=int, default=64, help="tokens generated in the measured window")
+    pw.add_argument("--idle", type=float, default=2.0, help="seconds of idle baseline before the window")
+    pw.add_argument("--out", type=Path, default=Path("power"), help="folder for power.csv and power.png")
+    _add_common(pw)
+    pw.set_defaults(func=cmd_power)
+
     ev = sub.add_parser("eval", help="bits per token of a text file")
     _add_model(ev)
     ev.add_argument("--text", required=True, type=Path, help="text file to score")
@@ -79,14 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(ev)
     ev.set_defaults(func=cmd_eval)
 
-    # Board builds (host.build). The core is the token engine (hw.top.core_for_model) once it is
-    # in the tree; until then a UART-echo stand-in, and the output says so.
+    # Board builds (host.build): the device core (hw.top.core_for_model) for the model's dimensions
     bld = sub.add_parser(
-        "build", help="build a bitstream for a board (placeholder core until the engine lands)",
-        description="Synthesise, place and route the design for a board with the pip-installed "
-                    "open toolchain (the synth extra) and print utilisation and fmax. Until the "
-                    "token engine lands (hw.top.core_for_model) the core is a UART-echo "
-                    "stand-in: a placeholder, said so in the output.")
+        "build", help="build a bitstream for a board",
+        description="Synthesise, place and route the device (UART, link, token engine for the "
+                    "model's dimensions) for a board with the pip-installed open toolchain (the "
+                    "synth extra) and print utilisation and fmax.")
     bld.add_argument("--board", required=True, choices=("icebreaker", "ulx3s-85f"))
     bld.add_argument("--model", required=True, type=Path, help="model folder (config.json)")
     bld.add_argument("--clock-mhz", type=float, default=None,
@@ -177,9 +188,13 @@ def _generate_on_device(args, model, prompt) -> int:
         elapsed = time.perf_counter() - start
         after = device.counters()
     show(None)
+    from .energy import estimate
+
     steps = after["steps"] - before["steps"]
     cycles = (after["busy_cycles"] - before["busy_cycles"]) / steps if steps else float("nan")
-    clock_mhz = get_board(args.board).clock_mhz
+    spec = get_board(args.board)
+    clock_mhz = spec.clock_mhz
+    energy = estimate(before, after, spec.family, clock_mhz * 1e6, lanes=session.layout.lanes) if steps else None
     result = {
         "backend": "device", "board": args.board, "simulated": session.simulated, "url": session.url,
         "model": str(args.model), "prompt_tokens": prompt, "tokens": tokens,
@@ -188,6 +203,7 @@ def _generate_on_device(args, model, prompt) -> int:
         "tokens_per_second_at_clock": clock_mhz * 1e6 / cycles if steps else None,
         "tokens_per_second_wall": len(tokens) / elapsed if elapsed > 0 and tokens else None,
         "uploaded": session.uploaded, "upload_bytes_per_second": session.upload_rate,
+        "energy_estimated_joules_per_token": energy.joules_per_token if energy else None,
     }
     if args.json:
         print(json.dumps(result))
@@ -196,6 +212,33 @@ def _generate_on_device(args, model, prompt) -> int:
         print(f"[device: {args.board}, {where}] {len(tokens)} tokens, {cycles:,.0f} cycles per token "
               f"(device counters): {result['tokens_per_second_at_clock']:,.0f} tokens/s at the board's "
               f"{clock_mhz:g} MHz clock", file=sys.stderr)
+        if energy:
+            print(f"[energy] {energy.summary()}", file=sys.stderr)
+    return 0
+
+
+def cmd_power(args) -> int:
+    from golden.bitexact import BitExactModel
+    from hw.boards import get_board
+
+    from .power.measure import parse_meter_spec, run_power
+    from .session import open_session
+
+    meters = [parse_meter_spec(spec) for spec in args.meter]  # bad specs fail before any device work
+    model = BitExactModel.from_pretrained(args.model)
+    with open_session(model, port=args.port, board=args.board, progress=not args.json,
+                      force_upload=args.force_upload) as session:
+        session.device.reset()
+        result = run_power(session.device, meters, tokens=args.tokens, idle_seconds=args.idle,
+                           out_dir=str(args.out), board=args.board, clock_mhz=get_board(args.board).clock_mhz,
+                           log=(lambda s: None) if args.json else (lambda s: print(s, file=sys.stderr)))
+    if args.json:
+        measured, estimated = result["measured"], result["estimated"]
+        rails = {name: dataclasses.asdict(r) for name, r in measured.rails.items()}
+        print(json.dumps({"label": measured.label, "tokens": measured.tokens,
+                          "tokens_per_second": measured.tokens_per_second, "rails": rails,
+                          "csv": measured.csv_path, "png": measured.png_path,
+                          "estimated_joules_per_token": estimated.joules_per_token if estimated else None}))
     return 0
 
 
@@ -255,6 +298,7 @@ def cmd_build(args) -> int:
 
 def main(argv=None) -> int:
     from .device import DeviceError
+    from .power.meter import MeterError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -263,7 +307,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("mmfree: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError, DeviceError) as exc:  # every expected failure: bad input, files, link
+    except (ValueError, OSError, DeviceError, MeterError) as exc:  # every expected failure
         if args.verbose:
             raise
         print(f"mmfree: error: {exc}", file=sys.stderr)

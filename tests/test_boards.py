@@ -9,7 +9,6 @@ build with the YoWASP tools (the synth extra) for both boards.
 import json
 import subprocess
 import sys
-from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -266,13 +265,15 @@ def test_core_clock_pick():
     assert _pick_core_clock([]) is None
 
 
-def test_core_factory_uses_the_standin_until_the_engine_lands(tmp_path):
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+def test_core_factory_builds_the_device_core(tmp_path):
+    from hw.top import DeviceCore
+
     (tmp_path / "config.json").write_text((ROOT / "models/mmfree-up5k/config.json").read_text())
-    factory, name, placeholder = core_factory(tmp_path, "icebreaker")
-    if find_spec("hw.top") is None:
-        assert placeholder and "placeholder" in name and factory is UartEchoStandIn
-    else:
-        assert not placeholder
+    factory, name, placeholder = core_factory(tmp_path, "ulx3s-85f")
+    core = factory(divisor=33)
+    assert not placeholder and "token engine" in name
+    assert isinstance(core, DeviceCore) and core.layout.lanes == 195 and core.divisor == 33
 
 
 def test_missing_tool_names_the_synth_extra(monkeypatch, tmp_path):
@@ -289,9 +290,9 @@ def run_cli(*argv):
                           capture_output=True, text=True)
 
 
-def test_cli_build_help_says_placeholder():
+def test_cli_build_help_names_the_device_core():
     proc = run_cli("build", "--help")
-    assert proc.returncode == 0 and "placeholder" in proc.stdout
+    assert proc.returncode == 0 and "token engine" in proc.stdout
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -365,7 +366,6 @@ def test_cli_build_json(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(find_spec("hw.top") is None, reason="the token engine is not in this tree")
 @pytest.mark.parametrize("board, model", [("icebreaker", "mmfree-up5k"),
                                           ("ulx3s-85f", "mmfree-ecp5")])
 def test_engine_plugs_into_the_board_top(board, model):
