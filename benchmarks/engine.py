@@ -1,12 +1,14 @@
 """Cycles per token of the token engine, with the per-unit counters that show the bottleneck.
 
     python -m benchmarks.engine [--model models/mmfree-ecp5] [--lanes 195] [--tokens 2] [--no-write]
+                                [--timeline docs/img/schedule.svg]
 
 Simulates ``hw.engine.TokenEngine`` in the Amaranth simulator with the model preloaded (no
 upload), runs ``--tokens`` steps from the zero state on the bytes of a fixed prompt, checks each
 argmax against the bit-exact golden model, and reads the engine's counters. Cycle counts are
 exact and deterministic (no wall clock involved). Writes the section "## Token engine cycles
-(issue 4)" of BENCHMARKS.md.
+(issue 4)" of BENCHMARKS.md. ``--timeline`` also records what every unit does on every cycle of
+the first token and draws it as an SVG (the schedule figure of docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -31,19 +33,38 @@ TITLE = "## Token engine cycles (issue 4)"
 PROMPT = b"def "
 
 
-def measure(model_dir, lanes: int, tokens: int, progress=print) -> dict:
+TIMELINE_ROWS = ("lanes", "codes", "quantiser", "glu", "mlgru", "post", "resid")
+
+
+def measure(model_dir, lanes: int, tokens: int, progress=print, timeline: bool = False) -> dict:
     from amaranth.sim import Simulator
 
     golden = BitExactModel.from_pretrained(model_dir)
     layout = DeviceLayout(golden.config, lanes)
     dut = TokenEngine(layout, layout.image(golden.device))
     ids = list(PROMPT[:tokens]) + [0] * max(0, tokens - len(PROMPT))
-    steps, counters = [], {}
+    steps, counters, trace = [], {}, []
+
+    async def traced_step(ctx, tok):
+        """A step with every cycle's activity recorded (slower than ``step``)."""
+        probes = [dut.activity[name] for name in TIMELINE_ROWS + ("op_codes",)]
+        ctx.set(dut.step.valid, 1)
+        ctx.set(dut.step.payload, tok)
+        await ctx.tick().until(dut.step.ready)
+        ctx.set(dut.step.valid, 0)
+        ctx.set(dut.done.ready, 1)
+        while True:
+            _, _, valid, value, *row = await ctx.tick().sample(dut.done.valid, dut.done.payload, *probes)
+            trace.append(row)
+            if valid:
+                break
+        ctx.set(dut.done.ready, 0)
+        return value, len(trace)
 
     async def bench(ctx):
-        for tok in ids:
+        for k, tok in enumerate(ids):
             t0 = time.monotonic()
-            top, cycles = await step(ctx, dut, tok)
+            top, cycles = await (traced_step(ctx, tok) if timeline and k == 0 else step(ctx, dut, tok))
             steps.append((tok, top, cycles))
             progress(f"token {tok}: argmax {top}, {cycles} cycles ({time.monotonic() - t0:.0f} s simulated)")
         raw = await bus_read(ctx, dut, REGIONS["counters"], 4 * len(COUNTERS))
@@ -58,7 +79,45 @@ def measure(model_dir, lanes: int, tokens: int, progress=print) -> dict:
         _, expect, state = golden.step(tok, state)
         if top != expect:
             raise SystemExit(f"token {tok}: the engine's argmax {top} differs from the golden model's {expect}")
-    return {"layout": layout, "steps": steps, "counters": counters}
+    return {"layout": layout, "steps": steps, "counters": counters, "trace": trace}
+
+
+def timeline_svg(layout, trace, width: int = 960) -> str:
+    """The first token's schedule: one row per unit, shaded by the fraction of active cycles in
+    each pixel column, the op boundaries (as the code router starts each op) marked on top."""
+    cycles = len(trace)
+    per_px = max(1, -(-cycles // width))
+    left, row_h, top = 90, 22, 40
+    height = top + row_h * len(TIMELINE_ROWS) + 40
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 20}" height="{height}" '
+           'font-family="Helvetica, Arial, sans-serif" font-size="11">',
+           f'<text x="{left}" y="16" font-size="13" font-weight="bold">One token step of {layout.describe()["d"]}-wide, '
+           f'{layout.config.num_hidden_layers}-layer model, {layout.lanes} lanes: {cycles:,} cycles '
+           f'({per_px} cycles per pixel)</text>']
+    for r, name in enumerate(TIMELINE_ROWS):
+        y = top + r * row_h
+        out.append(f'<text x="{left - 6}" y="{y + 14}" text-anchor="end">{name}</text>')
+        out.append(f'<rect x="{left}" y="{y + 2}" width="{width}" height="{row_h - 4}" fill="#f1f3f4"/>')
+        for px in range(0, -(-cycles // per_px)):
+            chunk = trace[px * per_px:(px + 1) * per_px]
+            frac = sum(1 for c in chunk if c[r]) / len(chunk)
+            if frac:
+                out.append(f'<rect x="{left + px}" y="{y + 2}" width="1" height="{row_h - 4}" '
+                           f'fill="#1a73e8" fill-opacity="{frac:.2f}"/>')
+    previous = None
+    bottom = top + row_h * len(TIMELINE_ROWS)
+    for cycle, c in enumerate(trace):
+        op = int(c[-1])
+        if op != previous and op < len(layout.ops):
+            x = left + cycle // per_px
+            out.append(f'<line x1="{x}" y1="{top - 4}" x2="{x}" y2="{bottom}" stroke="#d93025" stroke-width="0.6"/>')
+            out.append(f'<text x="{x + 2}" y="{top - 6 + (op % 2) * -10 + 10}" fill="#d93025" '
+                       f'font-size="9">{layout.ops[op].name}</text>')
+        previous = op
+    out.append(f'<text x="{left}" y="{bottom + 18}">cycles 0 .. {cycles:,}; red: the code router starts an op '
+               f'(its codes load into the matrix-vector unit). Made by python -m benchmarks.engine --timeline</text>')
+    out.append("</svg>")
+    return "\n".join(out)
 
 
 def render(result, command: str) -> str:
@@ -100,11 +159,15 @@ def main(argv=None):
     ap.add_argument("--lanes", type=int, default=195)
     ap.add_argument("--tokens", type=int, default=2)
     ap.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
+    ap.add_argument("--timeline", default=None, help="also draw the first token's schedule as an SVG here")
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     args = ap.parse_args(argv)
     command = "python -m benchmarks.engine " + shlex.join(
         ["--model", args.model, "--lanes", str(args.lanes), "--tokens", str(args.tokens)])
-    result = measure(args.model, args.lanes, args.tokens, progress=lambda s: print(s, file=sys.stderr))
+    result = measure(args.model, args.lanes, args.tokens, progress=lambda s: print(s, file=sys.stderr),
+                     timeline=args.timeline is not None)
+    if args.timeline:
+        Path(args.timeline).write_text(timeline_svg(result["layout"], result["trace"]))
     text = render(result, command)
     print(text)
     if not args.no_write:

@@ -69,7 +69,7 @@ class TokenEngine(wiring.Component):
     op's codes (BENCHMARKS.md has the measured cycles per token and their breakdown).
     Throughput: one step at a time; ``step.ready`` is low while a step runs and until ``done``
     is taken. The bus is served between steps only (``bus.ready`` is low during a step), one
-    request at a time: a write takes 2 cycles, a read 3 cycles plus ``rdata`` back-pressure, and
+    request at a time: a write takes 2 cycles, a read 4 cycles plus ``rdata`` back-pressure, and
     the first weights access at a non-sequential address 23 more (the division by the word size).
     A memory word (a weight word, a bf16 or a pg word) is written when its last byte is written:
     the host writes whole words, in order.
@@ -87,6 +87,7 @@ class TokenEngine(wiring.Component):
         if layout.weight_words * layout.word_bytes > REGIONS["embedding"] - REGIONS["weights"]:
             raise ValueError("the weights do not fit their 8 MiB region")
         self.layout = layout
+        self.activity = {}  # filled by elaborate(): per-cycle activity signals, for simulation tools
         self.image = {} if image is None else dict(image)
         unknown = set(self.image) - {"weights", "embedding", "pg", "aux"}
         if unknown:
@@ -439,6 +440,13 @@ class TokenEngine(wiring.Component):
                       lanes_starved=busy & tmv.w.valid & ~tmv.w.ready, post_starved=tmv.o.valid & ~p_run)
         for name, inc in events.items():
             m.d.sync += counters[name].eq(counters[name] + inc)
+        # what each unit does this cycle, for simulation tools (benchmarks.engine's timeline)
+        for name, value in (("lanes", fire(tmv.w)), ("codes", fire(tmv.a)), ("quantiser", quant_busy),
+                            ("glu", glu_busy), ("mlgru", mlgru_inside != 0), ("post", fire(rescale.i)),
+                            ("resid", fire(resid.i)), ("op_feed", f_op), ("op_codes", r_op), ("op_post", p_op)):
+            probe = Signal(value.shape(), name=f"activity_{name}")
+            m.d.comb += probe.eq(value)
+            self.activity[name] = probe
         snapshot = Array(Signal(32, name=f"snap_{name}") for name in COUNTERS)
 
         # ---- the bus: byte access between steps --------------------------------------------------
@@ -487,7 +495,9 @@ class TokenEngine(wiring.Component):
                 m.next = "IDLE"
                 with m.If(~b_write):
                     m.next = "READ"
-            with m.State("READ"):
+            with m.State("READ"):  # the memories' words land in registers (block RAM outputs are slow)
+                m.next = "SELECT"
+            with m.State("SELECT"):  # the byte is picked from the registered words
                 m.d.comb += reading.eq(1)
                 m.next = "REPLY"
             with m.State("REPLY"):
@@ -535,18 +545,22 @@ class TokenEngine(wiring.Component):
         ]
         rdata = Signal(8)
         counter_bytes = Cat(snapshot[k] for k in range(len(COUNTERS)))
+        ports = {"weights": w_rd, "embedding": emb_rd, "pg": pg_rd, "aux": aux_rd, "scratch": sc_rd, "logits": lg_rd}
+        held = {name: Signal.like(port.data, name=f"bus_{name}_q") for name, port in ports.items()}
+        m.d.sync += [held[name].eq(port.data) for name, port in ports.items()]
+
+        def pick(name, width):
+            return byte_of(held[name], offset[:max(1, (width - 1).bit_length())], width) if width > 1 else held[name]
+
         with m.If(reading):
             m.d.sync += rdata.eq(0)  # unmapped bytes read as 0
             with m.If(in_weights):
-                m.d.sync += rdata.eq(byte_of(w_rd.data, b_lane, L))
+                m.d.sync += rdata.eq(byte_of(held["weights"], b_lane, L))
             for memory, name, addr, _, size in writes:
                 with m.If(in_region(name, size)):
-                    port = {"embedding": emb_rd, "pg": pg_rd, "aux": aux_rd, "scratch": sc_rd}[name]
-                    width = memory.shape // 8
-                    m.d.sync += rdata.eq(byte_of(port.data, offset[:max(1, (width - 1).bit_length())], width)
-                                         if width > 1 else port.data)
+                    m.d.sync += rdata.eq(pick(name, memory.shape // 8))
             with m.If(in_region("logits", vocab * 2)):
-                m.d.sync += rdata.eq(byte_of(lg_rd.data, offset[0], 2))
+                m.d.sync += rdata.eq(pick("logits", 2))
             with m.If(in_region("counters", 4 * len(COUNTERS))):
                 m.d.sync += rdata.eq(byte_of(counter_bytes, offset[:max(1, (4 * len(COUNTERS) - 1).bit_length())],
                                              4 * len(COUNTERS)))
