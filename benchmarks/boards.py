@@ -1,0 +1,78 @@
+"""Whole-device builds per board: utilisation and fmax of the device core with the shipped model.
+
+    python -m benchmarks.boards [--boards ulx3s-85f icebreaker] [--seed 1] [--no-write]
+
+Builds each board's bitstream with ``host.build`` (the command ``mmfree build`` runs: Yosys and
+nextpnr from pip, fixed seed), for the largest shipped model meant for it, and writes the
+section "## Whole device on the boards (issue 4)" of BENCHMARKS.md. A build that fails (does not
+fit, misses timing) is a row too, with the reason. An ECP5 build takes about 20 minutes here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from hw.boards import BOARDS
+
+from .markdown import replace_section
+
+ROOT = Path(__file__).resolve().parent.parent
+TITLE = "## Whole device on the boards (issue 4)"
+MODELS = {"ulx3s-85f": "models/mmfree-ecp5", "icebreaker": "models/mmfree-up5k"}
+TARGET_MHZ = {"ulx3s-85f": 100.0, "icebreaker": 24.0}
+
+
+def run(board: str, seed: int, log=print) -> dict:
+    from host.build import BuildError, build, core_factory
+
+    model = MODELS[board]
+    factory, name, _ = core_factory(ROOT / model, board)
+    try:
+        result = build(board, factory, build_dir=ROOT / "build" / f"bench-{board}", seed=seed,
+                       progress=lambda stage, seconds: log(f"[{board}] {seconds:7.1f} s {stage}"))
+    except BuildError as exc:
+        return {"board": board, "model": model, "error": str(exc).splitlines()[0]}
+    return {"board": board, "model": model, **json.loads(result.to_json())}
+
+
+def render(rows, command: str) -> str:
+    lines = [TITLE, "", f"Command: `{command}`", "",
+             "The device core (UART, link, token engine; `hw.top.core_for_model`) for the model, in "
+             "its board top (PLL, reset, pins). nextpnr, seed as given; fmax of the core clock.", "",
+             "| board | model | lanes | LUT4 | FF | block RAM | DSP | clock | fmax | target fmax | met |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lanes = BOARDS[r["board"]].lanes
+        if "error" in r:
+            lines.append(f"| {r['board']} | {r['model']} | {lanes} | | | | | | | {TARGET_MHZ[r['board']]:g} MHz | "
+                         f"no: {r['error']} |")
+            continue
+        avail = r.get("available", {})
+        lines.append(
+            f"| {r['board']} | {r['model']} | {lanes} | {r['lut']:,} | {r['ff']:,} | {r['bram']}/{avail.get('bram', '?')} "
+            f"| {r['dsp']} | {r['clock_mhz']:g} MHz | {r['fmax_mhz']:.1f} MHz | {TARGET_MHZ[r['board']]:g} MHz | "
+            f"{'yes' if r['fmax_mhz'] >= TARGET_MHZ[r['board']] else 'no'} |")
+    return "\n".join(lines + [""])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.boards", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--boards", nargs="+", choices=list(MODELS), default=["ulx3s-85f"])
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    args = ap.parse_args(argv)
+    command = "python -m benchmarks.boards " + shlex.join(["--boards", *args.boards, "--seed", str(args.seed)])
+    rows = [run(board, args.seed, log=lambda s: print(s, file=sys.stderr)) for board in args.boards]
+    text = render(rows, command)
+    print(text)
+    if not args.no_write:
+        replace_section(args.out, TITLE, text)
+
+
+if __name__ == "__main__":
+    main()
