@@ -361,3 +361,65 @@ def test_fault_mid_generation_keeps_the_text(capsys, model_dir, golden, tmp_path
     assert f"after {len(partial['tokens'])} generated tokens" in err
     assert partial["tokens"] == reference_run(golden, list(PROMPT.encode()), len(partial["tokens"]), 1.0,
                                               None, 5)
+
+
+class FlippingProxy:
+    """A TCP proxy to the board that inverts one bit of the host's bytes at the offsets
+    ``flip(offset)`` picks (counted over everything the host sends)."""
+
+    def __init__(self, url, flip):
+        self.target = int(url.rsplit(":", 1)[1])
+        self.flip, self.flipped = flip, 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"socket://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.done = threading.Event()
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        client, _ = self.sock.accept()
+        upstream = socket.create_connection(("127.0.0.1", self.target))
+
+        def back():
+            while data := upstream.recv(4096):
+                client.sendall(data)
+
+        threading.Thread(target=back, daemon=True).start()
+        sent = 0
+        try:
+            while data := client.recv(4096):
+                data = bytearray(data)
+                for i in range(len(data)):
+                    if self.flip(sent + i):
+                        data[i] ^= 0x10
+                        self.flipped += 1
+                sent += len(data)
+                upstream.sendall(data)
+        except OSError:
+            pass
+        finally:
+            # shutdown, not just close: close leaves the socket open while the other thread
+            # blocks in recv, and the board takes its next client only after this one has gone
+            for end in (upstream, client):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:  # the other side went first
+                    pass
+                end.close()
+            self.sock.close()
+            self.done.set()
+
+
+def test_upload_through_a_damaged_link(capsys, board, model_dir, golden):
+    # one bit flipped inside the weights: the device refuses that WRITE (BAD_CRC), the host resends
+    proxy = FlippingProxy(board.url, lambda offset: offset == 3000)
+    up = run_json(capsys, ["upload", "--model", str(model_dir), "--port", proxy.url, "--force"])
+    assert proxy.done.wait(10) and proxy.flipped == 1
+    assert up["uploaded"]
+    info = run_json(capsys, ["info", "--port", board.url, "--model", str(model_dir)])
+    assert info["model_is_loaded"]  # the image on the device is the model's, byte for byte
+
+    # a flip every 200 bytes after INFO damages every WRITE frame: the upload gives up clearly
+    proxy = FlippingProxy(board.url, lambda offset: offset > 100 and offset % 200 == 0)
+    code, _, err = run(capsys, ["upload", "--model", str(model_dir), "--port", proxy.url, "--force"])
+    assert_one_line_error(code, err, "failed 4 times", "BAD_CRC", "check the cable")
+    assert proxy.done.wait(10)
