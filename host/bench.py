@@ -6,7 +6,8 @@ Two measurements on a session (the model on the device):
   link) next to the device's own counters (busy cycles per token: the rate the board's clock
   allows, what a host could never slow down);
 * the link: the weights region written again with its own bytes (the image does not change, so
-  the model stays loaded), timed; against the line rate of 8N1 (baud / 10 bytes/s).
+  the model stays loaded), timed; against the line rate of 8N1 (baud / 10 bytes/s; on a
+  simulated board, the simulated clock during the write / the UART divisor / 10).
 """
 
 from __future__ import annotations
@@ -29,9 +30,18 @@ def bench(session, *, tokens: int, link_bytes: int, clock_mhz: float, first_toke
     # whole memory words, so the rewrite leaves no partial word waiting in the device
     word = math.lcm(4, layout.word_bytes)
     size = min(len(weights), max(word, link_bytes - link_bytes % word))
+    cycles0 = device.counters()["cycles"]
     start = time.perf_counter()
     device.write(REGIONS["weights"], weights[:size])
     link_seconds = time.perf_counter() - start
+    link_cycles = (device.counters()["cycles"] - cycles0) % 2**32
+    divisor = (device.info_cache.build.get("uart_divisor") if device.info_cache else None)
+    if session.simulated and isinstance(divisor, int) and link_seconds > 0:
+        # a simulation's UART runs at its simulated clock / divisor: the nominal baud rate means
+        # nothing in wall time, the cycles it simulated while the bytes went through do
+        line_rate = link_cycles / link_seconds / divisor / 10
+    else:
+        line_rate = session.baud / 10
 
     device.reset()
     before = device.counters()
@@ -41,7 +51,6 @@ def bench(session, *, tokens: int, link_bytes: int, clock_mhz: float, first_toke
     after = device.counters()
     delta = {k: (after[k] - before[k]) % 2**32 for k in ("cycles", "busy_cycles", "steps")}  # 32-bit counters wrap
     cycles_per_token = delta["busy_cycles"] / delta["steps"] if delta["steps"] else None
-    line_rate = session.baud / 10
     return {
         "tokens": produced,
         "device_steps": delta["steps"],

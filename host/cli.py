@@ -188,8 +188,6 @@ def cmd_generate(args) -> int:
         raise ValueError("--prompt must not be empty")
     stream = TextStream(None if args.json else sys.stdout, args.output)
     try:
-        for token in prompt:
-            stream(token)
         if args.backend == "device":
             try:
                 return _generate_on_device(args, backend, prompt, sampler, stream)
@@ -198,6 +196,8 @@ def cmd_generate(args) -> int:
                     print(json.dumps({"error": str(exc), "prompt_tokens": prompt, "tokens": exc.tokens,
                                       "text": bytes(exc.tokens).decode("utf-8", errors="replace")}))
                 raise
+        for token in prompt:
+            stream(token)
         start = time.perf_counter()
         tokens = generate(backend, prompt, args.max_tokens, on_token=stream)
         elapsed = time.perf_counter() - start
@@ -226,6 +226,8 @@ def _generate_on_device(args, model, prompt, sampler, stream) -> int:
         print(f"mmfree: {warning}", file=sys.stderr)
     with open_session(model, force_upload=args.force_upload, **_session_options(args)) as session:
         device = session.device
+        for token in prompt:  # shown once the device is there: a failure to reach it prints no text
+            stream(token)
         before = device.counters()
         start = time.perf_counter()
         tokens = run_on_device(device, prompt, args.max_tokens, sampler=sampler, on_token=stream)
@@ -352,7 +354,8 @@ def cmd_bench(args) -> int:
           f"{result['device_cycles_per_second']:,.0f} device cycles per wall second")
     print(f"link:     {result['link_bytes']:,} bytes written in {result['link_seconds']:.3f} s: "
           f"{result['link_bytes_per_second'] / 1024:,.1f} KiB/s, {result['link_efficiency']:.1%} of the "
-          f"line rate ({result['line_rate_bytes_per_second'] / 1024:,.0f} KiB/s at {session.baud:,} baud 8N1)")
+          f"line rate ({result['line_rate_bytes_per_second'] / 1024:,.1f} KiB/s"
+          + (", the simulated UART's)" if session.simulated else f" at {session.baud:,} baud 8N1)"))
     return 0
 
 
