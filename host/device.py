@@ -108,8 +108,12 @@ class Device:
 
     def _receive(self, timeout: float | None = None) -> proto.Reply:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        noise = 0  # bytes received in this wait: if no frame comes of them, they were not frames
         while not self._pending:
             if time.monotonic() > deadline:
+                if noise:  # something answers, but not in frames: another device or baud rate
+                    raise DeviceTimeout(f"no reply from the device, only {noise} bytes that are not "
+                                        "mmfree frames: is this the mmfree board, at this baud rate?")
                 raise DeviceTimeout("no reply from the device: is it powered, programmed with the "
                                     "mmfree bitstream, and at this port and baud rate?")
             try:
@@ -117,6 +121,7 @@ class Device:
             except Exception as exc:
                 raise DeviceError(f"the link failed while receiving ({exc}); check the cable or "
                                   "restart the board") from None
+            noise += len(data)
             for item in self._decoder.feed(data):
                 if isinstance(item, proto.FrameError):
                     continue  # line noise: the device repeats nothing, the caller sees a timeout
@@ -270,6 +275,15 @@ class Device:
 
         info = self.info_cache or self.info()
         want, have = layout.describe(), info.model
+        if isinstance(have, dict) and want != have:
+            # a bigger model than the bitstream was built for: say so plainly, it is the usual case
+            need = {k: (want[k], have.get(k)) for k in ("weight_words", "vocab", "d", "layers", "intermediate")
+                    if isinstance(have.get(k), int) and want[k] > have[k]}
+            if need:
+                what = ", ".join(f"{k} {a} > {b}" for k, (a, b) in need.items())
+                raise DeviceMismatch(f"the model is too large for this bitstream ({what}, at "
+                                     f"{layout.lanes} lanes); build a bitstream for this model with "
+                                     "`mmfree build --model DIR` (a larger FPGA may be needed)")
         if want != have:
             diff = ", ".join(f"{k}: model {want.get(k)} vs device {have.get(k)}"
                              for k in sorted(set(want) | set(have)) if want.get(k) != have.get(k))
