@@ -1,6 +1,7 @@
 """Whole-device builds per board: utilisation and fmax of the device core with the shipped model.
 
     python -m benchmarks.boards [--boards ulx3s-85f icebreaker] [--seed 1] [--no-write]
+    python -m benchmarks.boards --from-json build/ulx3s.json   # a saved `mmfree build --json` result
 
 Builds each board's bitstream with ``host.build`` (the command ``mmfree build`` runs: Yosys and
 nextpnr from pip, fixed seed), for the largest shipped model meant for it, and writes the
@@ -63,11 +64,21 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m benchmarks.boards", description=__doc__.split("\n\n")[0])
     ap.add_argument("--boards", nargs="+", choices=list(MODELS), default=["ulx3s-85f"])
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--from-json", nargs="+", metavar="FILE",
+                    help="render saved `mmfree build --board B --model M --json` results instead of building")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     args = ap.parse_args(argv)
-    command = "python -m benchmarks.boards " + shlex.join(["--boards", *args.boards, "--seed", str(args.seed)])
-    rows = [run(board, args.seed, log=lambda s: print(s, file=sys.stderr)) for board in args.boards]
+    if args.from_json:
+        rows = []
+        for path in args.from_json:
+            result = json.loads(Path(path).read_text().strip().splitlines()[0])
+            rows.append({"model": result["core"].split(" for ")[-1].split(" (")[0], **result})
+        command = "; ".join(f"mmfree build --board {r['board']} --model {r['model']} --seed {r['seed']} --json"
+                            for r in rows)
+    else:
+        command = "python -m benchmarks.boards " + shlex.join(["--boards", *args.boards, "--seed", str(args.seed)])
+        rows = [run(board, args.seed, log=lambda s: print(s, file=sys.stderr)) for board in args.boards]
     text = render(rows, command)
     print(text)
     if not args.no_write:

@@ -21,6 +21,7 @@ from amaranth.lib.wiring import In, Out
 from host.protocol import ADDR_SPACE, PROTOCOL_VERSION, Command, ErrorCode, Status
 
 from .port import ADDR_WIDTH, TOKEN_WIDTH, engine_port
+from .skid import registered
 
 __all__ = ["Link", "CrcAppend", "CobsEncoder", "crc_byte", "reply_byte"]
 
@@ -356,8 +357,10 @@ class Link(wiring.Component):
         rb = stream.Signature(reply_byte).create()   # reply bodies to the framer
         m.submodules.crc_append = crc_append = CrcAppend()
         m.submodules.cobs = cobs = CobsEncoder()
-        wiring.connect(m, rb, crc_append.i)
-        wiring.connect(m, crc_append.o, cobs.i)
+        # registers between the stages: the reply bytes come from block RAM (slow clock-to-output)
+        # and each stage is combinational from input to output
+        wiring.connect(m, registered(m, "reply_q", rb), crc_append.i)
+        wiring.connect(m, registered(m, "crc_q", crc_append.o), cobs.i)
         wiring.connect(m, cobs.o, wiring.flipped(self.tx))
 
         m.submodules.rom = rom = Memory(shape=8, depth=len(self.rom), init=self.rom)
