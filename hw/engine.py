@@ -459,7 +459,10 @@ class TokenEngine(wiring.Component):
         # by a restoring division by L otherwise
         exp_addr = Signal(ADDR_WIDTH)
         w_word, w_lane, b_lane = Signal(range(lay.weight_words + 1)), Signal(range(L)), Signal(range(L))
+        # restoring division: the divisor L * 2**k and the quotient bit 2**k shift right a place a
+        # cycle (registers, so no barrel shifter sits in the compare-subtract path)
         div_rem, div_bit = Signal(ADDR_WIDTH), Signal(range(ADDR_WIDTH))
+        trial, q_bit = Signal(2 * ADDR_WIDTH), Signal(ADDR_WIDTH)
         access, reading = Signal(), Signal()
         with m.FSM(name="bus") as bus_fsm:
             with m.State("IDLE"):
@@ -467,16 +470,15 @@ class TokenEngine(wiring.Component):
                 with m.If(self.bus.valid & self.bus.ready):
                     m.d.sync += [b_addr.eq(req.addr), b_write.eq(req.write), b_data.eq(req.data)]
                     with m.If(~req.addr[ADDR_WIDTH - 1] & (req.addr != exp_addr)):
-                        m.d.sync += [div_rem.eq(req.addr), div_bit.eq(ADDR_WIDTH - 2), w_word.eq(0)]
+                        m.d.sync += [div_rem.eq(req.addr), div_bit.eq(ADDR_WIDTH - 2), w_word.eq(0),
+                                     trial.eq(L << (ADDR_WIDTH - 2)), q_bit.eq(1 << (ADDR_WIDTH - 2))]
                         m.next = "DIVIDE"
                     with m.Else():
                         m.next = "ACCESS"
             with m.State("DIVIDE"):  # one quotient bit per cycle
-                trial = Signal(2 * ADDR_WIDTH)
-                m.d.comb += trial.eq(Const(L, ADDR_WIDTH) << div_bit)
+                m.d.sync += [trial.eq(trial >> 1), q_bit.eq(q_bit >> 1)]
                 with m.If(div_rem >= trial):
-                    m.d.sync += [div_rem.eq(div_rem - trial),
-                                 w_word.eq(w_word | (Const(1, ADDR_WIDTH) << div_bit)[:len(w_word)])]
+                    m.d.sync += [div_rem.eq(div_rem - trial), w_word.eq(w_word | q_bit[:len(w_word)])]
                 with m.If(div_bit == 0):
                     m.next = "LANE"
                 with m.Else():
