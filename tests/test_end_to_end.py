@@ -111,3 +111,21 @@ def test_cli_sim_board_serves_the_core():
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) in (0, -15)
+
+
+@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
+def test_core_on_its_uart_pins(simulator):
+    """The shorter run, on Icarus too: the whole core (UART, link, engine) with a small model
+    preloaded, INFO and two STEPs with logits sent bit by bit on its UART pins, every reply equal
+    to the golden model's."""
+    from golden.image import DeviceLayout
+    from hw.top import DeviceCore
+    from sim.cocotb_run import run_bench
+    from sim.engine_model import TINY_LANES, tiny_engine_model
+
+    if why := missing_simulator(simulator):
+        pytest.fail(why)
+    config, device = tiny_engine_model()
+    layout = DeviceLayout(config, TINY_LANES)
+    run_bench(DeviceCore(layout, divisor=4, image=layout.image(device)), "core", "core", simulator,
+              env={"CORE_DIVISOR": "4", "CORE_TOKENS": "5,17"})
