@@ -69,9 +69,10 @@ COUNTERS = (
 
 #: Where each op's result goes.
 DESTS = ("buf_i", "buf_f", "mlgru", "resid", "glu", "logits")
-#: Where each op's int8 codes come from: the quantiser fed from the residual stream x, the
-#: quantiser fed from the MLGRU engine, or the GLU stage's own quantiser.
-SOURCES = ("x", "mlgru", "glu")
+#: Where each op's int8 codes come from: the quantiser fed from x in memory, from the MLGRU
+#: engine, or straight from the residual add's output (x as it is being written: the quantiser
+#: loads while the previous op's rows stream), or the GLU stage's own quantiser.
+SOURCES = ("x", "mlgru", "glu", "resid")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,14 +128,15 @@ class DeviceLayout:
 
         for n in range(L):
             keep_base = n * d
-            add(f"L{n}.i", n, d, d, "x", "buf_i")
+            # the first op after a residual add takes x from the add's output stream
+            add(f"L{n}.i", n, d, d, "x" if n == 0 else "resid", "buf_i")
             add(f"L{n}.f", n, d, d, "x", "buf_f")
             add(f"L{n}.g", n, d, d, "x", "mlgru", aux_base=keep_base,
                 use_keep=config.use_lower_bound and n > 0)
             add(f"L{n}.o", n, d, d, "mlgru", "resid")
-            add(f"L{n}.gate", n, 2 * inter, d, "x", "glu", aux_base=L * d + n * inter)
+            add(f"L{n}.gate", n, 2 * inter, d, "resid", "glu", aux_base=L * d + n * inter)
             add(f"L{n}.down", n, d, inter, "glu", "resid")
-        add("head", L, config.vocab_size, d, "x", "logits")
+        add("head", L, config.vocab_size, d, "resid", "logits")
         self.weight_words = word
         self.pg_words = pg
         self.aux_words = L * d + L * inter
@@ -171,7 +173,7 @@ class DeviceLayout:
         weights = bytearray(self.weight_words * self.word_bytes)
         pg = np.zeros(self.pg_words, "<u4")
         aux = np.zeros(self.aux_words, "<u2")
-        eps = {"x": device.eps_d, "mlgru": device.eps_d, "glu": device.eps_i}
+        eps = {"x": device.eps_d, "mlgru": device.eps_d, "resid": device.eps_d, "glu": device.eps_i}
         for op in self.ops:
             layer = device.layers[op.layer] if op.layer < self.config.num_hidden_layers else None
             proj, pre = self._projection(device, op, layer)

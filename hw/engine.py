@@ -186,12 +186,12 @@ class TokenEngine(wiring.Component):
         f_pg = _table(m, "f_pg", [op.pg_base for op in ops] + [0], f_op)
         f_hdr_addr = _table(m, "f_hdr_addr", [op.pg_header for op in ops] + [0], f_op)
         f_xver = _table(m, "f_xver", [op.x_version for op in ops] + [0], f_op)
-        src_x, src_mlgru, src_glu = (SOURCES.index(s) for s in SOURCES)
+        src_x, src_mlgru, src_glu, src_resid = (SOURCES.index(s) for s in SOURCES)
         with m.If(start):
             m.d.sync += [f_op.eq(0), f_hdr.eq(1), f_k.eq(0)]
         gen_valid = busy & (f_op < n_ops) & ((f_src != src_x) | (x_version >= f_xver))
 
-        lk = stream.Signature(data.StructLayout({"hdr": 1, "glu": 1, "mlgru": 1, "last": 1})).create()
+        lk = stream.Signature(data.StructLayout({"hdr": 1, "glu": 1, "mlgru": 1, "resid": 1, "last": 1})).create()
         lk_advance = ~lk.valid | lk.ready
         gen_fire = gen_valid & lk_advance
         pg_rd = pg.read_port()
@@ -200,7 +200,8 @@ class TokenEngine(wiring.Component):
         m.d.comb += [x_rd_feed.addr.eq(f_k), x_rd_feed.en.eq(lk_advance)]
         with m.If(lk_advance):
             m.d.sync += [lk.valid.eq(gen_valid), lk.payload.hdr.eq(f_hdr), lk.payload.glu.eq(f_src == src_glu),
-                         lk.payload.mlgru.eq(f_src == src_mlgru), lk.payload.last.eq(f_k == f_cols - 1)]
+                         lk.payload.mlgru.eq(f_src == src_mlgru), lk.payload.resid.eq(f_src == src_resid),
+                         lk.payload.last.eq(f_k == f_cols - 1)]
         with m.If(gen_fire):
             with m.If(f_hdr & (f_src == src_glu)):
                 m.d.sync += f_op.eq(f_op + 1)
@@ -235,14 +236,19 @@ class TokenEngine(wiring.Component):
 
         # elements: x from memory or from the MLGRU engine, joined with (gain, pre)
         element = lk.valid & ~lk.payload.hdr
-        have_x = ~lk.payload.mlgru | mlgru.o.valid
+        # x from a stream (the MLGRU engine's output, the residual add's) or from memory
+        have_x = Mux(lk.payload.mlgru, mlgru.o.valid, Mux(lk.payload.resid, resid.o.valid, 1))
         m.d.comb += [
             quant.i.valid.eq(element & have_x),
-            quant.i.payload.x.eq(Mux(lk.payload.mlgru, mlgru.o.payload, x_rd_feed.data)),
+            quant.i.payload.x.eq(Mux(lk.payload.mlgru, mlgru.o.payload,
+                                     Mux(lk.payload.resid, resid.o.payload.sum, x_rd_feed.data))),
             quant.i.payload.gain.eq(word[:16]),
             quant.i.payload.pre.eq(word[16:]),
             quant.i.payload.last.eq(lk.payload.last),
             mlgru.o.ready.eq(element & lk.payload.mlgru & quant.i.ready),
+            # every residual op is followed by an op that quantises its output: the sums are
+            # written to x as the quantiser takes them
+            resid.o.ready.eq(element & lk.payload.resid & quant.i.ready),
             lk.ready.eq(lk.payload.hdr | (quant.i.ready & have_x)),
         ]
 
@@ -381,7 +387,6 @@ class TokenEngine(wiring.Component):
             resid.i.valid.eq(is_dest["resid"]),
             resid.i.payload.a.eq(x_rd_post.data), resid.i.payload.b.eq(value), resid.i.payload.sub.eq(0),
             rt.row.eq(tag.row), rt.last.eq(tag.last),
-            resid.o.ready.eq(1),
         ]
         # GLU: rows come as (gate j, value j) pairs; the down projection's gain j from aux
         held = Signal(16)
@@ -410,8 +415,9 @@ class TokenEngine(wiring.Component):
         with m.If(copy_valid):
             m.d.comb += [x_wr.addr.eq(copy_row), x_wr.data.eq(emb_rd.data), x_wr.en.eq(1)]
         with m.Else():
-            m.d.comb += [x_wr.addr.eq(rt_out.row), x_wr.data.eq(resid.o.payload.sum), x_wr.en.eq(resid.o.valid)]
-        with m.If(resid.o.valid & rt_out.last):
+            m.d.comb += [x_wr.addr.eq(rt_out.row), x_wr.data.eq(resid.o.payload.sum),
+                         x_wr.en.eq(resid.o.valid & resid.o.ready)]
+        with m.If(resid.o.valid & resid.o.ready & rt_out.last):
             m.d.sync += x_version.eq(x_version + 1)
 
         # ---- counters -------------------------------------------------------------------------
