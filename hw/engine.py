@@ -21,7 +21,7 @@ x is read only after the op that last wrote it has finished (a version count), w
 synchronisation the streams do not already give.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -445,7 +445,10 @@ class TokenEngine(wiring.Component):
         events.update(quant_busy=quant_busy, glu_busy=glu_busy, mlgru_busy=mlgru_inside != 0,
                       lanes_starved=busy & tmv.w.valid & ~tmv.w.ready, post_starved=tmv.o.valid & ~p_run)
         for name, inc in events.items():
-            m.d.sync += counters[name].eq(counters[name] + inc)
+            # the increment through a register: the counters are far from the units they watch,
+            # and a statistic may lag a cycle
+            inc_q = Signal(Value.cast(inc).shape(), name=f"inc_{name}")
+            m.d.sync += [inc_q.eq(inc), counters[name].eq(counters[name] + inc_q)]
         # what each unit does this cycle, for simulation tools (benchmarks.engine's timeline)
         for name, value in (("lanes", fire(tmv.w)), ("codes", fire(tmv.a)), ("quantiser", quant_busy),
                             ("glu", glu_busy), ("mlgru", mlgru_inside != 0), ("post", fire(rescale.i)),
