@@ -4,6 +4,6 @@
 # pytest. Extra arguments go to pytest.
 set -euo pipefail
 root="$(cd "$(dirname "$0")" && pwd)"
-MMFREE_EXTRAS="test,train,synth" MMFREE_NEED_IVERILOG=1 source "$root/scripts/bootstrap.sh"
+MMFREE_EXTRAS="test,train,synth,power" MMFREE_NEED_IVERILOG=1 source "$root/scripts/bootstrap.sh"
 cd "$root"
 exec python -m pytest -q "$@"

@@ -426,3 +426,32 @@ def test_upload_through_a_damaged_link(capsys, board, model_dir, golden):
     code, _, err = run(capsys, ["upload", "--model", str(model_dir), "--port", proxy.url, "--force"])
     assert_one_line_error(code, err, "failed 4 times", "BAD_CRC", "check the cable")
     assert proxy.done.wait(10)
+
+
+def test_power_run_on_the_simulated_board(board, golden, tmp_path):
+    """`mmfree power`'s run against the simulated board with a simulated INA226 on the core rail:
+    the device generates the tokens it is asked for, the meter's constant 1.2 V x 0.25 A gives a
+    zero net energy over its own baseline, and the counter-based estimate comes labelled."""
+    from host.device import Device, open_transport
+    from host.power.ina import INA226
+    from host.power.measure import run_power
+    from host.power.sim import FakeI2CBus, SimINA
+
+    transport = open_transport(board.url, timeout=0.05)
+    try:
+        device = Device(transport, timeout=30)
+        device.upload(DeviceLayout(CONFIG, LANES), golden.device)
+        device.reset()
+        meter = INA226(FakeI2CBus({0x40: SimINA("INA226", 0.1, lambda t: (1.2, 0.25))}),
+                       shunt_ohms=0.1, max_amps=3.2768)
+        result = run_power(device, [meter], tokens=6, idle_seconds=0.2, out_dir=str(tmp_path),
+                           board="ulx3s-85f", interval=0.005, log=lambda s: None)
+    finally:
+        transport.close()
+    measured, estimated = result["measured"], result["estimated"]
+    assert measured.label == "measured" and measured.tokens == 6
+    core = measured.rails["core"]
+    assert core.average_w == pytest.approx(0.3, abs=2.5e-3)  # INA226 power LSB 2.5 mW here
+    assert core.net_j == pytest.approx(0.0, abs=2 * 2.5e-3 * measured.seconds)
+    assert (tmp_path / "power.csv").exists()
+    assert estimated is not None and estimated.label == "estimated" and estimated.tokens == 6
