@@ -465,27 +465,11 @@ def render_section(results, command, versions, seed, ecp5_mode):
     return "\n".join(lines)
 
 
-HEADER = """# Benchmarks
-
-Every figure below names the command that produced it; rerun the command to reproduce it.
-
-"""
-
-
 def write_section(path, section):
-    path = Path(path)
-    if not path.exists():
-        path.write_text(HEADER + section)
-        return
-    text = path.read_text()
-    start = text.find(SECTION + "\n")
-    if start < 0:
-        path.write_text(text.rstrip("\n") + "\n\n" + section)
-        return
-    nxt = re.search(r"^## ", text[start + len(SECTION):], flags=re.M)
-    end = len(text) if nxt is None else start + len(SECTION) + nxt.start()
-    rest = text[end:]
-    path.write_text(text[:start] + section + ("\n" + rest if rest else ""))
+    """Replace this benchmark's section of BENCHMARKS.md (``benchmarks.markdown``)."""
+    from .markdown import replace_section
+
+    replace_section(path, SECTION, section)
 
 
 def main(argv=None):
