@@ -43,6 +43,9 @@ __all__ = ["TokenEngine", "INVALID_TOKEN"]
 #: ``done`` answers a step whose token id is not below the vocabulary size with this id.
 INVALID_TOKEN = (1 << TOKEN_WIDTH) - 1
 WEIGHT_FIFO_DEPTH = 4
+#: Codes per beat from the quantisers into the matrix-vector unit: a divisor of every lane count
+#: (P = 5 x the bytes of a weight word), so that an op's codes load in ceil(K / 5) cycles.
+CODES_PER_BEAT = 5
 
 
 def _table(m, name, values, index, shape=None):
@@ -107,10 +110,11 @@ class TokenEngine(wiring.Component):
         P, L = lay.lanes, lay.word_bytes
 
         # ---- units ------------------------------------------------------------------------------
-        m.submodules.tmv = tmv = TernaryMatVec(P, max(op.rows for op in ops), max(op.cols for op in ops))
+        m.submodules.tmv = tmv = TernaryMatVec(P, max(op.rows for op in ops), max(op.cols for op in ops),
+                                               codes_per_beat=CODES_PER_BEAT)
         m.submodules.decoder = decoder = TritDecoder(L)
-        m.submodules.quant = quant = NormQuant(d, with_pre=True)
-        m.submodules.glu = glu = GLUStage(inter)
+        m.submodules.quant = quant = NormQuant(d, with_pre=True, codes_per_beat=CODES_PER_BEAT)
+        m.submodules.glu = glu = GLUStage(inter, codes_per_beat=CODES_PER_BEAT)
         m.submodules.mlgru = mlgru = MLGRUEngine(d * cfg.num_hidden_layers, output="code",
                                                  lower_bound=cfg.use_lower_bound)
         m.submodules.to_float = to_float = IntToFloat(tmv.acc_width, "bf16")
@@ -212,27 +216,18 @@ class TokenEngine(wiring.Component):
             with m.Else():
                 m.d.sync += f_k.eq(f_k + 1)
 
-        # headers: (c, eps) wait in "pending" until the unit takes its vector's first element
-        # (it takes it only after delivering the previous vector's scale, which used the old ones)
+        # headers: (c, eps) of an op, held from before its first element to after its last (the
+        # units sample them with the first element; the next header of the same unit is sent
+        # only after this op's last element, and for the GLU stage only after its whole vector)
         word = pg_rd.data
-        nq_pend, glu_pend = Signal(32), Signal(32)
-        nq_ce, glu_ce = Signal(32), Signal(32)
-        nq_first, glu_first = Signal(init=1), Signal(init=1)
+        nq_head, glu_head = Signal(32), Signal(32)
         with m.If(lk.valid & lk.payload.hdr):
             with m.If(lk.payload.glu):
-                m.d.sync += glu_pend.eq(word)
+                m.d.sync += glu_head.eq(word)
             with m.Else():
-                m.d.sync += nq_pend.eq(word)
-        m.d.comb += [quant.c.eq(nq_ce[:16]), quant.eps.eq(nq_ce[16:]),
-                     glu.c.eq(glu_ce[:16]), glu.eps.eq(glu_ce[16:])]
-        with m.If(quant.i.valid & quant.i.ready):
-            m.d.sync += nq_first.eq(quant.i.payload.last)
-            with m.If(nq_first):
-                m.d.sync += nq_ce.eq(nq_pend)
-        with m.If(glu.i.valid & glu.i.ready):
-            m.d.sync += glu_first.eq(glu.i.payload.last)
-            with m.If(glu_first):
-                m.d.sync += glu_ce.eq(glu_pend)
+                m.d.sync += nq_head.eq(word)
+        m.d.comb += [quant.c.eq(nq_head[:16]), quant.eps.eq(nq_head[16:]),
+                     glu.c.eq(glu_head[:16]), glu.eps.eq(glu_head[16:])]
 
         # elements: x from memory or from the MLGRU engine, joined with (gain, pre)
         element = lk.valid & ~lk.payload.hdr
@@ -266,7 +261,7 @@ class TokenEngine(wiring.Component):
         with m.If(tmv.cmd.valid & tmv.cmd.ready):
             m.d.sync += r_codes.eq(1)
         codes = Mux(r_glu, glu.q.valid, quant.q.valid)
-        code = Mux(r_glu, glu.q.payload.code, quant.q.payload.code)
+        code = Mux(r_glu, glu.q.payload.codes, quant.q.payload.codes)
         code_last = Mux(r_glu, glu.q.payload.last, quant.q.payload.last)
         m.d.comb += [
             tmv.a.valid.eq(r_codes & codes),
@@ -431,16 +426,16 @@ class TokenEngine(wiring.Component):
         keep_ops = fire(mlgru.i) & (use_keep if cfg.use_lower_bound else 0)
         events["lmul_ops"] = (Mux(fire(quant.i), 3, 0) + Mux(fire(mlgru.i), 4, 0) + keep_ops
                               + Mux(fire(glu.i), 3, 0) + fire(rescale.i))
-        quant_busy, glu_busy = Signal(), Signal()
+        # vectors a quantiser holds, from the first element in to the scale out: up to two (one
+        # loading while the scale of the one before is computed)
+        quant_held, glu_held = Signal(2), Signal(2)
+        for held, unit in ((quant_held, quant), (glu_held, glu)):
+            first = Signal(init=1)  # the next element is a vector's first
+            with m.If(fire(unit.i)):
+                m.d.sync += first.eq(unit.i.payload.last)
+            m.d.sync += held.eq(held + (fire(unit.i) & first) - fire(unit.scale))
+        quant_busy, glu_busy = quant_held != 0, glu_held != 0
         mlgru_inside = Signal(16)  # elements between its input and output (far fewer than 2**16)
-        with m.If(fire(quant.i)):
-            m.d.sync += quant_busy.eq(1)
-        with m.Elif(fire(quant.scale)):
-            m.d.sync += quant_busy.eq(0)
-        with m.If(fire(glu.i)):
-            m.d.sync += glu_busy.eq(1)
-        with m.Elif(fire(glu.scale)):
-            m.d.sync += glu_busy.eq(0)
         m.d.sync += mlgru_inside.eq(mlgru_inside + fire(mlgru.i) - fire(mlgru.o))
         events.update(quant_busy=quant_busy, glu_busy=glu_busy, mlgru_busy=mlgru_inside != 0,
                       lanes_starved=busy & tmv.w.valid & ~tmv.w.ready, post_starved=tmv.o.valid & ~p_run)

@@ -24,6 +24,8 @@ class GLUStage(wiring.Component):
     ----------
     max_len : int
         The intermediate size I: the longest vector (see ``NormQuant``).
+    codes_per_beat : int
+        Codes per output beat (see ``NormQuant``).
 
     Attributes
     ----------
@@ -31,24 +33,25 @@ class GLUStage(wiring.Component):
         Per element j < I: the gate half ``u[j]`` and value half ``u[I + j]`` of the gate
         projection, the down projection's folded norm ``gain[j]``, and ``last``.
     eps, c : In(16)
-        ``I * eps`` and the down projection's output constant (see ``NormQuant``).
-    q : Out(stream.Signature(normquant_code))
+        ``I * eps`` and the down projection's output constant: held from a vector's first element
+        on ``i`` until its last (the quantiser samples them when that first element reaches it).
+    q : Out(stream.Signature(normquant_code(codes_per_beat)))
     scale : Out(stream.Signature(16))
 
     The element-wise pipeline (SiLU, then L-Mul: ``CHAIN_LATENCY`` cycles) never stalls: an
     element is accepted only while the queue behind it (``hw.pipeline.CreditQueue``, ``QUEUE_DEPTH``
     places, ``CreditQueue.LATENCY`` cycles) has a place reserved for it, so ``i.ready`` is a
     register. The queue feeds the quantiser's load phase at one element per cycle; everything after
-    is the quantiser's schedule (``2I + 60`` cycles per vector). While the quantiser is not
+    is the quantiser's schedule (about ``I + I / codes_per_beat + 40`` cycles per vector). While the quantiser is not
     loading, the queue fills and then ``i.ready`` falls.
     """
 
     CHAIN_LATENCY = SiLU.LATENCY + LMul.LATENCY
     QUEUE_DEPTH = CreditQueue.depth_for(CHAIN_LATENCY)
 
-    def __init__(self, max_len: int):
-        self.quantiser = NormQuant(max_len, with_pre=False)
-        super().__init__(quantiser_signature(glu_input))
+    def __init__(self, max_len: int, codes_per_beat: int = 1):
+        self.quantiser = NormQuant(max_len, with_pre=False, codes_per_beat=codes_per_beat)
+        super().__init__(quantiser_signature(glu_input, codes_per_beat))
 
     def elaborate(self, platform):
         m = Module()

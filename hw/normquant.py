@@ -27,6 +27,10 @@ CODE_MAX_BF16 = int(encode(127.0, "bf16"))
 SIG_BITS = 8  # bf16 significand with its hidden bit
 TERM_BITS = SIG_BITS + SUMSQ_GUARD_BITS
 
+# The element buffers are small and W elements wide: LUT RAM, so the block RAMs stay for the model.
+# Written while loading, read while streaming out: a read never meets a write (``no_rw_check``).
+BUFFER_ATTRS = {"ram_style": "distributed", **NO_RW_CHECK}
+
 
 def normquant_input(with_pre: bool) -> data.StructLayout:
     fields = {"x": 16, "gain": 16, "last": 1}
@@ -35,22 +39,30 @@ def normquant_input(with_pre: bool) -> data.StructLayout:
     return data.StructLayout(fields)
 
 
-normquant_code = data.StructLayout({"code": signed(8), "last": 1})
+def normquant_code(codes_per_beat: int = 1) -> data.StructLayout:
+    """A beat of ``codes_per_beat`` int8 codes (element ``j`` of the beat in ``codes[j]``) and ``last``."""
+    return data.StructLayout({"codes": data.ArrayLayout(signed(8), codes_per_beat), "last": 1})
 
 
-def quantiser_signature(input_layout) -> wiring.Signature:
-    """The ports of a block that ends in the quantiser: elements in, codes and a scale out."""
+def quantiser_signature(input_layout, codes_per_beat: int = 1) -> wiring.Signature:
+    """The ports of a block that ends in the quantiser: elements in, code beats and a scale out."""
     return wiring.Signature({
         "i": In(stream.Signature(input_layout)),
         "eps": In(16),
         "c": In(16),
-        "q": Out(stream.Signature(normquant_code)),
+        "q": Out(stream.Signature(normquant_code(codes_per_beat))),
         "scale": Out(stream.Signature(16)),
     })
 
 
+def _check_positive(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
 class NormQuant(wiring.Component):
-    """RMSNorm + int8 quantiser for vectors of up to ``max_len`` elements.
+    """RMSNorm + int8 quantiser for vectors of up to ``max_len`` elements, W codes per beat.
 
     Parameters
     ----------
@@ -59,6 +71,9 @@ class NormQuant(wiring.Component):
         ``8 + SUMSQ_GUARD_BITS + ceil(log2 max_len)`` bits, enough for any K <= max_len.
     with_pre : bool
         Whether the input carries a preceding norm's weight ``pre`` (False: v = x).
+    codes_per_beat : int
+        W, the codes per output beat: the stream-out reads, scales and converts W elements per
+        cycle (W L-Muls for the codes, W for the squares, W conversions).
 
     Attributes
     ----------
@@ -66,50 +81,58 @@ class NormQuant(wiring.Component):
         The vector's elements in order, each with its ``gain`` (and ``pre``); ``last`` marks the
         final element. A vector may have 1 to ``max_len`` elements.
     eps, c : In(16)
-        bf16 ``K * eps`` and the projection's output constant; read when the vector's scale is
-        computed, so they must hold their values until ``scale`` is delivered.
-    q : Out(stream.Signature(normquant_code))
-        The int8 codes in element order, ``last`` on the final one.
+        bf16 ``K * eps`` and the projection's output constant, sampled with the vector's first
+        element (so the next vector's may be presented as soon as its first element is).
+    q : Out(stream.Signature(normquant_code(codes_per_beat)))
+        The codes in element order, W per beat (``ceil(K / W)`` beats; the last beat's elements
+        after the K-th are 0); ``last`` on the final beat.
     scale : Out(stream.Signature(16))
         The bf16 output scale, one per vector.
 
     Schedule per vector of K elements: load (K cycles at one element per cycle, L-Mul x2, max
-    tracking); 3 scalar steps (reciprocal, two L-Muls); stream-out (K cycles: codes and squares);
-    8 scalar steps (conversion, its exponent offset and range, addition, rsqrt, two L-Muls).
-    ``2K + 60`` cycles per vector when nothing stalls. The next vector is accepted once the scale
-    has been delivered. The units never stall: the scalar steps run one at a time, and the
-    stream-out reads an element only while the code queue (``hw.pipeline.CreditQueue``) has a
-    place reserved for its code, so back-pressure on ``q`` fills the queue and then pauses the
-    reads. On ``scale``, the block holds until it is taken. No multiplier.
+    tracking); 3 scalar steps (reciprocal, two L-Muls); stream-out (``ceil(K / W)`` beats, one per
+    cycle: codes and squares), then the pipeline drains; then the scale's 8 scalar steps
+    (conversion, its exponent offset and range, addition, rsqrt, two L-Muls) run in their own
+    units while the next vector loads. The next vector is accepted once the previous one's sum
+    of squares is complete and handed over, about ``K + ceil(K / W) + 40`` cycles after its first
+    element when nothing stalls; its scale follows some 40 cycles after that hand-over.
+
+    The units never stall: the scalar steps run one at a time in each half, and the stream-out
+    reads a beat only while the code queue (``hw.pipeline.CreditQueue``) has a place reserved for
+    it, so back-pressure on ``q`` fills the queue and then pauses the reads. On ``scale``, the
+    block holds until it is taken (and then also holds the next vector's hand-over). No multiplier.
     """
 
-    # stream-out, RAM read to code: the read port, its output register, L-Mul, conversion
+    # stream-out, buffer read to code: the read port, the masking register, L-Mul, conversion
     CODE_CHAIN = 2 + LMul.LATENCY + FloatToInt8.LATENCY
 
-    def __init__(self, max_len: int, with_pre: bool = True):
-        if not isinstance(max_len, int) or max_len < 1:
-            raise ValueError(f"max_len must be a positive integer, got {max_len!r}")
-        self.max_len, self.with_pre = max_len, with_pre
+    def __init__(self, max_len: int, with_pre: bool = True, codes_per_beat: int = 1):
+        self.max_len = _check_positive("max_len", max_len)
+        self.codes_per_beat = _check_positive("codes_per_beat", codes_per_beat)
+        self.with_pre = with_pre
+        self.words = -(-max_len // codes_per_beat)
         self.acc_bits = TERM_BITS + max(1, (max_len - 1).bit_length())
-        super().__init__(quantiser_signature(normquant_input(with_pre)))
+        super().__init__(quantiser_signature(normquant_input(with_pre), codes_per_beat))
 
     def elaborate(self, platform):
         m = Module()
-        aw = max(1, (self.max_len - 1).bit_length())
-        # Written while loading, read while streaming out: a read never meets a write, so Yosys
-        # need not add collision logic after the block RAMs' outputs (``no_rw_check``).
-        m.submodules.u_mem = u_mem = memory.Memory(shape=16, depth=self.max_len, init=[], attrs=NO_RW_CHECK)
-        m.submodules.v_mem = v_mem = memory.Memory(shape=16, depth=self.max_len, init=[], attrs=NO_RW_CHECK)
+        W = self.codes_per_beat
+        aw = max(1, (self.words - 1).bit_length())
+        shape = data.ArrayLayout(16, W)
+        m.submodules.u_mem = u_mem = memory.Memory(shape=shape, depth=self.words, init=[], attrs=BUFFER_ATTRS)
+        m.submodules.v_mem = v_mem = memory.Memory(shape=shape, depth=self.words, init=[], attrs=BUFFER_ATTRS)
+        all_lanes = (1 << W) - 1
 
-        length = Signal(range(self.max_len + 1))  # K of the vector being processed
-        last_index = Signal(aw)  # K - 1, so that no comparison needs a subtraction first
+        last_word = Signal(aw)  # the vector's last beat: ceil(K / W) - 1
+        tail = Signal(W)  # the lanes of the last beat holding elements (a thermometer)
         max_u, max_v = Signal(15), Signal(15)  # magnitudes (bf16 without its sign)
         t, e_top = Signal(16), Signal(8)  # 127 / max|u|; the largest square's exponent field
         acc = Signal(self.acc_bits)
-        m_r, ssq = Signal(16), Signal(16)
+        c_in, eps_in = Signal(16), Signal(16)  # sampled with the first element
 
         # -- load: u = x * gain (tag: x, pre, last), then v = x * pre ---------------------------
         loading = Signal()
+        fresh = Signal(init=1)  # no element of this vector taken yet
         closed = Signal()  # the last element has entered
         tag_u = data.StructLayout({"x": 16, "pre": 16, "last": 1})
         m.submodules.mul_u = mul_u = LMul("bf16", tag_width=tag_u.size)
@@ -127,8 +150,12 @@ class NormQuant(wiring.Component):
         m.d.comb += [in_tag.x.eq(x.x), in_tag.last.eq(x.last)]
         if self.with_pre:
             m.d.comb += in_tag.pre.eq(x.pre)
-        with m.If(self.i.valid & self.i.ready & x.last):
-            m.d.sync += closed.eq(1)
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += fresh.eq(0)
+            with m.If(fresh):
+                m.d.sync += [c_in.eq(self.c), eps_in.eq(self.eps)]
+            with m.If(x.last):
+                m.d.sync += closed.eq(1)
 
         u_tag = data.View(tag_u, mul_u.o.payload.tag)
         v_in_tag = data.View(tag_v, mul_v.i.payload.tag)
@@ -143,101 +170,127 @@ class NormQuant(wiring.Component):
         v_tag = data.View(tag_v, mul_v.o.payload.tag)
         u_out, last_out = v_tag.u, v_tag.last
         v_out = mul_v.o.payload.product if self.with_pre else v_tag.x
-        write_addr = Signal(aw)
-        u_write, v_write = u_mem.write_port(), v_mem.write_port()
+        # element k goes to word k // W, lane k % W (a one-hot lane pointer)
+        write_word, write_lane = Signal(aw), Signal(W, init=1)
+        u_write, v_write = u_mem.write_port(granularity=1), v_mem.write_port(granularity=1)
         stored = mul_v.o.valid
-        m.d.comb += [u_write.addr.eq(write_addr), u_write.data.eq(u_out), u_write.en.eq(stored),
-                     v_write.addr.eq(write_addr), v_write.data.eq(v_out), v_write.en.eq(stored)]
+        for port, value in ((u_write, u_out), (v_write, v_out)):
+            m.d.comb += [port.addr.eq(write_word), port.en.eq(Mux(stored, write_lane, 0))]
+            m.d.comb += [port.data[j].eq(value) for j in range(W)]
         loaded = Signal()  # the last element is in the buffers
         with m.If(stored):
-            m.d.sync += write_addr.eq(write_addr + 1)
+            with m.If(write_lane[W - 1]):
+                m.d.sync += [write_lane.eq(1), write_word.eq(write_word + 1)]
+            with m.Else():
+                m.d.sync += write_lane.eq(write_lane << 1)
             with m.If(u_out[:15] > max_u):
                 m.d.sync += max_u.eq(u_out[:15])
             with m.If(v_out[:15] > max_v):
                 m.d.sync += max_v.eq(v_out[:15])
             with m.If(last_out):
-                m.d.sync += [loaded.eq(1), length.eq(write_addr + 1), last_index.eq(write_addr)]
+                m.d.sync += [loaded.eq(1), last_word.eq(write_word), tail.eq(write_lane | (write_lane - 1))]
 
         # -- stream-out: codes = int8(u * t); squares = v * v, aligned and summed ---------------
         streaming = Signal()
-        read_addr = Signal(aw + 1)
+        read_word = Signal(aw)
         u_read, v_read = u_mem.read_port(domain="sync"), v_mem.read_port(domain="sync")
-        m.submodules.mul_q = mul_q = LMul("bf16")
-        m.submodules.to_int = to_int = FloatToInt8()
-        m.submodules.mul_sq = mul_sq = LMul("bf16")
-        # The stream-out chain never stalls: an element is read only with a place reserved for
-        # its code in the queue at the chain's end (the squares are always taken).
-        m.submodules.codes_queue = codes_queue = CreditQueue(signed(8), CreditQueue.depth_for(self.CODE_CHAIN))
-        # Two registered stages: the block RAMs' outputs (their read ports), then a register on
-        # those outputs, so the RAMs' slow clock-to-output does not share a cycle with an adder.
-        r_valid, r2_valid = Signal(), Signal()
-        u2, v2 = Signal(16), Signal(16)
-        # ``unread``: elements left to read, a register, so no comparison sits before the credits
-        unread = Signal()
+        # The stream-out chain never stalls: a beat is read only with a place reserved for its
+        # codes in the queue at the chain's end (the squares are always taken).
+        m.submodules.codes_queue = codes_queue = CreditQueue(normquant_code(W), CreditQueue.depth_for(self.CODE_CHAIN))
+        # Two registered stages: the buffers' read ports, then a register that zeroes the lanes
+        # after the vector's end in its last beat (their codes and squares are then 0).
+        r_valid, r_tail, r2_valid, r2_tail = Signal(), Signal(), Signal(), Signal()
+        u2, v2 = Signal(shape), Signal(shape)
+        unread = Signal()  # beats left to read, a register: no comparison before the credits
         issue = streaming & unread & codes_queue.room
-        m.d.comb += [u_read.addr.eq(read_addr), v_read.addr.eq(read_addr), codes_queue.admit.eq(issue)]
-        m.d.sync += [r_valid.eq(issue), r2_valid.eq(r_valid), u2.eq(u_read.data), v2.eq(v_read.data)]
+        m.d.comb += [u_read.addr.eq(read_word), v_read.addr.eq(read_word), codes_queue.admit.eq(issue)]
+        m.d.sync += [r_valid.eq(issue), r_tail.eq(read_word == last_word), r2_valid.eq(r_valid), r2_tail.eq(r_tail)]
+        lanes_in = Mux(r_tail, tail, all_lanes)
+        for j in range(W):
+            m.d.sync += [u2[j].eq(Mux(lanes_in[j], u_read.data[j], 0)),
+                         v2[j].eq(Mux(lanes_in[j], v_read.data[j], 0))]
         with m.If(issue):
-            m.d.sync += read_addr.eq(read_addr + 1)
-            with m.If(read_addr == last_index):
+            m.d.sync += read_word.eq(read_word + 1)
+            with m.If(read_word == last_word):
                 m.d.sync += unread.eq(0)
-        m.d.comb += [
-            mul_q.i.valid.eq(r2_valid), mul_q.i.payload.a.eq(u2), mul_q.i.payload.b.eq(t),
-            mul_sq.i.valid.eq(r2_valid), mul_sq.i.payload.a.eq(v2), mul_sq.i.payload.b.eq(v2),
-            mul_sq.o.ready.eq(1),
-        ]
-        flow(m, mul_q.o, to_int.i)
-        m.d.comb += to_int.i.payload.eq(mul_q.o.payload)
-        flow(m, to_int.o, codes_queue.i)
-        m.d.comb += codes_queue.i.payload.eq(to_int.o.payload)
-        codes = codes_queue.o
-        codes_out = Signal(range(self.max_len + 1))
-        m.d.comb += [
-            self.q.valid.eq(codes.valid), codes.ready.eq(self.q.ready),
-            self.q.payload.code.eq(codes.payload), self.q.payload.last.eq(codes_out == last_index),
-        ]
-        with m.If(self.q.valid & self.q.ready):
-            m.d.sync += codes_out.eq(Mux(codes_out == last_index, 0, codes_out + 1))
 
-        # align each square to the largest one's exponent: floor(sig * 2^16 / 2^(E - e)), in two
-        # stages (the exponent difference and its range check, then the shift): one carry chain
-        # and one barrel shifter do not fit a cycle together
-        sq = mul_sq.o.payload
-        sq_exp = sq[7:15]
-        distance = Signal(8)
-        m.d.comb += distance.eq(e_top - sq_exp)
-        d_valid, d_far, d_shift, d_sig = Signal(), Signal(), Signal(range(TERM_BITS)), Signal(SIG_BITS)
-        m.d.sync += [d_valid.eq(mul_sq.o.valid), d_far.eq(distance >= TERM_BITS),
-                     d_shift.eq(distance[:d_shift.shape().width]),
-                     d_sig.eq(Mux(sq_exp == 0, 0, Cat(sq[:7], Const(1, 1))))]
-        term_valid, term = Signal(), Signal(TERM_BITS)
-        m.d.sync += [term_valid.eq(d_valid),
-                     term.eq(Mux(d_far, 0, Cat(Const(0, SUMSQ_GUARD_BITS), d_sig) >> d_shift))]
-        terms_in = Signal(range(self.max_len + 1))
-        with m.If(term_valid):
-            m.d.sync += [acc.eq(acc + term), terms_in.eq(terms_in + 1)]
+        codes_in = codes_queue.i.payload.codes
+        # ``last`` travels beside the lanes' fixed-latency chain (it never stalls): the next
+        # vector may load, and change ``last_word``, while this one's beats are still queued
+        tail_out = r2_tail
+        for stage in range(LMul.LATENCY + FloatToInt8.LATENCY):
+            delayed = Signal(name=f"last_beat{stage}")
+            m.d.sync += delayed.eq(tail_out)
+            tail_out = delayed
+        m.d.comb += codes_queue.i.payload.last.eq(tail_out)
+        terms = []  # per lane: (valid, aligned square)
+        for j in range(W):
+            mul_q, to_int, mul_sq = LMul("bf16"), FloatToInt8(), LMul("bf16")
+            m.submodules[f"mul_q{j}"], m.submodules[f"to_int{j}"], m.submodules[f"mul_sq{j}"] = mul_q, to_int, mul_sq
+            m.d.comb += [
+                mul_q.i.valid.eq(r2_valid), mul_q.i.payload.a.eq(u2[j]), mul_q.i.payload.b.eq(t),
+                mul_sq.i.valid.eq(r2_valid), mul_sq.i.payload.a.eq(v2[j]), mul_sq.i.payload.b.eq(v2[j]),
+                mul_sq.o.ready.eq(1),
+            ]
+            flow(m, mul_q.o, to_int.i)
+            m.d.comb += [to_int.i.payload.eq(mul_q.o.payload), to_int.o.ready.eq(1),
+                         codes_in[j].eq(to_int.o.payload)]
+            if j == 0:  # the lanes move in lockstep
+                m.d.comb += codes_queue.i.valid.eq(to_int.o.valid)
+            terms.append(self._aligned_square(m, mul_sq.o, e_top, j))
+
+        wiring.connect(m, codes_queue.o, wiring.flipped(self.q))
+
+        # the beat's aligned squares summed by a registered adder tree, then accumulated
+        level = 0
+        while len(terms) > 1:
+            level += 1
+            paired = []
+            for k in range(0, len(terms), 2):
+                if k + 1 < len(terms):
+                    (va, a), (_, b) = terms[k], terms[k + 1]
+                    node = Signal(a.shape().width + 1, name=f"ssq{level}_{k // 2}")
+                    m.d.sync += node.eq(a + b)
+                    valid = Signal(name=f"ssq{level}_{k // 2}_valid")
+                    m.d.sync += valid.eq(va)
+                    paired.append((valid, node))
+                else:
+                    paired.append(self._delay(m, terms[k], f"ssq{level}_{k // 2}"))
+            terms = paired
+        beat_valid, beat_sum = terms[0]
+        beats_in = Signal(aw + 1)
+        with m.If(beat_valid):
+            m.d.sync += [acc.eq(acc + beat_sum), beats_in.eq(beats_in + 1)]
+        summed = Signal()  # every beat's squares are in acc (a register: no adder before the FSM)
+        m.d.sync += summed.eq(loaded & ~unread & (beats_in == last_word + 1) & ~beat_valid)
 
         # -- the scalar steps -------------------------------------------------------------------
+        # Two halves with their own units: the front (t and e_top, before the stream-out) and the
+        # back (the scale, after it), so the scale of one vector is computed while the next loads.
         m.submodules.recip = recip = Reciprocal()
         m.submodules.rsqrt = rsqrt = ReciprocalSqrt()
         m.submodules.smul = smul = LMul("bf16")
+        m.submodules.smul_back = smul_back = LMul("bf16")
         m.submodules.to_float = to_float = IntToFloat(self.acc_bits + 1)
         m.submodules.add_eps = add_eps = FAdd("bf16")
-        result = Signal(16)
+        front_result, result, m_r, ssq = Signal(16), Signal(16), Signal(16), Signal(16)
+        # what the back works on, handed over by the front at the end of the stream-out
+        b_acc, b_max_u, b_e_top, b_c, b_eps = (Signal.like(s, name=f"b_{s.name}") for s in (acc, max_u, e_top, c_in, eps_in))
 
-        # One operation at a time is in flight in the scalar units and the sequencer is always
-        # waiting for its result, so their outputs are always taken: a constant ready leaves the
+        # One operation at a time is in flight in each half's units and its sequencer is always
+        # waiting for the result, so their outputs are always taken: a constant ready leaves the
         # units without a stall enable (no FSM decode fanning out to their pipeline registers).
-        for unit in (recip, rsqrt, smul, to_float, add_eps):
+        for unit in (recip, rsqrt, smul, smul_back, to_float, add_eps):
             m.d.comb += unit.o.ready.eq(1)
-        # Their operands come from registers, never through the sequencer's state decode: each
-        # unit's own source register, or for the shared L-Mul two operand registers loaded one
-        # state before it is started.
-        smul_a, smul_b = Signal(16), Signal(16)
+        # Their operands come from registers, never through a sequencer's state decode: each
+        # unit's own source register, or for an L-Mul two operand registers loaded one state
+        # before it is started.
+        smul_a, smul_b, back_a, back_b = Signal(16), Signal(16), Signal(16), Signal(16)
         m.d.comb += [
-            recip.i.payload.eq(max_u), to_float.i.payload.eq(acc), rsqrt.i.payload.eq(result),
-            add_eps.i.payload.a.eq(ssq), add_eps.i.payload.b.eq(self.eps), add_eps.i.payload.sub.eq(0),
+            recip.i.payload.eq(max_u), to_float.i.payload.eq(b_acc), rsqrt.i.payload.eq(result),
+            add_eps.i.payload.a.eq(ssq), add_eps.i.payload.b.eq(b_eps), add_eps.i.payload.sub.eq(0),
             smul.i.payload.a.eq(smul_a), smul.i.payload.b.eq(smul_b),
+            smul_back.i.payload.a.eq(back_a), smul_back.i.payload.b.eq(back_b),
         ]
 
         def scalar(state, unit, into, then, out=None, operands=()):
@@ -258,28 +311,40 @@ class NormQuant(wiring.Component):
                     m.d.sync += into.eq(unit.o.payload if out is None else out(unit.o.payload))
                     m.next = then
 
-        # the integer sum (a bf16 of it, in ``result``) times 2^(E - 127 - 7 - 16), flushed or
-        # saturated: the exponent in one state, the range checks in the next (two carry chains
-        # in series do not fit a cycle)
-        ssq_exp = Signal(range(-512, 512))
-        ssq_zero = Signal()
-
-        with m.FSM():
+        back_idle = Signal()
+        with m.FSM(name="front"):
             with m.State("load"):
                 m.d.comb += loading.eq(1)
                 with m.If(loaded):
                     m.d.sync += unread.eq(1)
                     m.next = "recip"
-            scalar("recip", recip, result, "t")
-            scalar("t", smul, t, "top", operands=[(smul_a, result), (smul_b, CODE_MAX_BF16)])
+            scalar("recip", recip, front_result, "t")
+            scalar("t", smul, t, "top", operands=[(smul_a, front_result), (smul_b, CODE_MAX_BF16)])
             scalar("top", smul, e_top, "stream", out=lambda p: p[7:15], operands=[(smul_a, max_v), (smul_b, max_v)])
             with m.State("stream"):
                 m.d.comb += streaming.eq(1)
-                with m.If((terms_in == length) & ~d_valid & ~term_valid):
+                with m.If(summed & back_idle):
+                    m.d.sync += [b_acc.eq(acc), b_max_u.eq(max_u), b_e_top.eq(e_top), b_c.eq(c_in),
+                                 b_eps.eq(eps_in),
+                                 fresh.eq(1), closed.eq(0), loaded.eq(0), summed.eq(0), write_word.eq(0),
+                                 write_lane.eq(1), read_word.eq(0), max_u.eq(0), max_v.eq(0), acc.eq(0),
+                                 beats_in.eq(0)]
+                    m.next = "load"
+
+        # the integer sum (a bf16 of it, in ``result``) times 2^(E - 127 - 7 - 16), flushed or
+        # saturated: the exponent in one state, the range checks in the next (two carry chains
+        # in series do not fit a cycle)
+        ssq_exp = Signal(range(-512, 512))
+        ssq_zero = Signal()
+        with m.FSM(name="back"):
+            with m.State("idle"):
+                m.d.comb += back_idle.eq(1)
+                # the front hands over in this same cycle (its registers load on this edge)
+                with m.If(streaming & summed):
                     m.next = "ssq"
             scalar("ssq", to_float, result, "ssq-scale")
             with m.State("ssq-scale"):
-                m.d.sync += [ssq_exp.eq(result[7:15] + e_top - (127 + 7 + SUMSQ_GUARD_BITS)),
+                m.d.sync += [ssq_exp.eq(result[7:15] + b_e_top - (127 + 7 + SUMSQ_GUARD_BITS)),
                              ssq_zero.eq(result[7:15] == 0)]
                 m.next = "ssq-range"
             with m.State("ssq-range"):
@@ -288,14 +353,38 @@ class NormQuant(wiring.Component):
                 m.next = "eps"
             scalar("eps", add_eps, result, "rsqrt")
             scalar("rsqrt", rsqrt, result, "mr")
-            scalar("mr", smul, m_r, "mrc", operands=[(smul_a, max_u), (smul_b, result)])
-            scalar("mrc", smul, result, "deliver", operands=[(smul_a, m_r), (smul_b, self.c)])
+            scalar("mr", smul_back, m_r, "mrc", operands=[(back_a, b_max_u), (back_b, result)])
+            scalar("mrc", smul_back, result, "deliver", operands=[(back_a, m_r), (back_b, b_c)])
             m.d.comb += self.scale.payload.eq(result)
             with m.State("deliver"):
                 m.d.comb += self.scale.valid.eq(1)
                 with m.If(self.scale.ready):
-                    m.d.sync += [closed.eq(0), loaded.eq(0), write_addr.eq(0), read_addr.eq(0), max_u.eq(0),
-                                 max_v.eq(0), acc.eq(0), terms_in.eq(0)]
-                    m.next = "load"
+                    m.next = "idle"
         return m
 
+    @staticmethod
+    def _delay(m, term, name):
+        """A (valid, value) pair one cycle later (an odd node of the adder tree)."""
+        valid, value = term
+        v, x = Signal(name=f"{name}_valid"), Signal(value.shape(), name=name)
+        m.d.sync += [v.eq(valid), x.eq(value)]
+        return v, x
+
+    @staticmethod
+    def _aligned_square(m, sq_stream, e_top, lane):
+        """A square aligned to the largest one's exponent: ``floor(sig * 2^16 / 2^(E - e))``, in
+        two stages (the exponent difference and its range check, then the shift): one carry
+        chain and one barrel shifter do not fit a cycle together. Returns (valid, term)."""
+        sq = sq_stream.payload
+        sq_exp = sq[7:15]
+        distance = Signal(8, name=f"distance{lane}")
+        m.d.comb += distance.eq(e_top - sq_exp)
+        d_valid, d_far = Signal(name=f"d_valid{lane}"), Signal(name=f"d_far{lane}")
+        d_shift, d_sig = Signal(range(TERM_BITS), name=f"d_shift{lane}"), Signal(SIG_BITS, name=f"d_sig{lane}")
+        m.d.sync += [d_valid.eq(sq_stream.valid), d_far.eq(distance >= TERM_BITS),
+                     d_shift.eq(distance[:d_shift.shape().width]),
+                     d_sig.eq(Mux(sq_exp == 0, 0, Cat(sq[:7], Const(1, 1))))]
+        term_valid, term = Signal(name=f"term_valid{lane}"), Signal(TERM_BITS, name=f"term{lane}")
+        m.d.sync += [term_valid.eq(d_valid),
+                     term.eq(Mux(d_far, 0, Cat(Const(0, SUMSQ_GUARD_BITS), d_sig) >> d_shift))]
+        return term_valid, term

@@ -146,8 +146,8 @@ class TernaryMatVec(wiring.Component):
     """Ternary matrix-vector unit: ``acc[n] = sum_k q[k] W[n, k]`` for one N x K matrix per command.
 
     One instance serves every BitLinear shape up to ``max_rows`` x ``max_cols``. Per command:
-    the K int8 codes q arrive on ``a`` into an activation buffer, then the weights arrive on ``w``,
-    P trits per word, and one accumulator per row leaves on ``o``, rows in order.
+    the K int8 codes q arrive on ``a``, C per beat, into an activation buffer, then the weights
+    arrive on ``w``, P trits per word, and one accumulator per row leaves on ``o``, rows in order.
 
     Parameters
     ----------
@@ -159,15 +159,20 @@ class TernaryMatVec(wiring.Component):
         section 2) and the buffer depth.
     levels_per_stage : int
         Adder-tree levels between pipeline registers: 1 (default, every level registered) or 2.
+    codes_per_beat : int
+        C, the codes per beat on ``a`` (default 1); P must be a multiple of C, so that a beat
+        never straddles two words of the activation buffer.
 
     Attributes
     ----------
     cmd : In(stream.Signature(StructLayout({"rows": range(max_rows + 1), "cols": range(max_cols + 1)})))
         One command per matrix: N = ``rows`` in [1, max_rows], K = ``cols`` in [1, max_cols]
         (other values are a protocol error). Commands are served in order.
-    a : In(stream.Signature(signed(8)))
-        The command's K codes q[0..K-1], in [-127, 127], one per cycle. Codes of command j+1 may
-        be sent while command j's weights are still streaming (the buffer has two banks).
+    a : In(stream.Signature(ArrayLayout(signed(8), C)))
+        The command's K codes q[0..K-1], in [-127, 127], in ``ceil(K / C)`` beats, one per
+        cycle: code ``jC + i`` in element i of beat j. Elements of the last beat after the K-th
+        are ignored (written as 0), whatever their value. Codes of command j+1 may be sent while
+        command j's weights are still streaming (the buffer has two banks).
     w : In(stream.Signature(ArrayLayout(unsigned(2), P)))
         Weight words, 2-bit trits (``TRIT_ZERO`` = 0b00, ``TRIT_POS`` = 0b01, ``TRIT_NEG`` = 0b11;
         0b10 reads as 0). A command takes ``N * ceil(K / P)`` words: row-major, row n is words
@@ -190,14 +195,15 @@ class TernaryMatVec(wiring.Component):
     and lane select, the tree, the accumulator writing the FIFO, the FIFO's output register).
     P = 8: 7 cycles; P = 32: 9; P = 256: 12.
 
-    Throughput: P weights (one word) per cycle. Write W = N ceil(K/P) for a matrix's word count.
-    With no stalls, a lone matrix's last accumulator is valid ``K + W + latency`` cycles after
-    the cycle its command is accepted (K cycles of codes, one to mark the bank full, W words, the
-    pipeline). The codes of the next matrix load into the other bank (one cycle for its command,
-    K for its codes) while the previous one computes, so matrix m's first word follows matrix
-    m-1's by ``max(W_{m-1}, K_m + 1)`` cycles: back-to-back matrices run at one word per cycle
-    with no gap whenever ``W_{m-1} >= K_m + 1`` (about N > P), and a run of matrices costs
-    ``sum W + K_0 + latency`` cycles: the fixed overhead is the first load and the pipeline.
+    Throughput: P weights (one word) per cycle. Write W = N ceil(K/P) for a matrix's word count
+    and B = ceil(K/C) for its code beats. With no stalls, a lone matrix's last accumulator is
+    valid ``B + W + latency`` cycles after the cycle its command is accepted (B cycles of codes,
+    one to mark the bank full, W words, the pipeline). The codes of the next matrix load into
+    the other bank (one cycle for its command, B for its codes) while the previous one computes,
+    so matrix m's first word follows matrix m-1's by ``max(W_{m-1}, B_m + 1)`` cycles:
+    back-to-back matrices run at one word per cycle with no gap whenever ``W_{m-1} >= B_m + 1``,
+    and a run of matrices costs ``sum W + B_0 + latency`` cycles: the fixed overhead is the
+    first load and the pipeline.
 
     Ordering: a matrix's weights are taken only after its last code, so the command and codes of
     matrix m must not wait for its weights to be accepted (separate sources, or codes first).
@@ -211,8 +217,12 @@ class TernaryMatVec(wiring.Component):
     ``latency + 2`` is enough that an ``o`` that never stalls never throttles one-word rows.
     """
 
-    def __init__(self, lanes: int, max_rows: int, max_cols: int, *, levels_per_stage: int = 1):
+    def __init__(self, lanes: int, max_rows: int, max_cols: int, *, levels_per_stage: int = 1,
+                 codes_per_beat: int = 1):
         self.lanes = _check_int("lanes", lanes, 1)
+        self.codes_per_beat = _check_int("codes_per_beat", codes_per_beat, 1)
+        if self.lanes % self.codes_per_beat:
+            raise ValueError(f"lanes ({lanes}) must be a multiple of codes_per_beat ({codes_per_beat})")
         self.max_rows = _check_int("max_rows", max_rows, 1)
         self.max_cols = _check_int("max_cols", max_cols, 1)
         if isinstance(levels_per_stage, bool) or levels_per_stage not in (1, 2):
@@ -229,7 +239,7 @@ class TernaryMatVec(wiring.Component):
         self.cmd_layout = command_layout(self.max_rows, self.max_cols)
         super().__init__({
             "cmd": In(stream.Signature(self.cmd_layout)),
-            "a": In(stream.Signature(signed(8))),
+            "a": In(stream.Signature(data.ArrayLayout(signed(8), self.codes_per_beat))),
             "w": In(stream.Signature(data.ArrayLayout(unsigned(2), self.lanes))),
             "o": Out(stream.Signature(signed(self.acc_width))),
         })
@@ -250,17 +260,19 @@ class TernaryMatVec(wiring.Component):
         job_rows_m1 = [Signal(range(self.max_rows), name=f"job{b}_rows_m1") for b in range(2)]
         job_words_m1 = [Signal(range(bank_words), name=f"job{b}_words_m1") for b in range(2)]
 
-        # ---- code loader ----------------------------------------------------------------------
+        # ---- code loader: beat j of C codes goes to lanes jC .. jC + C - 1 (modulo P) ---------
+        C = self.codes_per_beat
+        G = P // C  # beats per word
         ld_bank = Signal()
         ld_busy = Signal()
-        ld_left = Signal(range(self.max_cols))  # codes left after the current one
-        after_first = ((1 << P) - 1) & ~1
-        ld_lane = Signal(P, init=1)  # one-hot: the lane of the current code
-        ld_above = Signal(P, init=after_first)  # thermometer: the lanes after it
+        ld_left = Signal(range(self.max_cols + 1))  # codes left, the current beat's included
+        after_first = ((1 << G) - 1) & ~1
+        ld_lane = Signal(G, init=1)  # one-hot: the lane group of the current beat
+        ld_above = Signal(G, init=after_first)  # thermometer: the groups after it
         ld_word = Signal(range(bank_words))
         ld_addr = Signal(range(2 * bank_words))
         ld_rows_m1 = Signal(range(self.max_rows))
-        ld_last = Signal()  # the current code is the vector's last (ld_left == 0, registered)
+        ld_last = Signal()  # the current beat is the vector's last (ld_left <= C, registered)
         ld_free = Mux(ld_bank, ~full[1], ~full[0])
         m.d.comb += [
             self.cmd.ready.eq(~ld_busy & ld_free),
@@ -269,8 +281,8 @@ class TernaryMatVec(wiring.Component):
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += [
                 ld_busy.eq(1),
-                ld_left.eq(self.cmd.payload.cols - 1),
-                ld_last.eq(self.cmd.payload.cols == 1),
+                ld_left.eq(self.cmd.payload.cols),
+                ld_last.eq(self.cmd.payload.cols <= C),
                 ld_rows_m1.eq(self.cmd.payload.rows - 1),
                 ld_lane.eq(1),
                 ld_above.eq(after_first),
@@ -282,13 +294,15 @@ class TernaryMatVec(wiring.Component):
         m.d.comb += wr.addr.eq(ld_addr)
         for i in range(P):
             # lanes after the vector's last code are written with 0 (so padding trits read as 0)
+            g, j = divmod(i, C)
+            past_end = ld_above[g] | (ld_last & (ld_left <= j)) if j else ld_above[g]
             m.d.comb += [
-                wr.en[i].eq(a_fire & (ld_lane[i] | (ld_last & ld_above[i]))),
-                wr.data[i].eq(Mux(ld_above[i], 0, self.a.payload)),
+                wr.en[i].eq(a_fire & (ld_lane[g] | (ld_last & ld_above[g]))),
+                wr.data[i].eq(Mux(past_end, 0, self.a.payload[j])),
             ]
         with m.If(a_fire):
-            m.d.sync += [ld_left.eq(ld_left - 1), ld_last.eq(ld_left == 1)]
-            with m.If(ld_lane[P - 1]):
+            m.d.sync += [ld_left.eq(ld_left - C), ld_last.eq(ld_left <= 2 * C)]
+            with m.If(ld_lane[G - 1]):
                 m.d.sync += [ld_lane.eq(1), ld_above.eq(after_first),
                              ld_word.eq(ld_word + 1), ld_addr.eq(ld_addr + 1)]
             with m.Else():

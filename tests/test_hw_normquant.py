@@ -4,23 +4,47 @@ vectors of every length class, with and without a pre norm, random back-pressure
 import pytest
 
 from hw.normquant import NormQuant
-from sim.benches.normquant import expected_and_inputs, simulate_quantiser
+from sim.benches.normquant import code_beats, expected_and_inputs, simulate_quantiser
 from sim.cocotb_run import missing_simulator, run_bench
 
 
-@pytest.mark.parametrize("with_pre", [True, False])
-def test_amaranth_sim_matches_golden(with_pre):
-    lengths = [1, 5, 32, 17]
+@pytest.mark.parametrize("with_pre,width", [(True, 1), (False, 1), (True, 5), (False, 3)])
+def test_amaranth_sim_matches_golden(with_pre, width):
+    # lengths around the beat width: shorter than a beat, whole beats, a partial last beat
+    lengths = [1, 5, 32, 17, 4, 6]
     exp_codes, exp_scales, vectors, eps, c = expected_and_inputs(lengths, with_pre, seed=4)
     inputs = [p for vec in vectors for p in vec]
-    codes, scales = simulate_quantiser(NormQuant(32, with_pre=with_pre), inputs, len(inputs), len(vectors), eps, c,
-                                       busy=0.3)
-    assert codes == exp_codes, [(k, e, g) for k, (e, g) in enumerate(zip(exp_codes, codes)) if e != g][:8]
+    dut = NormQuant(32, with_pre=with_pre, codes_per_beat=width)
+    codes, scales = simulate_quantiser(dut, inputs, exp_codes, len(vectors), eps, c, busy=0.3)
+    exp_beats = code_beats(exp_codes, width)
+    assert codes == exp_beats, [(k, e, g) for k, (e, g) in enumerate(zip(exp_beats, codes)) if e != g][:8]
     assert scales == exp_scales, (list(map(hex, exp_scales)), list(map(hex, scales)))
+
+
+def test_codes_held_back_while_next_vectors_load():
+    # q mostly stalled: the next vectors load (and the scales come out) while earlier codes wait
+    lengths = [12, 1, 3, 9, 2]
+    exp_codes, exp_scales, vectors, eps, c = expected_and_inputs(lengths, True, seed=7)
+    inputs = [p for vec in vectors for p in vec]
+    codes, scales = simulate_quantiser(NormQuant(12, codes_per_beat=4), inputs, exp_codes, len(vectors), eps, c, busy=0.9)
+    assert codes == code_beats(exp_codes, 4)
+    assert scales == exp_scales
+
+
+def test_code_beats_pads_each_vector():
+    # two vectors of 3 and 2 codes, 2 per beat
+    assert code_beats([(1, 0), (2, 0), (3, 1), (4, 0), (5, 1)], 2) == [((1, 2), 0), ((3, 0), 1), ((4, 5), 1)]
+
+
+@pytest.mark.parametrize("width", [0, -1, 2.0, True])
+def test_rejects_bad_width(width):
+    with pytest.raises(ValueError, match="codes_per_beat"):
+        NormQuant(32, codes_per_beat=width)
 
 
 @pytest.mark.parametrize("simulator", ["verilator", "icarus"])
 def test_cocotb_matches_golden(simulator):
     if why := missing_simulator(simulator):
         pytest.fail(why)
-    run_bench(NormQuant(192, with_pre=True), "normquant", "normquant", simulator)
+    # the engine's configuration: 5 codes per beat (the ECP5 model's K = 192 ends in a partial beat)
+    run_bench(NormQuant(192, with_pre=True, codes_per_beat=5), "normquant", "normquant", simulator)

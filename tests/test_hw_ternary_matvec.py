@@ -65,11 +65,23 @@ def expected(jobs):
     return out
 
 
+def code_beats(jobs, per_beat, rng=None):
+    """The jobs' codes in beats of ``per_beat``; each vector's last beat padded with random codes
+    (with ``rng``; the unit must ignore them) or zeros."""
+    beats = []
+    for q, _ in jobs:
+        codes = [int(v) for v in q]
+        pad = -len(codes) % per_beat
+        codes += rng.integers(-127, 128, pad).tolist() if rng is not None else [0] * pad
+        beats += [codes[j:j + per_beat] for j in range(0, len(codes), per_beat)]
+    return beats
+
+
 def simulate(dut, jobs, busy=0.3, seed=0, garbage=True, top=None, weights=None):
     """Run ``jobs`` through ``dut`` with random stalls on every stream; the results, in order."""
     rng = np.random.default_rng(seed)
     cmds = [{"rows": w.shape[0], "cols": w.shape[1]} for _, w in jobs]
-    codes = [int(v) for q, _ in jobs for v in q]
+    codes = code_beats(jobs, dut.codes_per_beat, rng if garbage else None)
     if weights is None:
         weights = (dut.w, [word for _, w in jobs for word in weight_words(w, dut.lanes, rng if garbage else None)])
     want = expected(jobs)
@@ -97,19 +109,22 @@ def mismatches(jobs, results, want):
 
 # ---- the matrix-vector unit -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("lanes, levels, max_rows, max_cols", [
-    (8, 1, 10, 37),   # max_cols not a multiple of P
-    (3, 1, 6, 11),    # odd lane count: the tree passes an odd node up
-    (16, 2, 7, 50),   # two tree levels per register stage
-    (12, 2, 5, 40),   # non-power-of-two P with two levels per stage
-    (1, 1, 4, 6),     # one lane: no tree
+@pytest.mark.parametrize("lanes, levels, max_rows, max_cols, per_beat", [
+    (8, 1, 10, 37, 1),   # max_cols not a multiple of P
+    (3, 1, 6, 11, 1),    # odd lane count: the tree passes an odd node up
+    (16, 2, 7, 50, 1),   # two tree levels per register stage
+    (12, 2, 5, 40, 1),   # non-power-of-two P with two levels per stage
+    (1, 1, 4, 6, 1),     # one lane: no tree
+    (15, 1, 6, 47, 5),   # five codes per beat (the engine's), K not a multiple of 5 nor of P
+    (12, 1, 5, 30, 4),   # four codes per beat, three beats per word
+    (6, 1, 4, 20, 6),    # one beat per word
 ])
-def test_random_shapes_with_backpressure(lanes, levels, max_rows, max_cols):
+def test_random_shapes_with_backpressure(lanes, levels, max_rows, max_cols, per_beat):
     rng = np.random.default_rng(lanes * 100 + levels)
     shapes = edge_shapes(lanes, max_rows, max_cols)
     shapes += [(int(rng.integers(1, max_rows + 1)), int(rng.integers(1, max_cols + 1))) for _ in range(8)]
     jobs = make_jobs(rng, shapes)
-    dut = TernaryMatVec(lanes, max_rows, max_cols, levels_per_stage=levels)
+    dut = TernaryMatVec(lanes, max_rows, max_cols, levels_per_stage=levels, codes_per_beat=per_beat)
     results, want = simulate(dut, jobs, busy=0.3, seed=lanes)
     assert len(results) == len(want) == sum(n for n, _ in shapes)
     bad = mismatches(jobs, results, want)
@@ -169,7 +184,7 @@ def test_output_backpressure_stops_weights_at_a_row_boundary():
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(feed(dut.cmd, [{"rows": w.shape[0], "cols": w.shape[1]} for _, w in jobs]))
-    sim.add_testbench(feed(dut.a, [int(v) for q, _ in jobs for v in q]))
+    sim.add_testbench(feed(dut.a, code_beats(jobs, dut.codes_per_beat)))
     sim.add_testbench(weights)
     sim.add_testbench(sink)
     sim.run()
@@ -179,7 +194,7 @@ def test_output_backpressure_stops_weights_at_a_row_boundary():
 def measure(dut, jobs):
     """No stalls anywhere: the cycles of each accepted command, weight word and output."""
     cmds = [{"rows": w.shape[0], "cols": w.shape[1]} for _, w in jobs]
-    codes = [int(v) for q, _ in jobs for v in q]
+    codes = code_beats(jobs, dut.codes_per_beat)
     words = [word for _, w in jobs for word in weight_words(w, dut.lanes)]
     want = expected(jobs)
     log = {"cmd": [], "w": [], "o": []}
@@ -215,20 +230,21 @@ def measure(dut, jobs):
     return log
 
 
-def predicted_cycles(shapes, lanes, latency):
+def predicted_cycles(shapes, lanes, latency, per_beat=1):
     """The docstring's timing: cycles from the first command's acceptance to the last accumulator."""
     words = [n * -(-k // lanes) for n, k in shapes]
-    cols = [k for _, k in shapes]
-    gaps = sum(max(words[m - 1], cols[m] + 1) for m in range(1, len(shapes)))
-    return cols[0] + gaps + words[-1] + latency
+    beats = [-(-k // per_beat) for _, k in shapes]
+    gaps = sum(max(words[m - 1], beats[m] + 1) for m in range(1, len(shapes)))
+    return beats[0] + gaps + words[-1] + latency
 
 
-@pytest.mark.parametrize("lanes, levels, latency", [(8, 1, 7), (32, 1, 9), (32, 2, 7), (10, 1, 8)])
-def test_latency_and_throughput(lanes, levels, latency):
+@pytest.mark.parametrize("lanes, levels, latency, per_beat", [(8, 1, 7, 1), (32, 1, 9, 1), (32, 2, 7, 1),
+                                                              (10, 1, 8, 1), (10, 1, 8, 5)])
+def test_latency_and_throughput(lanes, levels, latency, per_beat):
     """The docstring's figures: latency from a row's last word to its accumulator; a lone matrix in
-    K + N ceil(K/P) + latency cycles; back-to-back matrices at one word per cycle with the next
-    vector's load hidden; one-word rows at one row per cycle; load-bound runs as predicted."""
-    dut = TernaryMatVec(lanes, 64, 96, levels_per_stage=levels)
+    ceil(K/C) + N ceil(K/P) + latency cycles; back-to-back matrices at one word per cycle with the
+    next vector's load hidden; one-word rows at one row per cycle; load-bound runs as predicted."""
+    dut = TernaryMatVec(lanes, 64, 96, levels_per_stage=levels, codes_per_beat=per_beat)
     assert dut.latency == latency
     rng = np.random.default_rng(lanes)
     report = []
@@ -243,10 +259,11 @@ def test_latency_and_throughput(lanes, levels, latency):
                       f"sum N*ceil(K/P) = {sum(words)}")
         if n0 == 1:
             assert log["o"][0] - log["w"][words[0] - 1] == latency
-        if all(w >= k + 1 for w, (_, k) in zip(words, shapes[1:])):  # loads hidden
+        beats = [-(-k // per_beat) for _, k in shapes]
+        if all(w >= b + 1 for w, b in zip(words, beats[1:])):  # loads hidden
             assert log["w"][-1] - log["w"][0] + 1 == sum(words)  # one word per cycle throughout
-            assert cycles == k0 + sum(words) + latency
-        assert cycles == predicted_cycles(shapes, lanes, latency)
+            assert cycles == beats[0] + sum(words) + latency
+        assert cycles == predicted_cycles(shapes, lanes, latency, per_beat)
     print("\n".join(report))
 
 
@@ -342,6 +359,8 @@ def test_packed_weights_through_decoder_into_matvec():
     ({"lanes": 8, "max_rows": 4, "max_cols": 8, "levels_per_stage": 3}, "levels_per_stage"),
     ({"lanes": 8, "max_rows": 4, "max_cols": 8, "levels_per_stage": 0}, "levels_per_stage"),
     ({"lanes": 8, "max_rows": 4, "max_cols": 8, "levels_per_stage": True}, "levels_per_stage"),
+    ({"lanes": 8, "max_rows": 4, "max_cols": 8, "codes_per_beat": 3}, "multiple of codes_per_beat"),
+    ({"lanes": 8, "max_rows": 4, "max_cols": 8, "codes_per_beat": 0}, "codes_per_beat"),
 ])
 def test_matvec_rejects_bad_parameters(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -41,9 +41,26 @@ def expected_and_inputs(lengths, with_pre, seed):
     return codes, scales, vectors, int(encode(eps, "bf16")), int(encode(c, "bf16"))
 
 
-def simulate_quantiser(dut, inputs, n_codes, n_scales, eps, c, busy, seed=1):
+def code_beats(element_codes, width):
+    """The beats a quantiser of ``width`` codes per beat must send for per-element expectations
+    [(code, last)]: each vector cut into groups of ``width``, its last group padded with zeros
+    (the contract of ``hw.normquant.NormQuant.q``); [(tuple of codes, last)]."""
+    beats, group = [], []
+    for code, last in element_codes:
+        group.append(code)
+        if last or len(group) == width:
+            beats.append((tuple(group + [0] * (width - len(group))), int(last)))
+            group = []
+    if group:
+        raise ValueError("the expected codes do not end with a vector's last element")
+    return beats
+
+
+def simulate_quantiser(dut, inputs, element_codes, n_scales, eps, c, busy, seed=1):
     """Run a quantiser-like component (``i`` in; ``q`` and ``scale`` out; ``eps``/``c``) in the
-    Amaranth simulator with random stalls; returns ([(code, last)], [scale bits])."""
+    Amaranth simulator with random stalls, until it has sent the beats of ``element_codes``
+    (expected [(code, last)] per element, see ``code_beats``); returns ([(tuple of codes, last)]
+    per beat, [scale bits])."""
     from amaranth.sim import Simulator
 
     from sim.streams import collect, feed
@@ -58,10 +75,11 @@ def simulate_quantiser(dut, inputs, n_codes, n_scales, eps, c, busy, seed=1):
 
     sim.add_testbench(constants)
     sim.add_testbench(feed(dut.i, inputs, busy=busy, seed=seed))
-    sim.add_testbench(collect(dut.q, n_codes, codes, busy=busy, seed=seed + 1))
+    n_beats = len(code_beats(element_codes, len(dut.q.payload.codes)))
+    sim.add_testbench(collect(dut.q, n_beats, codes, busy=busy, seed=seed + 1))
     sim.add_testbench(collect(dut.scale, n_scales, scales, busy=busy, seed=seed + 2))
     sim.run()
-    return [(int(q.code), int(q.last)) for q in codes], [int(s) for s in scales]
+    return [(tuple(int(v) for v in q.codes), int(q.last)) for q in codes], [int(s) for s in scales]
 
 
 async def check_quantiser(dut, inputs, exp_codes, exp_scales, eps, c, seed):
@@ -73,18 +91,22 @@ async def check_quantiser(dut, inputs, exp_codes, exp_scales, eps, c, seed):
 
     from sim.benches.streams import receive, send
 
+    width = (len(dut.q__payload) - 1) // 8  # the beat: width int8 codes and ``last``
+    layout = normquant_code(width)
+    exp_beats = code_beats(exp_codes, width)
     dut.eps.value, dut.c.value = eps, c
     await start_clock(dut)
     codes, scales = [], []
     start_soon(send(dut, "i", inputs, 0.2, random.Random(seed)))
     scale_task = start_soon(receive(dut, "scale", len(exp_scales), 0.3, random.Random(seed + 1), scales))
-    await receive(dut, "q", len(exp_codes), 0.3, random.Random(seed + 2), codes)
+    await receive(dut, "q", len(exp_beats), 0.3, random.Random(seed + 2), codes)
     await scale_task
-    got_codes = [(int(normquant_code.from_bits(v).code), int(normquant_code.from_bits(v).last)) for v in codes]
-    bad = [f"element {k}: expected {e}, got {g}" for k, (e, g) in enumerate(zip(exp_codes, got_codes)) if e != g]
+    got = [layout.from_bits(v) for v in codes]
+    got_beats = [(tuple(int(q) for q in b.codes), int(b.last)) for b in got]
+    bad = [f"beat {k}: expected {e}, got {g}" for k, (e, g) in enumerate(zip(exp_beats, got_beats)) if e != g]
     bad += [f"vector {k} scale: expected 0x{e:04x}, got 0x{g:04x}" for k, (e, g) in enumerate(zip(exp_scales, scales))
             if e != g]
-    dut._log.info(f"{len(exp_scales)} vectors, {len(exp_codes)} codes")
+    dut._log.info(f"{len(exp_scales)} vectors, {len(exp_codes)} codes in {len(exp_beats)} beats of {width}")
     assert not bad, "quantiser mismatches (first 10):\n" + "\n".join(bad[:10])
 
 
