@@ -70,9 +70,10 @@ COUNTERS = (
 #: Where each op's result goes.
 DESTS = ("buf_i", "buf_f", "mlgru", "resid", "glu", "logits")
 #: Where each op's int8 codes come from: the quantiser fed from x in memory, from the MLGRU
-#: engine, or straight from the residual add's output (x as it is being written: the quantiser
-#: loads while the previous op's rows stream), or the GLU stage's own quantiser.
-SOURCES = ("x", "mlgru", "glu", "resid")
+#: engine, straight from the residual add's output (x as it is being written: the quantiser
+#: loads while the previous op's rows stream), or from the token's embedding row (the step's
+#: first op, which writes x as it goes); or the GLU stage's own quantiser.
+SOURCES = ("x", "mlgru", "glu", "resid", "embedding")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +91,7 @@ class Op:
     pg_base: int  # pg word of element 0 (source x/mlgru)
     pg_header: int  # pg word of the op's (c, eps): after the elements, or alone (source glu)
     aux_base: int  # aux word of the keep (dest mlgru) or down-gain (dest glu) vector
-    x_version: int  # x commits (embedding copy, residual adds) that must precede the quantiser
+    x_version: int  # x commits (the embedding row, residual adds) that must precede the quantiser
     use_keep: bool
 
     @property
@@ -112,7 +113,7 @@ class DeviceLayout:
         d, inter, L = config.hidden_size, config.intermediate_size, config.num_hidden_layers
         self.ops: list[Op] = []
         word = pg = 0
-        x_version = 1  # the embedding copy is x's first commit
+        x_version = 1  # the embedding row, written to x by the first op's feed, is x's first commit
 
         def add(name, layer, rows, cols, source, dest, aux_base=0, use_keep=False):
             nonlocal word, pg, x_version
@@ -129,7 +130,7 @@ class DeviceLayout:
         for n in range(L):
             keep_base = n * d
             # the first op after a residual add takes x from the add's output stream
-            add(f"L{n}.i", n, d, d, "x" if n == 0 else "resid", "buf_i")
+            add(f"L{n}.i", n, d, d, "embedding" if n == 0 else "resid", "buf_i")
             add(f"L{n}.f", n, d, d, "x", "buf_f")
             add(f"L{n}.g", n, d, d, "x", "mlgru", aux_base=keep_base,
                 use_keep=config.use_lower_bound and n > 0)
@@ -173,7 +174,8 @@ class DeviceLayout:
         weights = bytearray(self.weight_words * self.word_bytes)
         pg = np.zeros(self.pg_words, "<u4")
         aux = np.zeros(self.aux_words, "<u2")
-        eps = {"x": device.eps_d, "mlgru": device.eps_d, "resid": device.eps_d, "glu": device.eps_i}
+        eps = {"x": device.eps_d, "mlgru": device.eps_d, "resid": device.eps_d, "embedding": device.eps_d,
+               "glu": device.eps_i}
         for op in self.ops:
             layer = device.layers[op.layer] if op.layer < self.config.num_hidden_layers else None
             proj, pre = self._projection(device, op, layer)

@@ -43,9 +43,13 @@ __all__ = ["TokenEngine", "INVALID_TOKEN"]
 #: ``done`` answers a step whose token id is not below the vocabulary size with this id.
 INVALID_TOKEN = (1 << TOKEN_WIDTH) - 1
 WEIGHT_FIFO_DEPTH = 4
-#: Codes per beat from the quantisers into the matrix-vector unit: a divisor of every lane count
-#: (P = 5 x the bytes of a weight word), so that an op's codes load in ceil(K / 5) cycles.
-CODES_PER_BEAT = 5
+
+
+def codes_per_beat(lanes: int) -> int:
+    """Codes per beat from the quantisers into the matrix-vector unit: 15 where it divides the
+    lane count P, else 5 (P = 5 x the bytes of a weight word, so 5 always does). The codes of an
+    op of K inputs stream out in ceil(K / C) cycles, and the lanes wait for the last of them."""
+    return 15 if lanes % 15 == 0 else 5
 
 
 def _table(m, name, values, index, shape=None):
@@ -111,10 +115,10 @@ class TokenEngine(wiring.Component):
 
         # ---- units ------------------------------------------------------------------------------
         m.submodules.tmv = tmv = TernaryMatVec(P, max(op.rows for op in ops), max(op.cols for op in ops),
-                                               codes_per_beat=CODES_PER_BEAT)
+                                               codes_per_beat=codes_per_beat(P))
         m.submodules.decoder = decoder = TritDecoder(L)
-        m.submodules.quant = quant = NormQuant(d, with_pre=True, codes_per_beat=CODES_PER_BEAT)
-        m.submodules.glu = glu = GLUStage(inter, codes_per_beat=CODES_PER_BEAT)
+        m.submodules.quant = quant = NormQuant(d, with_pre=True, codes_per_beat=codes_per_beat(P))
+        m.submodules.glu = glu = GLUStage(inter, codes_per_beat=codes_per_beat(P))
         m.submodules.mlgru = mlgru = MLGRUEngine(d * cfg.num_hidden_layers, output="code",
                                                  lower_bound=cfg.use_lower_bound)
         m.submodules.to_float = to_float = IntToFloat(tmv.acc_width, "bf16")
@@ -164,48 +168,42 @@ class TokenEngine(wiring.Component):
         with m.If(self.done.valid & self.done.ready):
             m.d.sync += [self.done.valid.eq(0), busy.eq(0)]
 
-        # ---- the residual stream x: the embedding copy starts every step -----------------------
+        # ---- the residual stream x: the token's embedding row, copied by the first op's feed ---
         emb_rd = embedding.read_port()
         x_wr = x_mem.write_port()
-        copy_k = Signal(range(d + 1), init=d)  # d: idle
-        copy_valid, copy_row = Signal(), Signal(range(d))
         token_base = Signal(range(lay.embedding_words))
         with m.If(start):
             # token * d as shifts and adds: a product by a constant would still claim a DSP block
-            m.d.sync += [copy_k.eq(0), token_base.eq(sum(self.step.payload << k for k in range(d.bit_length())
-                                                         if d >> k & 1))]
-        copying = busy & (copy_k < d)
-        m.d.sync += [copy_valid.eq(copying), copy_row.eq(copy_k)]
-        with m.If(copying):
-            m.d.sync += copy_k.eq(copy_k + 1)
-        with m.If(copy_valid & (copy_row == d - 1)):
-            m.d.sync += x_version.eq(x_version + 1)
+            m.d.sync += token_base.eq(sum(self.step.payload << k for k in range(d.bit_length()) if d >> k & 1))
 
         # ---- the feeder: op inputs into the quantiser ------------------------------------------
         f_op = Signal(range(n_ops + 1), init=n_ops)
         f_hdr = Signal(init=1)  # the op's header (c, eps) goes first
         f_k = Signal(range(max(op.cols for op in ops)))
-        f_src = _table(m, "f_src", [SOURCES.index(op.source) for op in ops] + [0], f_op, 2)
+        f_src = _table(m, "f_src", [SOURCES.index(op.source) for op in ops] + [0], f_op, (len(SOURCES) - 1).bit_length())
         f_cols = _table(m, "f_cols", [op.cols for op in ops] + [1], f_op)
         f_pg = _table(m, "f_pg", [op.pg_base for op in ops] + [0], f_op)
         f_hdr_addr = _table(m, "f_hdr_addr", [op.pg_header for op in ops] + [0], f_op)
         f_xver = _table(m, "f_xver", [op.x_version for op in ops] + [0], f_op)
-        src_x, src_mlgru, src_glu, src_resid = (SOURCES.index(s) for s in SOURCES)
+        src_x, src_mlgru, src_glu, src_resid, src_emb = (SOURCES.index(s) for s in SOURCES)
         with m.If(start):
             m.d.sync += [f_op.eq(0), f_hdr.eq(1), f_k.eq(0)]
         gen_valid = busy & (f_op < n_ops) & ((f_src != src_x) | (x_version >= f_xver))
 
-        lk = stream.Signature(data.StructLayout({"hdr": 1, "glu": 1, "mlgru": 1, "resid": 1, "last": 1})).create()
+        lk = stream.Signature(data.StructLayout({"hdr": 1, "glu": 1, "mlgru": 1, "resid": 1, "emb": 1, "last": 1,
+                                                 "k": range(d)})).create()
         lk_advance = ~lk.valid | lk.ready
         gen_fire = gen_valid & lk_advance
         pg_rd = pg.read_port()
         x_rd_feed = x_mem.read_port()
         feed_pg_addr = Mux(f_hdr, f_hdr_addr, f_pg + f_k)
         m.d.comb += [x_rd_feed.addr.eq(f_k), x_rd_feed.en.eq(lk_advance)]
+        emb_feed_addr = token_base + f_k
         with m.If(lk_advance):
             m.d.sync += [lk.valid.eq(gen_valid), lk.payload.hdr.eq(f_hdr), lk.payload.glu.eq(f_src == src_glu),
                          lk.payload.mlgru.eq(f_src == src_mlgru), lk.payload.resid.eq(f_src == src_resid),
-                         lk.payload.last.eq(f_k == f_cols - 1)]
+                         lk.payload.emb.eq(f_src == src_emb), lk.payload.last.eq(f_k == f_cols - 1),
+                         lk.payload.k.eq(f_k)]
         with m.If(gen_fire):
             with m.If(f_hdr & (f_src == src_glu)):
                 m.d.sync += f_op.eq(f_op + 1)
@@ -236,7 +234,8 @@ class TokenEngine(wiring.Component):
         m.d.comb += [
             quant.i.valid.eq(element & have_x),
             quant.i.payload.x.eq(Mux(lk.payload.mlgru, mlgru.o.payload,
-                                     Mux(lk.payload.resid, resid.o.payload.sum, x_rd_feed.data))),
+                                     Mux(lk.payload.resid, resid.o.payload.sum,
+                                         Mux(lk.payload.emb, emb_rd.data, x_rd_feed.data)))),
             quant.i.payload.gain.eq(word[:16]),
             quant.i.payload.pre.eq(word[16:]),
             quant.i.payload.last.eq(lk.payload.last),
@@ -405,14 +404,15 @@ class TokenEngine(wiring.Component):
         with m.If(is_dest["logits"] & tag.last):
             m.d.sync += [self.done.valid.eq(1), self.done.payload.eq(argmax)]
 
-        # x writes: the embedding copy at the step's start, the residual adds later
+        # x writes: the embedding row as the first op's quantiser takes it, the residual adds later
         rt_out = data.View(resid_tag, resid.o.payload.tag)
-        with m.If(copy_valid):
-            m.d.comb += [x_wr.addr.eq(copy_row), x_wr.data.eq(emb_rd.data), x_wr.en.eq(1)]
+        emb_taken = element & lk.payload.emb & quant.i.ready
+        with m.If(emb_taken):
+            m.d.comb += [x_wr.addr.eq(lk.payload.k), x_wr.data.eq(emb_rd.data), x_wr.en.eq(1)]
         with m.Else():
             m.d.comb += [x_wr.addr.eq(rt_out.row), x_wr.data.eq(resid.o.payload.sum),
                          x_wr.en.eq(resid.o.valid & resid.o.ready)]
-        with m.If(resid.o.valid & resid.o.ready & rt_out.last):
+        with m.If((emb_taken & lk.payload.last) | (resid.o.valid & resid.o.ready & rt_out.last)):
             m.d.sync += x_version.eq(x_version + 1)
 
         # ---- counters -------------------------------------------------------------------------
@@ -544,7 +544,7 @@ class TokenEngine(wiring.Component):
         lg_rd, sc_rd = logits.read_port(), scratch.read_port()
         m.d.comb += [
             w_rd.addr.eq(Mux(busy, w_addr, w_word)), w_rd.en.eq(~busy | w_issue),
-            emb_rd.addr.eq(Mux(busy, token_base + copy_k, offset >> 1)),
+            emb_rd.addr.eq(Mux(busy, emb_feed_addr, offset >> 1)), emb_rd.en.eq(~busy | lk_advance),
             pg_rd.addr.eq(Mux(busy, feed_pg_addr, offset >> 2)), pg_rd.en.eq(~busy | lk_advance),
             aux_rd.addr.eq(Mux(busy, post_aux_addr, offset >> 1)), aux_rd.en.eq(~busy | pl_advance),
             lg_rd.addr.eq(offset >> 1), sc_rd.addr.eq(offset),

@@ -28,7 +28,7 @@ SIG_BITS = 8  # bf16 significand with its hidden bit
 TERM_BITS = SIG_BITS + SUMSQ_GUARD_BITS
 
 # The element buffers are small and W elements wide: LUT RAM, so the block RAMs stay for the model.
-# Written while loading, read while streaming out: a read never meets a write (``no_rw_check``).
+# One bank is written while the other is read: a read never meets a write (``no_rw_check``).
 BUFFER_ATTRS = {"ram_style": "distributed", **NO_RW_CHECK}
 
 
@@ -89,22 +89,28 @@ class NormQuant(wiring.Component):
     scale : Out(stream.Signature(16))
         The bf16 output scale, one per vector.
 
-    Schedule per vector of K elements: load (K cycles at one element per cycle, L-Mul x2, max
-    tracking); 3 scalar steps (reciprocal, two L-Muls); stream-out (``ceil(K / W)`` beats, one per
-    cycle: codes and squares), then the pipeline drains; then the scale's 8 scalar steps
-    (conversion, its exponent offset and range, addition, rsqrt, two L-Muls) run in their own
-    units while the next vector loads. The next vector is accepted once the previous one's sum
-    of squares is complete and handed over, about ``K + ceil(K / W) + 40`` cycles after its first
-    element when nothing stalls; its scale follows some 40 cycles after that hand-over.
+    Schedule, three stages that overlap across vectors: the **load** of a vector of K elements (K
+    cycles at one element per cycle, L-Mul x2, max tracking) into one of two buffer banks; its
+    **stream-out** from that bank (2 scalar steps, the reciprocal with the square of max|v|
+    beside it and one L-Mul, then ``ceil(K / W)`` beats, one per cycle: codes and squares, and
+    the pipeline's drain), while the next vector loads into the other bank; the **scale** (8
+    scalar steps: conversion, its exponent offset and range, addition, rsqrt, two L-Muls, about
+    40 cycles) while the next vector streams out. With no stalls: a vector's first beat leaves
+    ``FIRST_BEAT_LATENCY`` (26) cycles after its last element was accepted, one beat per cycle;
+    its scale ``SCALE_LATENCY`` (33) cycles after its last beat; and the next vector's elements
+    are accepted after ``LOAD_GAP`` (7) idle cycles (the last element's way into the buffer),
+    the stream-out being free again by then for vectors of K >= ceil(K / W) + 30 or so.
 
     The units never stall: the scalar steps run one at a time in each half, and the stream-out
     reads a beat only while the code queue (``hw.pipeline.CreditQueue``) has a place reserved for
     it, so back-pressure on ``q`` fills the queue and then pauses the reads. On ``scale``, the
-    block holds until it is taken (and then also holds the next vector's hand-over). No multiplier.
+    block holds until it is taken (and the stream-out of the next vector then waits to hand its
+    sum over, then the load of the one after). No multiplier.
     """
 
     # stream-out, buffer read to code: the read port, the masking register, L-Mul, conversion
     CODE_CHAIN = 2 + LMul.LATENCY + FloatToInt8.LATENCY
+    FIRST_BEAT_LATENCY, SCALE_LATENCY, LOAD_GAP = 26, 33, 7  # the docstring's, checked by a test
 
     def __init__(self, max_len: int, with_pre: bool = True, codes_per_beat: int = 1):
         self.max_len = _check_positive("max_len", max_len)
@@ -116,22 +122,26 @@ class NormQuant(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        W = self.codes_per_beat
-        aw = max(1, (self.words - 1).bit_length())
+        W, words = self.codes_per_beat, self.words
+        aw = max(1, (words - 1).bit_length())
         shape = data.ArrayLayout(16, W)
-        m.submodules.u_mem = u_mem = memory.Memory(shape=shape, depth=self.words, init=[], attrs=BUFFER_ATTRS)
-        m.submodules.v_mem = v_mem = memory.Memory(shape=shape, depth=self.words, init=[], attrs=BUFFER_ATTRS)
+        # two banks: one loads the next vector while the other streams out
+        m.submodules.u_mem = u_mem = memory.Memory(shape=shape, depth=2 * words, init=[], attrs=BUFFER_ATTRS)
+        m.submodules.v_mem = v_mem = memory.Memory(shape=shape, depth=2 * words, init=[], attrs=BUFFER_ATTRS)
         all_lanes = (1 << W) - 1
 
+        # the loader's view of the vector it loads ...
         last_word = Signal(aw)  # the vector's last beat: ceil(K / W) - 1
         tail = Signal(W)  # the lanes of the last beat holding elements (a thermometer)
         max_u, max_v = Signal(15), Signal(15)  # magnitudes (bf16 without its sign)
+        c_in, eps_in = Signal(16), Signal(16)  # sampled with the first element
+        # ... and the streamer's, of the vector it streams out (handed over with the bank)
+        s_last_word, s_tail, s_max_u, s_max_v, s_c, s_eps = (
+            Signal.like(v, name=f"s_{v.name}") for v in (last_word, tail, max_u, max_v, c_in, eps_in))
         t, e_top = Signal(16), Signal(8)  # 127 / max|u|; the largest square's exponent field
         acc = Signal(self.acc_bits)
-        c_in, eps_in = Signal(16), Signal(16)  # sampled with the first element
 
         # -- load: u = x * gain (tag: x, pre, last), then v = x * pre ---------------------------
-        loading = Signal()
         fresh = Signal(init=1)  # no element of this vector taken yet
         closed = Signal()  # the last element has entered
         tag_u = data.StructLayout({"x": 16, "pre": 16, "last": 1})
@@ -139,10 +149,9 @@ class NormQuant(wiring.Component):
         tag_v = data.StructLayout({"u": 16, "x": 16, "last": 1})
         m.submodules.mul_v = mul_v = LMul("bf16", tag_width=tag_v.size)
         x = self.i.payload
-        take = loading & ~closed
         m.d.comb += [
-            mul_u.i.valid.eq(self.i.valid & take),
-            self.i.ready.eq(mul_u.i.ready & take),
+            mul_u.i.valid.eq(self.i.valid & ~closed),
+            self.i.ready.eq(mul_u.i.ready & ~closed),
             mul_u.i.payload.a.eq(x.x),
             mul_u.i.payload.b.eq(x.gain),
         ]
@@ -170,17 +179,19 @@ class NormQuant(wiring.Component):
         v_tag = data.View(tag_v, mul_v.o.payload.tag)
         u_out, last_out = v_tag.u, v_tag.last
         v_out = mul_v.o.payload.product if self.with_pre else v_tag.x
-        # element k goes to word k // W, lane k % W (a one-hot lane pointer)
+        # element k goes to word k // W of the loading bank, lane k % W (a one-hot lane pointer)
+        load_bank = Signal()
         write_word, write_lane = Signal(aw), Signal(W, init=1)
+        write_addr = Signal(range(2 * words))  # the bank's base plus write_word, kept as a count
         u_write, v_write = u_mem.write_port(granularity=1), v_mem.write_port(granularity=1)
         stored = mul_v.o.valid
         for port, value in ((u_write, u_out), (v_write, v_out)):
-            m.d.comb += [port.addr.eq(write_word), port.en.eq(Mux(stored, write_lane, 0))]
+            m.d.comb += [port.addr.eq(write_addr), port.en.eq(Mux(stored, write_lane, 0))]
             m.d.comb += [port.data[j].eq(value) for j in range(W)]
         loaded = Signal()  # the last element is in the buffers
         with m.If(stored):
             with m.If(write_lane[W - 1]):
-                m.d.sync += [write_lane.eq(1), write_word.eq(write_word + 1)]
+                m.d.sync += [write_lane.eq(1), write_word.eq(write_word + 1), write_addr.eq(write_addr + 1)]
             with m.Else():
                 m.d.sync += write_lane.eq(write_lane << 1)
             with m.If(u_out[:15] > max_u):
@@ -190,9 +201,22 @@ class NormQuant(wiring.Component):
             with m.If(last_out):
                 m.d.sync += [loaded.eq(1), last_word.eq(write_word), tail.eq(write_lane | (write_lane - 1))]
 
+        # the loaded bank goes to the streamer once it is free; the loader starts the other one
+        stream_idle = Signal()
+        hand_over = loaded & stream_idle
+        read_word = Signal(aw)
+        read_addr = Signal(range(2 * words))
+        unread = Signal()  # beats left to read, a register: no comparison before the credits
+        with m.If(hand_over):
+            m.d.sync += [s_last_word.eq(last_word), s_tail.eq(tail), s_max_u.eq(max_u), s_max_v.eq(max_v),
+                         s_c.eq(c_in), s_eps.eq(eps_in),
+                         read_word.eq(0), read_addr.eq(Mux(load_bank, words, 0)), unread.eq(1),
+                         load_bank.eq(~load_bank), write_addr.eq(Mux(load_bank, 0, words)),
+                         fresh.eq(1), closed.eq(0), loaded.eq(0), write_word.eq(0), write_lane.eq(1),
+                         max_u.eq(0), max_v.eq(0)]
+
         # -- stream-out: codes = int8(u * t); squares = v * v, aligned and summed ---------------
         streaming = Signal()
-        read_word = Signal(aw)
         u_read, v_read = u_mem.read_port(domain="sync"), v_mem.read_port(domain="sync")
         # The stream-out chain never stalls: a beat is read only with a place reserved for its
         # codes in the queue at the chain's end (the squares are always taken).
@@ -201,22 +225,21 @@ class NormQuant(wiring.Component):
         # after the vector's end in its last beat (their codes and squares are then 0).
         r_valid, r_tail, r2_valid, r2_tail = Signal(), Signal(), Signal(), Signal()
         u2, v2 = Signal(shape), Signal(shape)
-        unread = Signal()  # beats left to read, a register: no comparison before the credits
         issue = streaming & unread & codes_queue.room
-        m.d.comb += [u_read.addr.eq(read_word), v_read.addr.eq(read_word), codes_queue.admit.eq(issue)]
-        m.d.sync += [r_valid.eq(issue), r_tail.eq(read_word == last_word), r2_valid.eq(r_valid), r2_tail.eq(r_tail)]
-        lanes_in = Mux(r_tail, tail, all_lanes)
+        m.d.comb += [u_read.addr.eq(read_addr), v_read.addr.eq(read_addr), codes_queue.admit.eq(issue)]
+        m.d.sync += [r_valid.eq(issue), r_tail.eq(read_word == s_last_word), r2_valid.eq(r_valid), r2_tail.eq(r_tail)]
+        lanes_in = Mux(r_tail, s_tail, all_lanes)
         for j in range(W):
             m.d.sync += [u2[j].eq(Mux(lanes_in[j], u_read.data[j], 0)),
                          v2[j].eq(Mux(lanes_in[j], v_read.data[j], 0))]
         with m.If(issue):
-            m.d.sync += read_word.eq(read_word + 1)
-            with m.If(read_word == last_word):
+            m.d.sync += [read_word.eq(read_word + 1), read_addr.eq(read_addr + 1)]
+            with m.If(read_word == s_last_word):
                 m.d.sync += unread.eq(0)
 
         codes_in = codes_queue.i.payload.codes
         # ``last`` travels beside the lanes' fixed-latency chain (it never stalls): the next
-        # vector may load, and change ``last_word``, while this one's beats are still queued
+        # vector may stream out, and change ``s_last_word``, while this one's beats are queued
         tail_out = r2_tail
         for stage in range(LMul.LATENCY + FloatToInt8.LATENCY):
             delayed = Signal(name=f"last_beat{stage}")
@@ -262,34 +285,36 @@ class NormQuant(wiring.Component):
         with m.If(beat_valid):
             m.d.sync += [acc.eq(acc + beat_sum), beats_in.eq(beats_in + 1)]
         summed = Signal()  # every beat's squares are in acc (a register: no adder before the FSM)
-        m.d.sync += summed.eq(loaded & ~unread & (beats_in == last_word + 1) & ~beat_valid)
+        m.d.sync += summed.eq(streaming & ~unread & (beats_in == s_last_word + 1) & ~beat_valid)
 
         # -- the scalar steps -------------------------------------------------------------------
-        # Two halves with their own units: the front (t and e_top, before the stream-out) and the
-        # back (the scale, after it), so the scale of one vector is computed while the next loads.
+        # The streamer's (t and e_top, before its stream-out) and the back's (the scale, after it)
+        # run in their own units, so the scale of one vector is computed while the next streams.
         m.submodules.recip = recip = Reciprocal()
         m.submodules.rsqrt = rsqrt = ReciprocalSqrt()
         m.submodules.smul = smul = LMul("bf16")
+        m.submodules.smul_top = smul_top = LMul("bf16")
         m.submodules.smul_back = smul_back = LMul("bf16")
         m.submodules.to_float = to_float = IntToFloat(self.acc_bits + 1)
         m.submodules.add_eps = add_eps = FAdd("bf16")
         front_result, result, m_r, ssq = Signal(16), Signal(16), Signal(16), Signal(16)
-        # what the back works on, handed over by the front at the end of the stream-out
-        b_acc, b_max_u, b_e_top, b_c, b_eps = (Signal.like(s, name=f"b_{s.name}") for s in (acc, max_u, e_top, c_in, eps_in))
+        # what the back works on, handed over by the streamer at the end of the stream-out
+        b_acc, b_max_u, b_e_top, b_c, b_eps = (Signal.like(v, name=f"b_{v.name}") for v in (acc, max_u, e_top, c_in, eps_in))
 
-        # One operation at a time is in flight in each half's units and its sequencer is always
-        # waiting for the result, so their outputs are always taken: a constant ready leaves the
-        # units without a stall enable (no FSM decode fanning out to their pipeline registers).
-        for unit in (recip, rsqrt, smul, smul_back, to_float, add_eps):
+        # One operation at a time is in flight in each unit and its sequencer is always waiting
+        # for the result, so their outputs are always taken: a constant ready leaves the units
+        # without a stall enable (no FSM decode fanning out to their pipeline registers).
+        for unit in (recip, rsqrt, smul, smul_top, smul_back, to_float, add_eps):
             m.d.comb += unit.o.ready.eq(1)
         # Their operands come from registers, never through a sequencer's state decode: each
-        # unit's own source register, or for an L-Mul two operand registers loaded one state
-        # before it is started.
-        smul_a, smul_b, back_a, back_b = Signal(16), Signal(16), Signal(16), Signal(16)
+        # unit's own source registers, or for the back's L-Mul two operand registers loaded one
+        # state before it is started.
+        back_a, back_b = Signal(16), Signal(16)
         m.d.comb += [
-            recip.i.payload.eq(max_u), to_float.i.payload.eq(b_acc), rsqrt.i.payload.eq(result),
+            recip.i.payload.eq(s_max_u), smul.i.payload.a.eq(front_result), smul.i.payload.b.eq(CODE_MAX_BF16),
+            smul_top.i.payload.a.eq(s_max_v), smul_top.i.payload.b.eq(s_max_v),
+            to_float.i.payload.eq(b_acc), rsqrt.i.payload.eq(result),
             add_eps.i.payload.a.eq(ssq), add_eps.i.payload.b.eq(b_eps), add_eps.i.payload.sub.eq(0),
-            smul.i.payload.a.eq(smul_a), smul.i.payload.b.eq(smul_b),
             smul_back.i.payload.a.eq(back_a), smul_back.i.payload.b.eq(back_b),
         ]
 
@@ -312,24 +337,24 @@ class NormQuant(wiring.Component):
                     m.next = then
 
         back_idle = Signal()
-        with m.FSM(name="front"):
-            with m.State("load"):
-                m.d.comb += loading.eq(1)
-                with m.If(loaded):
-                    m.d.sync += unread.eq(1)
+        # e_top: the largest square's exponent, max|v|^2 by L-Mul beside the reciprocal (both
+        # start together; the L-Mul is the shorter)
+        m.d.comb += smul_top.i.valid.eq(recip.i.valid)
+        with m.If(smul_top.o.valid):
+            m.d.sync += e_top.eq(smul_top.o.payload[7:15])
+        with m.FSM(name="streamer"):
+            with m.State("idle"):
+                m.d.comb += stream_idle.eq(1)
+                with m.If(hand_over):
                     m.next = "recip"
             scalar("recip", recip, front_result, "t")
-            scalar("t", smul, t, "top", operands=[(smul_a, front_result), (smul_b, CODE_MAX_BF16)])
-            scalar("top", smul, e_top, "stream", out=lambda p: p[7:15], operands=[(smul_a, max_v), (smul_b, max_v)])
+            scalar("t", smul, t, "stream")
             with m.State("stream"):
                 m.d.comb += streaming.eq(1)
                 with m.If(summed & back_idle):
-                    m.d.sync += [b_acc.eq(acc), b_max_u.eq(max_u), b_e_top.eq(e_top), b_c.eq(c_in),
-                                 b_eps.eq(eps_in),
-                                 fresh.eq(1), closed.eq(0), loaded.eq(0), summed.eq(0), write_word.eq(0),
-                                 write_lane.eq(1), read_word.eq(0), max_u.eq(0), max_v.eq(0), acc.eq(0),
-                                 beats_in.eq(0)]
-                    m.next = "load"
+                    m.d.sync += [b_acc.eq(acc), b_max_u.eq(s_max_u), b_e_top.eq(e_top), b_c.eq(s_c),
+                                 b_eps.eq(s_eps), summed.eq(0), acc.eq(0), beats_in.eq(0)]
+                    m.next = "idle"
 
         # the integer sum (a bf16 of it, in ``result``) times 2^(E - 127 - 7 - 16), flushed or
         # saturated: the exponent in one state, the range checks in the next (two carry chains

@@ -31,6 +31,53 @@ def test_codes_held_back_while_next_vectors_load():
     assert scales == exp_scales
 
 
+def test_schedule_without_stalls():
+    """The docstring's timing: first beat after the last element, scale after the last beat, the
+    gap between vectors, beats back to back."""
+    from amaranth.sim import Simulator
+
+    k, per_beat = 40, 5
+    dut = NormQuant(k, codes_per_beat=per_beat)
+    _, _, vectors, eps, c = expected_and_inputs([k] * 3, True, seed=2)
+    inputs = [p for vec in vectors for p in vec]
+    taken, beats, scales = [], [], []
+
+    async def bench(ctx):
+        ctx.set(dut.eps, eps)
+        ctx.set(dut.c, c)
+        ctx.set(dut.q.ready, 1)
+        ctx.set(dut.scale.ready, 1)
+        cycle = 0
+        while len(scales) < len(vectors):
+            ctx.set(dut.i.valid, len(taken) < len(inputs))
+            if len(taken) < len(inputs):
+                ctx.set(dut.i.payload, inputs[len(taken)])
+            _, _, i_fire, q_valid, q_last, s_valid = await ctx.tick().sample(
+                dut.i.valid & dut.i.ready, dut.q.valid, dut.q.payload.last, dut.scale.valid)
+            if i_fire:
+                taken.append(cycle)
+            if q_valid:
+                beats.append((cycle, q_last))
+            if s_valid:
+                scales.append(cycle)
+            cycle += 1
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    n_beats = -(-k // per_beat)
+    for v in range(len(vectors)):
+        last_in = taken[(v + 1) * k - 1]
+        mine = beats[v * n_beats:(v + 1) * n_beats]
+        assert mine[0][0] - last_in == NormQuant.FIRST_BEAT_LATENCY
+        assert [cyc for cyc, _ in mine] == list(range(mine[0][0], mine[0][0] + n_beats))  # back to back
+        assert scales[v] - mine[-1][0] == NormQuant.SCALE_LATENCY
+        if v:
+            assert taken[v * k] - taken[v * k - 1] == NormQuant.LOAD_GAP + 1
+    assert all(b - a == 1 for v in range(len(vectors)) for a, b in zip(taken[v * k:(v + 1) * k - 1], taken[v * k + 1:(v + 1) * k]))
+
+
 def test_code_beats_pads_each_vector():
     # two vectors of 3 and 2 codes, 2 per beat
     assert code_beats([(1, 0), (2, 0), (3, 1), (4, 0), (5, 1)], 2) == [((1, 2), 0), ((3, 0), 1), ((4, 5), 1)]
