@@ -120,6 +120,24 @@ def timeline_svg(layout, trace, width: int = 960) -> str:
     return "\n".join(out)
 
 
+def lane_waits(layout, trace) -> list[int]:
+    """Per op, the cycles the lanes sat idle from the previous op's last word to this op's last
+    word (the first op: from the step's start), in the first token's trace."""
+    lanes = TIMELINE_ROWS.index("lanes")
+    words = [op.rows * op.words_per_row for op in layout.ops]
+    waits, op, done = [0] * len(words), 0, 0
+    for row in trace:
+        if op == len(words):
+            break
+        if row[lanes]:
+            done += 1
+            if done == words[op]:
+                op, done = op + 1, 0
+        else:
+            waits[op] += 1
+    return waits
+
+
 def render(result, command: str) -> str:
     layout, steps, counters = result["layout"], result["steps"], result["counters"]
     n = len(steps)
@@ -150,6 +168,19 @@ def render(result, command: str) -> str:
         lines.append(f"| {name} | {value:,.0f} | {share} |")
     lines += ["", f"Lane utilisation: {per['weight_words'] / cycles:.0%} of the step's cycles "
               f"({ideal / cycles:.0%} counting only real weights).", ""]
+    if result["trace"]:
+        waits = lane_waits(layout, result["trace"])
+        names = list(dict.fromkeys(op.name.split(".")[-1] for op in layout.ops if op.name != "head"))
+        layers = sorted({op.layer for op in layout.ops if op.name != "head"})
+        lines += ["Where the lanes wait, first token: idle lane cycles before each op's words are through "
+                  "(from the previous op's last word; the first op from the step's start):", "",
+                  "| layer | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for layer in layers:
+            row = {op.name.split(".")[-1]: waits[k] for k, op in enumerate(layout.ops) if op.layer == layer
+                   and op.name != "head"}
+            lines.append(f"| {layer} | " + " | ".join(f"{row[n]:,}" if n in row else "" for n in names) + " |")
+        head = [waits[k] for k, op in enumerate(layout.ops) if op.name == "head"]
+        lines += ["", f"Head: {head[0]:,} cycles. Total idle: {sum(waits):,} of {len(result['trace']):,}.", ""]
     return "\n".join(lines)
 
 
@@ -163,7 +194,8 @@ def main(argv=None):
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     args = ap.parse_args(argv)
     command = "python -m benchmarks.engine " + shlex.join(
-        ["--model", args.model, "--lanes", str(args.lanes), "--tokens", str(args.tokens)])
+        ["--model", args.model, "--lanes", str(args.lanes), "--tokens", str(args.tokens)]
+        + (["--timeline", args.timeline] if args.timeline else []))
     result = measure(args.model, args.lanes, args.tokens, progress=lambda s: print(s, file=sys.stderr),
                      timeline=args.timeline is not None)
     if args.timeline:
