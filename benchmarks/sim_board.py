@@ -45,6 +45,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TITLE = "## Simulated board (issue 4)"
 #: The fewest clock cycles per bit the UART takes (``hw.uart``).
 MIN_DIVISOR = 4
+#: The harness clocks the device in slices of this many cycles and services the socket between
+#: them, so a command's start and end in cycles are known to within about one slice.
+POLL_CYCLES = 1024
 
 
 def board_divisor(board) -> int:
@@ -84,7 +87,8 @@ def measure(model_dir, board: str, tokens: int, runs: int, divisor: int, log=pri
     model = BitExactModel.from_pretrained(model_dir)
     layout = DeviceLayout(model.config, spec.lanes)
     t0 = time.monotonic()
-    with SimBoard(DeviceCore(layout, divisor), divisor, name=f"mmfree_{board.replace('-', '_')}") as sim:
+    with SimBoard(DeviceCore(layout, divisor), divisor, name=f"mmfree_{board.replace('-', '_')}",
+                  poll_cycles=POLL_CYCLES) as sim:
         start_s = time.monotonic() - t0
         pid = sim._proc.pid  # noqa: SLF001 (the harness process, for its CPU time)
         transport = open_transport(sim.url, timeout=0.05)
@@ -169,7 +173,9 @@ def render(r, command: str) -> str:
         f"{f['line_bytes_per_s']:,.0f} bytes/s of 8N1 at the board's {mhz:g} MHz). "
         f"Simulated cycles from the device's `cycles` counter (exact; per second at {mhz:g} MHz); "
         f"speeds of the simulation are wall-clock on this shared 2-core machine, median of "
-        f"{len(r['runs'])} runs.", "",
+        f"{len(r['runs'])} runs. The harness services the socket every {POLL_CYCLES:,} cycles, so a "
+        f"command's cycle count is known to about {POLL_CYCLES:,} cycles "
+        f"({POLL_CYCLES / (tokens - 1):,.0f} per token in the device-generate rate).", "",
         "| figure | value |",
         "|---|---|",
         f"| upload payload (the whole model image) | {r['payload']:,} bytes |",
