@@ -3,7 +3,8 @@
 ``BLOCKS`` maps a block name to a zero-argument factory returning a fresh Amaranth component.
 Add a block here once and it is synthesised by ``python -m benchmarks.synth`` and checked for
 multipliers by the test suite. The configurations are those of the shipped ECP5 model (d = 192,
-I = 512; the accumulator of the widest contract row, 21 bits, for the converter).
+I = 512; the accumulator of the widest contract row, 21 bits, for the converter; the quantisers
+send 15 codes per beat, as in the ECP5 engine).
 """
 
 from hw.convert import FloatToInt8, IntToFloat
@@ -34,7 +35,7 @@ BLOCKS = {
     "narrow_fp32_bf16": lambda: Narrow(),
     "trit_decoder": lambda: TritDecoder(lanes=1),
     "ternary_matvec_p32": lambda: TernaryMatVec(lanes=32, max_rows=1024, max_cols=512),
-    "normquant_k512": lambda: NormQuant(512, with_pre=True),
+    "normquant_k512": lambda: NormQuant(512, with_pre=True, codes_per_beat=15),
     "mlgru_d192": lambda: MLGRUEngine(192, output="code", lower_bound=True),
-    "glu_i512": lambda: GLUStage(512),
+    "glu_i512": lambda: GLUStage(512, codes_per_beat=15),
 }

@@ -247,11 +247,15 @@ class NormQuant(wiring.Component):
             tail_out = delayed
         m.d.comb += codes_queue.i.payload.last.eq(tail_out)
         terms = []  # per lane: (valid, aligned square)
+        # t, a constant during the stream-out, copied once per lane: one shared register (and
+        # the operand logic Yosys would merge behind it) would fan out to every lane's L-Mul
+        t_lanes = [Signal(16, name=f"t_lane{j}", attrs={"keep": 1}) for j in range(W)]
+        m.d.sync += [t_lane.eq(t) for t_lane in t_lanes]
         for j in range(W):
             mul_q, to_int, mul_sq = LMul("bf16"), FloatToInt8(), LMul("bf16")
             m.submodules[f"mul_q{j}"], m.submodules[f"to_int{j}"], m.submodules[f"mul_sq{j}"] = mul_q, to_int, mul_sq
             m.d.comb += [
-                mul_q.i.valid.eq(r2_valid), mul_q.i.payload.a.eq(u2[j]), mul_q.i.payload.b.eq(t),
+                mul_q.i.valid.eq(r2_valid), mul_q.i.payload.a.eq(u2[j]), mul_q.i.payload.b.eq(t_lanes[j]),
                 mul_sq.i.valid.eq(r2_valid), mul_sq.i.payload.a.eq(v2[j]), mul_sq.i.payload.b.eq(v2[j]),
                 mul_sq.o.ready.eq(1),
             ]
