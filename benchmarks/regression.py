@@ -91,6 +91,21 @@ def compare(recorded: dict, measured: dict, tolerance: float = TOLERANCE):
     return worse, better
 
 
+def record_all(boards, synth: bool = True, log=print) -> dict:
+    """Measure every case afresh (each board's model and lanes) and record it; returns
+    ``{board: benchmarks.engine.measure result}`` for the engine cases."""
+    results = {}
+    for board in boards:
+        measured, results[board] = measure_engine(board, progress=log)
+        record.update("engine", board, record.stamp(measured, RECORD_COMMAND))
+        log(f"engine/{board}: recorded " + ", ".join(f"{n} {measured[n]:,.4g}" for n in DIRECTION if n in measured))
+    if synth:
+        measured = measure_synth(progress=log)
+        record.update("synth", SYNTH_KEY, record.stamp(measured, RECORD_COMMAND))
+        log(f"synth/{SYNTH_KEY}: recorded " + ", ".join(f"{n} {measured[n]:,}" for n in DIRECTION if n in measured))
+    return results
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m benchmarks.regression", description=__doc__.split("\n\n")[0])
     ap.add_argument("--record", action="store_true", help="write the measured figures into benchmarks/recorded.json")
@@ -98,26 +113,22 @@ def main(argv=None):
     ap.add_argument("--no-synth", action="store_true", help="skip the Yosys run (about a minute)")
     args = ap.parse_args(argv)
     log = lambda s: print(s, file=sys.stderr)  # noqa: E731
+    if args.record:
+        record_all(args.boards, not args.no_synth, log)
+        return 0
     recorded = record.load()
     failed = False
     jobs = [("engine", b) for b in args.boards] + ([] if args.no_synth else [("synth", SYNTH_KEY)])
     for group, key in jobs:
         old = recorded.get(group, {}).get(key)
-        if group == "engine":
-            # a check re-measures what was recorded; a new record takes the board's model and lanes
-            same = old and not args.record
-            measured, _ = measure_engine(key, old["model"] if same else None, old["lanes"] if same else None,
-                                         progress=log)
-        else:
-            measured = measure_synth(progress=log)
-        if args.record:
-            record.update(group, key, record.stamp(measured, RECORD_COMMAND))
-            print(f"{group}/{key}: recorded " + ", ".join(f"{n} {measured[n]:,.4g}" for n in DIRECTION if n in measured))
-            continue
         if not old:
             print(f"{group}/{key}: nothing recorded; run {RECORD_COMMAND}")
             failed = True
             continue
+        if group == "engine":  # the check re-measures what was recorded: same model, same lanes
+            measured, _ = measure_engine(key, old["model"], old["lanes"], progress=log)
+        else:
+            measured = measure_synth(progress=log)
         worse, better = compare(old, measured)
         for text in worse:
             print(f"{group}/{key}: WORSE {text}")
