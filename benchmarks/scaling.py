@@ -130,15 +130,19 @@ def chart(lanes_points, size_points, fmax_mhz, path=CHART):
     mp = np.array([r["lanes"] for r in lanes_points])
     elem = np.array([r["bounds"]["elementwise"] for r in lanes_points])
     mem = lanes_points[0]["bounds"]["memory"]
-    # element-wise bound: measured at the points, extended flat from the nearest one
-    elem_all = np.interp(ps, mp, elem, left=elem[0], right=elem[-1])
-    floor = np.maximum(np.maximum(lanes_bound, elem_all), mem)
-    cross = ps[np.argmax(elem_all >= lanes_bound)]
+    # element-wise bound: a unit's busy counter includes cycles it holds a vector while the lanes
+    # drain it, so it grows as P shrinks; the busy cycles at the most lanes measured are the closest
+    # to the units' own time, drawn flat across P
+    elem_flat = np.full(ps.shape, elem[-1], float)
+    floor = np.maximum(np.maximum(lanes_bound, elem_flat), mem)
+    cross = ps[np.argmax(elem_flat >= lanes_bound)]
     ax.axvspan(ps[0], cross, color="#1a73e8", alpha=0.07, lw=0)
     ax.axvspan(cross, MAX_FED_LANES, color="#e8710a", alpha=0.07, lw=0)
     ax.axvspan(MAX_FED_LANES, ps[-1], color="#5f6368", alpha=0.10, lw=0)
     ax.loglog(ps, lanes_bound, color="#1a73e8", label="lanes bound: weight words (analytic)")
-    ax.loglog(ps, elem_all, color="#e8710a", ls="--", label="element-wise bound: busiest unit (measured; flat beyond)")
+    ax.loglog(ps, elem_flat, color="#e8710a", ls="--",
+              label=f"element-wise bound: busiest unit's busy cycles at P = {mp[-1]} (measured), flat")
+    ax.loglog(mp, elem, "^", color="#e8710a", ms=5, label="busiest unit's busy cycles at each P (includes waiting)")
     ax.axhline(mem, color="#5f6368", ls=":", label=f"memory ceiling: all weights through {EBR_COUNT} EBR x {EBR_PORT_BITS} bits")
     ax.axvline(MAX_FED_LANES, color="#5f6368", ls=":")
     ax.loglog(ps, floor, color="black", lw=0.8, alpha=0.5, label="max of the bounds")
@@ -148,8 +152,8 @@ def chart(lanes_points, size_points, fmax_mhz, path=CHART):
     ax.set_ylim(mem / 2, top)
     ax.set_xlim(ps[0], ps[-1])
     for x0, x1, name in ((ps[0], cross, "lanes bound"), (cross, MAX_FED_LANES, "element-wise bound"),
-                         (MAX_FED_LANES, ps[-1], "memory bound")):
-        ax.text((x0 * x1) ** 0.5, top / 1.25, name, ha="center", fontsize=9)
+                         (MAX_FED_LANES, ps[-1], "EBR ports\ncannot feed")):
+        ax.text((x0 * x1) ** 0.5, top / 1.1, name, ha="center", va="top", fontsize=9)
     ax.set_xlabel("ternary lanes P")
     ax.set_ylabel("cycles per token")
     ax.set_title(f"{MODEL}: d={config.hidden_size}, L={config.num_hidden_layers}, "
@@ -170,6 +174,8 @@ def chart(lanes_points, size_points, fmax_mhz, path=CHART):
         for r in pts:
             bx.annotate(r["label"], (r["ternary_weights"], r["cycles_per_token"]), fontsize=8,
                         textcoords="offset points", xytext=(3, 5))
+        from matplotlib.ticker import NullFormatter
+        bx.xaxis.set_minor_formatter(NullFormatter())
         bx.set_xlabel("ternary weights per token")
         bx.set_ylabel("cycles per token")
         bx.set_title(f"model size (d x L) at P = {pts[0]['lanes']}")
@@ -195,7 +201,9 @@ def _row(r, fmax_mhz):
 
 
 def render(lanes_points, size_points, synth, command, fmax_mhz, board_lut) -> str:
-    head = ["| d | L | I | lanes P | ternary weights | lanes bound | element-wise bound (unit) | memory ceiling "
+    from golden.config import ModelConfig
+
+    head = ["| d | L | I | lanes P | ternary weights | lanes bound | element-wise bound (busiest unit) | memory ceiling "
             "| **measured** | lanes starved | lane utilisation | measured / max bound | binds | tokens/s "
             f"at {fmax_mhz:g} MHz | G weights/s |",
             "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|"]
@@ -214,11 +222,31 @@ def render(lanes_points, size_points, synth, command, fmax_mhz, board_lut) -> st
     lines += [_row(r, fmax_mhz) for r in sorted(lanes_points, key=lambda r: r["lanes"])]
     lines += ["", "### Against model size (random models, `tests.synthetic`)", ""] + head
     lines += [_row(r, fmax_mhz) for r in sorted(size_points, key=lambda r: r["ternary_weights"])]
-    lines += ["", "Today the step is the lanes' streaming **plus** the cycles the lanes wait for the "
-              "quantiser (`lanes starved`): measured ~ weight words + lanes starved, well above the "
-              "larger of the two bounds. Overlapping the quantiser with the lanes would bring the step "
-              "down to the element-wise or lanes bound, whichever is larger; past the crossing lane "
-              "count, more lanes buy nothing until the element-wise units get faster."]
+    pts = sorted(lanes_points, key=lambda r: r["lanes"])
+    a, b = pts[-2], pts[-1]
+    ops = DeviceLayout(ModelConfig.load(ROOT / MODEL), 5).ops
+    rows, widest = sum(op.rows for op in ops), max(op.cols for op in ops)
+    ratios = [r["cycles_per_token"] / max(r["bounds"]["lanes"], r["bounds"]["elementwise"])
+              for r in lanes_points + size_points]
+    units = sorted({r["bounds"]["elementwise_unit"] for r in lanes_points + size_points})
+    lines += ["", "Reading the tables (generated from the figures above):", "",
+              f"- The step is the lanes' streaming **plus** the cycles they wait for the quantiser: measured = "
+              f"weight words + lanes starved, within {max(abs(r['cycles_per_token'] - r['bounds']['lanes'] - r['per_token']['lanes_starved']) for r in lanes_points + size_points):,.0f} cycles "
+              f"on every row, {min(ratios):.2f} to {max(ratios):.2f} times the larger bound. Overlapping the "
+              "quantiser with the lanes would take the step down towards the larger of the two.",
+              f"- More lanes stop paying: from {a['lanes']} to {b['lanes']} lanes the step drops "
+              f"{1 - b['cycles_per_token'] / a['cycles_per_token']:.0%} ({a['cycles_per_token']:,} -> "
+              f"{b['cycles_per_token']:,}) while the lanes starve {b['per_token']['lanes_starved']:,.0f} cycles. "
+              f"Past P = {widest} "
+              f"(the widest row) every row is one word, so the lanes bound never falls below the {rows:,} rows per token.",
+              f"- The element-wise bound is the busiest unit's busy counter ({', '.join(units)} on these rows). A unit "
+              "is busy while it holds a vector, including cycles it waits for the lanes to drain it, so the "
+              f"counter grows as P shrinks ({pts[0]['bounds']['elementwise']:,.0f} at P = {pts[0]['lanes']}); the "
+              f"chart draws the figure at the most lanes ({b['bounds']['elementwise']:,.0f}) flat. At one element per "
+              f"cycle the quantiser's {b['per_token']['quant_elements']:,.0f} elements per token would be a floor.",
+              f"- The memory ceiling is far below both: the block RAMs could deliver every weight in "
+              f"{b['bounds']['memory']:,.0f} cycles; the lanes read {8 * b['lanes'] // 5} of the 85F's "
+              f"{EBR_COUNT * EBR_PORT_BITS:,} read-port bits per cycle at P = {b['lanes']}."]
     if synth:
         base = synth.get(195)
         lines += ["", f"### LUTs against lanes (ternary unit alone; whole device ESTIMATED)", "",
