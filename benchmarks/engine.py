@@ -149,7 +149,7 @@ def render(result, command: str) -> str:
         f"Command: `{command}`", "",
         f"Model {layout.describe()}: {layout.ternary_weights:,} ternary weights per token, "
         f"{layout.weight_words:,} weight words of {layout.lanes} trits (rows padded to whole words).",
-        f"Every argmax equal to the golden model's ({n} tokens). Cycle counts are exact (simulation).", "",
+        f"Every argmax equal to the golden model's ({n} token{'s' if n != 1 else ''}). Cycle counts are exact (simulation).", "",
         "| figure | cycles per token | x ideal |",
         "|---|---|---|",
         f"| ideal: ternary weights / lanes | {ideal:,.0f} | 1.00 |",

@@ -21,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PATH = ROOT / "benchmarks" / "recorded.json"
+OUTPUTS = (":!benchmarks/recorded.json", ":!BENCHMARKS.md", ":!docs/img")  # git pathspecs excluded
 
 
 def load(path=PATH) -> dict:
@@ -29,11 +30,12 @@ def load(path=PATH) -> dict:
 
 
 def commit() -> str:
-    """The short commit of the work tree, with ``+dirty`` when it has uncommitted changes."""
+    """The short commit of the work tree, with ``+dirty`` when it has uncommitted changes (other
+    than to the benchmarks' own outputs, which the run itself rewrites)."""
     def git(*args):
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     head = git("rev-parse", "--short", "HEAD") or "unknown"
-    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no", "--", ".", *OUTPUTS) else "")
 
 
 def stamp(entry: dict, command: str) -> dict:
