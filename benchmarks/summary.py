@@ -28,6 +28,7 @@ from host.energy import FAMILIES, estimate
 from hw.boards import BOARDS
 
 from . import record
+from .boards import TARGET_MHZ
 from .markdown import replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,8 +37,6 @@ TITLE_ANCHORS = "## Side by side with the anchors (issue 6)"
 COMMAND = "python -m benchmarks.summary"
 AIM_WEIGHTS_PER_S = 10e9   # issue 6: >= 10 G ternary weights/s on the ECP5-85F
 PARTS = {"ulx3s-85f": "ECP5 LFE5U-85F", "icebreaker": "iCE40 UP5K"}
-FAMILY = {"ulx3s-85f": "ecp5", "icebreaker": "ice40"}
-TARGET_MHZ = {"ulx3s-85f": 100.0, "icebreaker": 24.0}
 
 #: Published figures (the work's own numbers; /work/shared/reference/anchors.md, mmfreelm.md).
 #: params: ternary weights read per token (None: not derivable from the source);
@@ -84,7 +83,7 @@ def board_figures(board: str, rec: dict) -> dict | None:
         after = {name: 0 for name in COUNTERS}
         after.update({k: round(v) for k, v in eng["per_token"].items() if k in COUNTERS})
         after.update(steps=1, cycles=cycles, busy_cycles=cycles)
-        out["energy"] = estimate({name: 0 for name in COUNTERS}, after, FAMILY[board], fmax,
+        out["energy"] = estimate({name: 0 for name in COUNTERS}, after, BOARDS[board].family, fmax,
                                  lanes=eng["lanes"], cells=build["ff"])
     return out
 
@@ -135,7 +134,7 @@ def render_boards(rec: dict) -> str:
         f = figs[b]
         if "energy" in f:
             e = f["energy"]
-            fam = FAMILIES[FAMILY[b]]
+            fam = FAMILIES[BOARDS[b].family]
             parts = ", ".join(f"{k} {v / e.tokens * 1e6:.2f} uJ" for k, v in e.breakdown.items())
             coeffs = ", ".join(f"`{c.name}` {c.value:.3g} {c.unit} ({c.basis})" for c in fam.coefficients)
             lines += [f"Energy estimate for {b}: one token at {e.clock_hz / 1e6:g} MHz, {e.lanes} lanes, "
