@@ -74,6 +74,10 @@ def measure_synth(workdir=None, progress=None) -> dict:
             "yosys_s": round(res.yosys_s, 1), "notes": res.notes}
 
 
+def _fmt(x: float) -> str:
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.4g}"
+
+
 def compare(recorded: dict, measured: dict, tolerance: float = TOLERANCE):
     """(worse, better): one message per figure of ``DIRECTION`` present in both that moved the
     wrong way (worse) or the right way (better) by more than ``tolerance`` of the recorded value."""
@@ -83,7 +87,7 @@ def compare(recorded: dict, measured: dict, tolerance: float = TOLERANCE):
             continue
         old, new = float(recorded[name]), float(measured[name])
         change = (new - old) / old if old else (0.0 if new == old else float("inf"))
-        text = f"{name}: {new:,.4g} against {old:,.4g} recorded ({change:+.1%})"
+        text = f"{name}: {_fmt(new)} against {_fmt(old)} recorded ({change:+.1%})"
         if sign * change > tolerance:
             worse.append(text)
         elif -sign * change > tolerance:
@@ -98,11 +102,11 @@ def record_all(boards, synth: bool = True, log=print) -> dict:
     for board in boards:
         measured, results[board] = measure_engine(board, progress=log)
         record.update("engine", board, record.stamp(measured, RECORD_COMMAND))
-        log(f"engine/{board}: recorded " + ", ".join(f"{n} {measured[n]:,.4g}" for n in DIRECTION if n in measured))
+        log(f"engine/{board}: recorded " + ", ".join(f"{n} {_fmt(measured[n])}" for n in DIRECTION if n in measured))
     if synth:
         measured = measure_synth(progress=log)
         record.update("synth", SYNTH_KEY, record.stamp(measured, RECORD_COMMAND))
-        log(f"synth/{SYNTH_KEY}: recorded " + ", ".join(f"{n} {measured[n]:,}" for n in DIRECTION if n in measured))
+        log(f"synth/{SYNTH_KEY}: recorded " + ", ".join(f"{n} {_fmt(measured[n])}" for n in DIRECTION if n in measured))
     return results
 
 
