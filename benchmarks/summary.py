@@ -131,16 +131,25 @@ def render_boards(rec: dict) -> str:
         "`host.energy.estimate`, docs/energy.md")
     lines.append("")
     for b in cols:
+        for what, entry in (("build", figs[b]["build"]), ("engine figures", figs[b]["engine"])):
+            if entry:
+                lines.append(f"{b} {what}: `{entry.get('command', '?')}` at commit {entry.get('commit', '?')} "
+                             f"({entry.get('date', '?')}){'; ' + entry['note'] if entry.get('note') else ''}.  ")
+    lines.append("")
+    for b in cols:
         f = figs[b]
         if "energy" in f:
             e = f["energy"]
             fam = FAMILIES[BOARDS[b].family]
             parts = ", ".join(f"{k} {v / e.tokens * 1e6:.2f} uJ" for k, v in e.breakdown.items())
+            largest = max(e.breakdown, key=e.breakdown.get)
             coeffs = ", ".join(f"`{c.name}` {c.value:.3g} {c.unit} ({c.basis})" for c in fam.coefficients)
             lines += [f"Energy estimate for {b}: one token at {e.clock_hz / 1e6:g} MHz, {e.lanes} lanes, "
                       f"{e.cells:,} clocked cells (the build's flip-flops): {parts}. Coefficients ({fam.family}): "
-                      f"{coeffs}. The largest term, static power, rests on an assumed 100 mW (docs/energy.md); "
-                      "it is an estimate, not a measurement.", ""]
+                      f"{coeffs}. The largest term is {largest} ({e.breakdown[largest] / e.joules:.0%})"
+                      + (f", from the static power `static_w` ({fam['static_w'].basis}: {fam['static_w'].source.split(';')[0]})"
+                         if largest == "static" else "")
+                      + ". An estimate, not a measurement (docs/energy.md).", ""]
     up = figs.get("icebreaker")
     if up and not up["build"]:
         tiny = (f" Even the engine for the d = 16 test model synthesises to {synth['lut']:,} LUT4 and "
