@@ -200,7 +200,7 @@ def _row(r, fmax_mhz):
             f"| {tps:,.0f} | {tps * r['ternary_weights'] / 1e9:.2f} |")
 
 
-def render(lanes_points, size_points, synth, command, fmax_mhz, board_lut) -> str:
+def render(lanes_points, size_points, synth, command, fmax_mhz, board_lut, synth_command="") -> str:
     from golden.config import ModelConfig
 
     head = ["| d | L | I | lanes P | ternary weights | lanes bound | element-wise bound (busiest unit) | memory ceiling "
@@ -249,7 +249,8 @@ def render(lanes_points, size_points, synth, command, fmax_mhz, board_lut) -> st
               f"{EBR_COUNT * EBR_PORT_BITS:,} read-port bits per cycle at P = {b['lanes']}."]
     if synth:
         base = synth.get(195)
-        lines += ["", f"### LUTs against lanes (ternary unit alone; whole device ESTIMATED)", "",
+        lines += ["", "### LUTs against lanes (ternary unit alone; whole device ESTIMATED)", "",
+                  f"Command: `{synth_command or command}`", "",
                   f"Yosys `synth_ecp5` of `hw.ternary_matvec.TernaryMatVec(P, {base and base['rows'] or '?'}, "
                   f"{base and base['cols'] or '?'})` (the engine's ternary unit for this model), no place and "
                   "route. The whole-device column is an **estimate**: the recorded ULX3S build "
@@ -261,6 +262,12 @@ def render(lanes_points, size_points, synth, command, fmax_mhz, board_lut) -> st
             est = board_lut + s["lut"] - base["lut"] if base and board_lut else None
             lines.append(f"| {p} | {s['lut']:,} | {s['ff']:,} | {s['ebr']} | "
                          f"{f'{est:,}' if est else '-'} | {f'{est / 83_640:.0%}' if est else '-'} |")
+        (p0, s0), (p1, s1) = min(synth.items()), max(synth.items())
+        if p1 > p0:
+            slope = (s1["lut"] - s0["lut"]) / (p1 - p0)
+            lines += ["", f"About {slope:.0f} LUT4 and {(s1['ff'] - s0['ff']) / (p1 - p0):.0f} flip-flops per lane "
+                      f"(P = {p0} to {p1}): LUTs do not limit the lane count on the 85F; the table above shows "
+                      "that more lanes no longer shorten the step."]
     return "\n".join(lines + [""])
 
 
@@ -281,16 +288,17 @@ def main(argv=None, known=None):
     ap.add_argument("--lanes", type=int, nargs="+", default=list(DEFAULT_LANES))
     ap.add_argument("--sizes", nargs="*", default=list(DEFAULT_SIZES), help="DxL: d and layers of random models")
     ap.add_argument("--synth-lanes", type=int, nargs="*", default=list(DEFAULT_LANES))
-    ap.add_argument("--no-synth", action="store_true", help="no Yosys runs (no LUT table)")
+    ap.add_argument("--no-synth", action="store_true",
+                    help="no Yosys runs: the LUT table is the last recorded one, with its command")
     ap.add_argument("--from-record", action="store_true",
                     help="no simulation: redraw the section and chart from benchmarks/recorded.json")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     args = ap.parse_args(argv)
+    previous = record.load().get("scaling", {})
     if args.from_record:
-        rec = record.load()["scaling"]
-        lanes_points, size_points, command = rec["lanes_points"], rec["size_points"], rec["command"]
-        synth = {int(k): v for k, v in rec["synth"].items()}
+        lanes_points, size_points, command = previous["lanes_points"], previous["size_points"], previous["command"]
+        synth_list = []
     else:
         synth_list = [] if args.no_synth else args.synth_lanes
         command = "python -m benchmarks.scaling " + shlex.join(
@@ -298,14 +306,20 @@ def main(argv=None, known=None):
             + (["--no-synth"] if args.no_synth else ["--synth-lanes", *map(str, synth_list)]))
         log = lambda s: print(s, file=sys.stderr)  # noqa: E731
         lanes_points, size_points, synth = run(args.lanes, args.sizes, synth_list, log, known)
-        if not args.no_write:
-            data = record.load()
-            data["scaling"] = record.stamp({"lanes_points": lanes_points, "size_points": size_points,
-                                            "synth": {str(k): v for k, v in synth.items()}}, command)
-            record.save(data)
+    if synth_list:
+        synth_command = command
+    else:  # no Yosys this time: the LUT table of the last run that had one, with its command
+        synth = {int(k): v for k, v in previous.get("synth", {}).items()}
+        synth_command = previous.get("synth_command", previous.get("command", ""))
+    if not args.from_record and not args.no_write:
+        data = record.load()
+        data["scaling"] = record.stamp({"lanes_points": lanes_points, "size_points": size_points,
+                                        "synth": {str(k): v for k, v in synth.items()},
+                                        "synth_command": synth_command}, command)
+        record.save(data)
     board = record.load().get("boards", {}).get(BOARD, {})
     fmax = board.get("fmax_mhz", 0.0)
-    text = render(lanes_points, size_points, synth, command, fmax, board.get("lut", 0))
+    text = render(lanes_points, size_points, synth, command, fmax, board.get("lut", 0), synth_command)
     print(text)
     if not args.no_write:
         chart(lanes_points, size_points, fmax)
