@@ -67,7 +67,7 @@ def measure_synth(workdir=None, progress=None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         res = synth_resources(SYNTH_KEY, lambda: TokenEngine(layout), "ecp5", workdir or tmp,
                               progress=progress)
-    return {"design": "hw.engine.TokenEngine(DeviceLayout(*sim.engine_model.tiny_engine_model()[:1], 10))",
+    return {"design": f"hw.engine.TokenEngine, sim.engine_model.tiny_engine_model(), {TINY_LANES} lanes",
             "layout": layout.describe(), "lut": res.lut + 2 * res.carry, "lut4": res.lut,
             "ccu2c": res.carry, "ff": res.ff, "ebr": res.ebr, "dsp": res.dsp,
             "cells": {k: v for k, v in sorted(res.cells.items()) if not k.startswith("$")},
