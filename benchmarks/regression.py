@@ -68,7 +68,7 @@ def measure_synth(workdir=None, progress=None) -> dict:
         res = synth_resources(SYNTH_KEY, lambda: TokenEngine(layout), "ecp5", workdir or tmp,
                               progress=progress)
     return {"design": f"hw.engine.TokenEngine, sim.engine_model.tiny_engine_model(), {TINY_LANES} lanes",
-            "layout": layout.describe(), "lut": res.lut + 2 * res.carry, "lut4": res.lut,
+            "layout": layout.describe(), "lut": res.lut_with_carry, "lut4": res.lut,
             "ccu2c": res.carry, "ff": res.ff, "ebr": res.ebr, "dsp": res.dsp,
             "cells": {k: v for k, v in sorted(res.cells.items()) if not k.startswith("$")},
             "yosys_s": round(res.yosys_s, 1), "notes": res.notes}

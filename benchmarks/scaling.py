@@ -37,12 +37,13 @@ from pathlib import Path
 from golden.image import DeviceLayout
 
 from . import record
+from .boards import MODELS
 from .markdown import replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
 TITLE = "## Scaling (issue 6)"
-MODEL = "models/mmfree-ecp5"
 BOARD = "ulx3s-85f"
+MODEL = MODELS[BOARD]
 EBR_COUNT, EBR_PORT_BITS = 208, 36   # ECP5-85F: DP16KD blocks, widest read port (x36)
 BITS_PER_TRIT = 8 / 5                # packed 5 trits per byte
 CHART = ROOT / "docs" / "img" / "scaling.png"
@@ -109,7 +110,7 @@ def synth_lanes(lanes_list, log) -> dict:
     for p in lanes_list:
         with tempfile.TemporaryDirectory() as tmp:
             res = synth_resources(f"tmv_p{p}", lambda: TernaryMatVec(p, rows, cols), "ecp5", tmp, progress=log)
-        out[p] = {"lut": res.lut + 2 * res.carry, "ff": res.ff, "ebr": res.ebr, "yosys_s": res.yosys_s,
+        out[p] = {"lut": res.lut_with_carry, "ff": res.ff, "ebr": res.ebr, "yosys_s": res.yosys_s,
                   "rows": rows, "cols": cols}
     return out
 

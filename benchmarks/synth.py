@@ -316,6 +316,12 @@ class SynthResult:
     def met(self):
         return self.fmax >= self.target
 
+    @property
+    def lut_with_carry(self):
+        """LUT4s with each carry cell counted as two (a CCU2C holds two LUT4s), as ``host.build``
+        counts a whole device (ECP5; on iCE40 an SB_CARRY sits beside a LUT and adds none)."""
+        return self.lut + 2 * self.carry if self.part == "ecp5" else self.lut
+
 
 def _synth(verilog_path, part, json_out, workdir, log_name, notes):
     """Yosys synthesis; if the part's flow fails (e.g. Yosys 0.70's ABC9 asserts on some small
