@@ -7,6 +7,8 @@ Builds each board's bitstream with ``host.build`` (the command ``mmfree build`` 
 nextpnr from pip, fixed seed), for the largest shipped model meant for it, and writes the
 section "## Whole device on the boards (issue 4)" of BENCHMARKS.md. A build that fails (does not
 fit, misses timing) is a row too, with the reason. An ECP5 build takes about 20 minutes here.
+Each successful build is also recorded in benchmarks/recorded.json (``benchmarks.record``), where
+the per-board summary and the regression test read it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from hw.boards import BOARDS
 
+from . import record
 from .markdown import replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,6 +86,9 @@ def main(argv=None):
     print(text)
     if not args.no_write:
         replace_section(args.out, TITLE, text)
+        for row in rows:
+            if "error" not in row:
+                record.update("boards", row["board"], record.stamp(row, command))
 
 
 if __name__ == "__main__":

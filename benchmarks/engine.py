@@ -36,10 +36,13 @@ PROMPT = b"def "
 TIMELINE_ROWS = ("lanes", "codes", "quantiser", "glu", "mlgru", "post", "resid")
 
 
-def measure(model_dir, lanes: int, tokens: int, progress=print, timeline: bool = False) -> dict:
+def measure(model, lanes: int, tokens: int, progress=print, timeline: bool = False) -> dict:
+    """Simulate ``tokens`` steps of the engine for ``model`` (a model folder or a
+    ``BitExactModel``) with ``lanes`` lanes: the layout, each step's (token, argmax, cycles), the
+    counters after the last step and (``timeline``) the first step's activity trace."""
     from amaranth.sim import Simulator
 
-    golden = BitExactModel.from_pretrained(model_dir)
+    golden = model if isinstance(model, BitExactModel) else BitExactModel.from_pretrained(model)
     layout = DeviceLayout(golden.config, lanes)
     dut = TokenEngine(layout, layout.image(golden.device))
     ids = list(PROMPT[:tokens]) + [0] * max(0, tokens - len(PROMPT))
@@ -138,18 +141,33 @@ def lane_waits(layout, trace) -> list[int]:
     return waits
 
 
-def render(result, command: str) -> str:
+def figures(result) -> dict:
+    """The figures of a ``measure`` result that the benchmarks quote and the regression test
+    compares: cycles of the last step, each counter per token, lane utilisation (weight words
+    over the step's cycles) and the same counting only real weights (ternary weights / lanes)."""
     layout, steps, counters = result["layout"], result["steps"], result["counters"]
-    n = len(steps)
     cycles = steps[-1][2]
+    per = {k: v / len(steps) for k, v in counters.items()}
+    return {
+        "cycles_per_token": cycles,
+        "per_token": per,
+        "lane_utilisation": per["weight_words"] / cycles,
+        "weight_utilisation": layout.ternary_weights / layout.lanes / cycles,
+    }
+
+
+def render(result, command: str) -> str:
+    layout, steps = result["layout"], result["steps"]
+    n = len(steps)
+    fig = figures(result)
+    cycles, per = fig["cycles_per_token"], fig["per_token"]
     ideal = layout.ternary_weights / layout.lanes
-    per = {k: v / n for k, v in counters.items()}
     lines = [
         TITLE, "",
         f"Command: `{command}`", "",
         f"Model {layout.describe()}: {layout.ternary_weights:,} ternary weights per token, "
         f"{layout.weight_words:,} weight words of {layout.lanes} trits (rows padded to whole words).",
-        f"Every argmax equal to the golden model's ({n} tokens). Cycle counts are exact (simulation).", "",
+        f"Every argmax equal to the golden model's ({n} token{'s' if n != 1 else ''}). Cycle counts are exact (simulation).", "",
         "| figure | cycles per token | x ideal |",
         "|---|---|---|",
         f"| ideal: ternary weights / lanes | {ideal:,.0f} | 1.00 |",
@@ -166,8 +184,8 @@ def render(result, command: str) -> str:
         value = per[name]
         share = f"{value / cycles:.0%}" if name.endswith(("busy", "starved", "words", "cycles")) else ""
         lines.append(f"| {name} | {value:,.0f} | {share} |")
-    lines += ["", f"Lane utilisation: {per['weight_words'] / cycles:.0%} of the step's cycles "
-              f"({ideal / cycles:.0%} counting only real weights).", ""]
+    lines += ["", f"Lane utilisation: {fig['lane_utilisation']:.0%} of the step's cycles "
+              f"({fig['weight_utilisation']:.0%} counting only real weights).", ""]
     if result["trace"]:
         waits = lane_waits(layout, result["trace"])
         names = list(dict.fromkeys(op.name.split(".")[-1] for op in layout.ops if op.name != "head"))

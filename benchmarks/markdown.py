@@ -8,6 +8,22 @@ from pathlib import Path
 HEADER = """# Benchmarks
 
 Every figure below names the command that produced it; rerun the command to reproduce it.
+One command regenerates this file, the chart `docs/img/scaling.png` and the record
+`benchmarks/recorded.json`:
+
+```sh
+python -m benchmarks            # everything: about an hour on a free 2-core machine
+python -m benchmarks --fast     # without the simulated board, synthesis, board builds (~20 min)
+python -m benchmarks --only summary   # one step; the steps and their times: --help
+```
+
+Each `## ` section belongs to one generator (`benchmarks/<name>.py`, written through
+`benchmarks.markdown.replace_section`); text under a `### ... (written by hand)` heading is kept
+only until its section is regenerated. Cycle counts are exact (Amaranth simulation), fmax and
+utilisation come from nextpnr with a fixed seed, wall-clock figures are medians of several runs.
+`tests/test_benchmark_regression.py` re-measures cycles per token and lane utilisation and fails
+on a worsening beyond 5% against `benchmarks/recorded.json`; after an intended change, re-record
+with `python -m benchmarks.regression --record` and commit the file.
 
 """
 

@@ -63,7 +63,7 @@ from host.toolchain import parse_fmax, parse_utilisation
 
 __all__ = [
     "PARTS", "RegisteredPorts", "SerialHarness", "SynthResult", "find_multipliers",
-    "parse_fmax", "synth_block", "tool_versions", "write_section", "main",
+    "parse_fmax", "synth_block", "synth_resources", "tool_versions", "write_section", "main",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -316,6 +316,12 @@ class SynthResult:
     def met(self):
         return self.fmax >= self.target
 
+    @property
+    def lut_with_carry(self):
+        """LUT4s with each carry cell counted as two (a CCU2C holds two LUT4s), as ``host.build``
+        counts a whole device (ECP5; on iCE40 an SB_CARRY sits beside a LUT and adds none)."""
+        return self.lut + 2 * self.carry if self.part == "ecp5" else self.lut
+
 
 def _synth(verilog_path, part, json_out, workdir, log_name, notes):
     """Yosys synthesis; if the part's flow fails (e.g. Yosys 0.70's ABC9 asserts on some small
@@ -339,21 +345,16 @@ def _synth(verilog_path, part, json_out, workdir, log_name, notes):
                     workdir, log_name + ".out")
 
 
-def synth_block(name, factory, part_name, workdir, *, seed=DEFAULT_SEED, ecp5_mode="ooc",
-                progress=None):
-    """Synthesise one block for one part (see the module docstring). Returns a SynthResult."""
+def synth_resources(name, factory, part_name, workdir, *, mode="yosys", progress=None):
+    """Step 1 alone: the block converted to Verilog and synthesised by Yosys for the part; a
+    SynthResult with the resource columns of the bare block's netlist (no fmax: no nextpnr)."""
     from amaranth.back import verilog
 
     part = PARTS[part_name]
-    if ecp5_mode not in ECP5_MODES:
-        raise ValueError(f"ecp5_mode {ecp5_mode!r} not in {ECP5_MODES}")
-    mode = ecp5_mode if part.ooc else "harness"
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda msg: None)
     res = SynthResult(block=name, part=part_name, mode=mode, target=part.freq)
-
-    # 1. The block alone.
     (workdir / "block.v").write_text(
         verilog.convert(factory(), name="top", emit_src=False))
     say(f"{name}/{part_name}: yosys {part.synth.split()[0]} (block)")
@@ -367,6 +368,23 @@ def synth_block(name, factory, part_name, workdir, *, seed=DEFAULT_SEED, ecp5_mo
     res.ebr = sum(c.get(t, 0) for t in part.ebr)
     res.spram = sum(c.get(t, 0) for t in part.spram)
     res.dsp = sum(c.get(t, 0) for t in part.dsp)
+    return res
+
+
+def synth_block(name, factory, part_name, workdir, *, seed=DEFAULT_SEED, ecp5_mode="ooc",
+                progress=None):
+    """Synthesise one block for one part (see the module docstring). Returns a SynthResult."""
+    from amaranth.back import verilog
+
+    part = PARTS[part_name]
+    if ecp5_mode not in ECP5_MODES:
+        raise ValueError(f"ecp5_mode {ecp5_mode!r} not in {ECP5_MODES}")
+    mode = ecp5_mode if part.ooc else "harness"
+    workdir = Path(workdir)
+    say = progress or (lambda msg: None)
+
+    # 1. The block alone.
+    res = synth_resources(name, factory, part_name, workdir, mode=mode, progress=progress)
 
     # 2. Place and route.
     pnr = _nextpnr(part) + list(part.nextpnr_args) + [
