@@ -42,7 +42,11 @@ __all__ = ["TokenEngine", "INVALID_TOKEN"]
 
 #: ``done`` answers a step whose token id is not below the vocabulary size with this id.
 INVALID_TOKEN = (1 << TOKEN_WIDTH) - 1
-WEIGHT_FIFO_DEPTH = 4
+WEIGHT_FIFO_DEPTH = 5
+#: Weight words per weight bank: one ECP5 block RAM deep (2048 x 9), so every block RAM output
+#: goes straight into a register (no depth mux behind the slow clock-to-output).
+WEIGHT_BANK_BITS = 11
+WEIGHT_BANK_WORDS = 1 << WEIGHT_BANK_BITS
 
 
 def _table(m, name, values, index, shape=None):
@@ -129,7 +133,9 @@ class TokenEngine(wiring.Component):
         # the small vectors live in LUT RAM: the block RAMs are for the model
         small = {"ram_style": "distributed"}
 
-        weights = mem("weights", 8 * L, lay.weight_words, self._init("weights", L))
+        w_init, WB = self._init("weights", L), WEIGHT_BANK_WORDS
+        weights = [mem(f"weights{b}", 8 * L, min(WB, lay.weight_words - b * WB), w_init[b * WB:(b + 1) * WB])
+                   for b in range(-(-lay.weight_words // WB))]
         embedding = mem("embedding", 16, lay.embedding_words, self._init("embedding", 2))
         pg = mem("pg", 32, lay.pg_words, self._init("pg", 4))
         aux = mem("aux", 16, lay.aux_words, self._init("aux", 2))
@@ -278,18 +284,28 @@ class TokenEngine(wiring.Component):
             m.d.sync += [r_codes.eq(0), r_op.eq(r_op + 1)]
 
         # ---- the weight reader: every word of the step, in order --------------------------------
-        w_rd = weights.read_port()
+        # A word read at address a comes out two cycles later: each bank's block RAM output lands
+        # in its own register (next to the RAM), then the bank of a, delayed, picks one of them.
+        w_rd_addr = Signal(range(lay.weight_words + 1))  # the banks' read address (engine or bus)
+        w_rds = [bank.read_port() for bank in weights]   # always enabled: a held address rereads
+        w_q = [Signal(8 * L, name=f"w_q{b}") for b in range(len(weights))]
+        w_sel = [Signal(range(len(weights)), name=f"w_sel{k}") for k in (1, 2)]
+        m.d.comb += [rd.addr.eq(w_rd_addr) for rd in w_rds]  # truncated to the bank's depth
+        m.d.sync += [q.eq(rd.data) for q, rd in zip(w_q, w_rds)]
+        m.d.sync += [w_sel[0].eq(w_rd_addr >> WEIGHT_BANK_BITS), w_sel[1].eq(w_sel[0])]
+        w_word_out = Array(w_q)[w_sel[1]] if len(w_q) > 1 else w_q[0]
         w_addr = Signal(range(lay.weight_words + 1), init=lay.weight_words)
-        w_inflight = Signal()
+        w_inflight = Signal(2)  # issued words one and two cycles ago
         m.submodules.w_fifo = w_fifo = SyncFIFOBuffered(width=8 * L, depth=WEIGHT_FIFO_DEPTH)
-        w_issue = busy & (w_addr < lay.weight_words) & (w_fifo.level + w_inflight < WEIGHT_FIFO_DEPTH)
+        w_issue = busy & (w_addr < lay.weight_words) & (
+            w_fifo.level + w_inflight[0] + w_inflight[1] < WEIGHT_FIFO_DEPTH)
         with m.If(start):
             m.d.sync += w_addr.eq(0)
         with m.Elif(w_issue):
             m.d.sync += w_addr.eq(w_addr + 1)
-        m.d.sync += w_inflight.eq(w_issue)
+        m.d.sync += w_inflight.eq(Cat(w_issue, w_inflight[0]))
         m.d.comb += [
-            w_fifo.w_en.eq(w_inflight), w_fifo.w_data.eq(w_rd.data),
+            w_fifo.w_en.eq(w_inflight[1]), w_fifo.w_data.eq(w_word_out),
             decoder.i.valid.eq(w_fifo.r_rdy), decoder.i.payload.eq(w_fifo.r_data), w_fifo.r_en.eq(decoder.i.ready),
         ]
         wiring.connect(m, decoder.o, tmv.w)
@@ -534,13 +550,16 @@ class TokenEngine(wiring.Component):
             (aux, "aux", offset >> 1, offset[0], lay.aux_words * 2),
             (scratch, "scratch", offset, Const(0, 1), SCRATCH_BYTES),
         ]
-        targets = [(weights, in_weights, w_word, w_lane)] + [
+        targets = [(bank, in_weights & (w_word >> WEIGHT_BANK_BITS == b), w_word, w_lane) for b, bank in enumerate(weights)] + [
             (memory, in_region(name, size), addr, byte) for memory, name, addr, byte, size in writes]
         for memory, selected, addr, byte in targets:
             width = memory.shape // 8
             port = memory.write_port()
             m.d.comb += [port.addr.eq(addr), port.data.eq(Cat(pending[:8 * (width - 1)], b_data)),
                          port.en.eq(store & selected & (byte == width - 1))]
+        # the bytes below a word's last one (the weight banks share one weights target)
+        for selected, byte, width in [(in_weights, w_lane, L)] + [
+                (in_region(name, size), byte, memory.shape // 8) for memory, name, _, byte, size in writes]:
             if width > 1:
                 with m.If(store & selected & (byte < width - 1)):
                     m.d.sync += Array(pending[8 * k:8 * (k + 1)] for k in range(width - 1))[byte].eq(b_data)
@@ -548,7 +567,7 @@ class TokenEngine(wiring.Component):
         # read ports: the engine's addresses during a step, the bus's between steps
         lg_rd, sc_rd = logits.read_port(), scratch.read_port()
         m.d.comb += [
-            w_rd.addr.eq(Mux(busy, w_addr, w_word)), w_rd.en.eq(~busy | w_issue),
+            w_rd_addr.eq(Mux(busy, w_addr, w_word)),
             emb_rd.addr.eq(Mux(busy, token_base + copy_k, offset >> 1)),
             pg_rd.addr.eq(Mux(busy, feed_pg_addr, offset >> 2)), pg_rd.en.eq(~busy | lk_advance),
             aux_rd.addr.eq(Mux(busy, post_aux_addr, offset >> 1)), aux_rd.en.eq(~busy | pl_advance),
@@ -556,9 +575,10 @@ class TokenEngine(wiring.Component):
         ]
         rdata = Signal(8)
         counter_bytes = Cat(snapshot[k] for k in range(len(COUNTERS)))
-        ports = {"weights": w_rd, "embedding": emb_rd, "pg": pg_rd, "aux": aux_rd, "scratch": sc_rd, "logits": lg_rd}
+        ports = {"embedding": emb_rd, "pg": pg_rd, "aux": aux_rd, "scratch": sc_rd, "logits": lg_rd}
         held = {name: Signal.like(port.data, name=f"bus_{name}_q") for name, port in ports.items()}
         m.d.sync += [held[name].eq(port.data) for name, port in ports.items()]
+        held["weights"] = w_word_out  # already registered, in the same cycle as the others
 
         def pick(name, width):
             return byte_of(held[name], offset[:max(1, (width - 1).bit_length())], width) if width > 1 else held[name]
