@@ -34,6 +34,7 @@ from .glu import GLUStage
 from .lmul import LMul
 from .mlgru import MLGRUEngine
 from .normquant import NormQuant
+from .pipeline import NO_RW_CHECK
 from .port import ADDR_WIDTH, TOKEN_WIDTH, engine_port
 from .skid import registered
 from .ternary_matvec import TernaryMatVec, TritDecoder
@@ -43,10 +44,10 @@ __all__ = ["TokenEngine", "INVALID_TOKEN"]
 #: ``done`` answers a step whose token id is not below the vocabulary size with this id.
 INVALID_TOKEN = (1 << TOKEN_WIDTH) - 1
 WEIGHT_FIFO_DEPTH = 5
-#: Weight words per weight bank: one ECP5 block RAM deep (2048 x 9), so every block RAM output
-#: goes straight into a register (no depth mux behind the slow clock-to-output).
+#: log2 of the words per bank of the weights and of the embedding: one ECP5 block RAM deep (2048 x 9,
+#: 16384 x 1), so every block RAM output goes straight into a register (``_banked_read``).
 WEIGHT_BANK_BITS = 11
-WEIGHT_BANK_WORDS = 1 << WEIGHT_BANK_BITS
+EMBEDDING_BANK_BITS = 14
 
 
 def _table(m, name, values, index, shape=None):
@@ -55,6 +56,26 @@ def _table(m, name, values, index, shape=None):
     sig = Signal(width, name=name)
     m.d.comb += sig.eq(Array([Const(int(v), width) for v in values])[index])
     return sig
+
+
+def _banks(mem, name, shape, depth, init, bank_bits, attrs):
+    """A memory of ``depth`` words as banks of ``2**bank_bits`` words (the last one shorter)."""
+    size = 1 << bank_bits
+    return [mem(f"{name}{b}", shape, min(size, depth - b * size), init[b * size:(b + 1) * size], attrs)
+            for b in range(-(-depth // size))]
+
+
+def _banked_read(m, name, banks, addr, bank_bits):
+    """The word at ``addr`` two cycles later. The block RAM's clock-to-output is slow (~5.8 ns on
+    ECP5): each bank's output lands in its own register, then the bank of ``addr``, delayed,
+    picks one. The read ports are always enabled (a held address rereads its word)."""
+    ports = [bank.read_port() for bank in banks]
+    q = [Signal(bank.shape, name=f"{name}_q{b}") for b, bank in enumerate(banks)]
+    sel = [Signal(range(len(banks)), name=f"{name}_sel{k}") for k in (1, 2)]
+    m.d.comb += [port.addr.eq(addr) for port in ports]  # truncated to the bank's depth
+    m.d.sync += [qb.eq(port.data) for qb, port in zip(q, ports)]
+    m.d.sync += [sel[0].eq(addr >> bank_bits), sel[1].eq(sel[0])]
+    return Array(q)[sel[1]] if len(q) > 1 else q[0]
 
 
 class TokenEngine(wiring.Component):
@@ -133,12 +154,14 @@ class TokenEngine(wiring.Component):
         # the small vectors live in LUT RAM: the block RAMs are for the model
         small = {"ram_style": "distributed"}
 
-        w_init, WB = self._init("weights", L), WEIGHT_BANK_WORDS
-        weights = [mem(f"weights{b}", 8 * L, min(WB, lay.weight_words - b * WB), w_init[b * WB:(b + 1) * WB])
-                   for b in range(-(-lay.weight_words // WB))]
-        embedding = mem("embedding", 16, lay.embedding_words, self._init("embedding", 2))
-        pg = mem("pg", 32, lay.pg_words, self._init("pg", 4))
-        aux = mem("aux", 16, lay.aux_words, self._init("aux", 2))
+        # The model's block RAMs are written by the bus between steps only, and a bus read never
+        # shares its cycle with a write: no collision logic after their outputs (NO_RW_CHECK).
+        weights = _banks(mem, "weights", 8 * L, lay.weight_words, self._init("weights", L), WEIGHT_BANK_BITS,
+                         NO_RW_CHECK)
+        embedding = _banks(mem, "embedding", 16, lay.embedding_words, self._init("embedding", 2),
+                           EMBEDDING_BANK_BITS, NO_RW_CHECK)
+        pg = mem("pg", 32, lay.pg_words, self._init("pg", 4), NO_RW_CHECK)
+        aux = mem("aux", 16, lay.aux_words, self._init("aux", 2), NO_RW_CHECK)
         logits = mem("logits", 16, vocab, attrs=small)
         scratch = mem("scratch", 8, SCRATCH_BYTES, attrs=small)
         x_mem = mem("x", 16, d, attrs=small)
@@ -167,20 +190,22 @@ class TokenEngine(wiring.Component):
             m.d.sync += [self.done.valid.eq(0), busy.eq(0)]
 
         # ---- the residual stream x: the embedding copy starts every step -----------------------
-        emb_rd = embedding.read_port()
+        emb_addr = Signal(range(lay.embedding_words))
+        emb_word = _banked_read(m, "emb", embedding, emb_addr, EMBEDDING_BANK_BITS)  # 2 cycles later
         x_wr = x_mem.write_port()
         copy_k = Signal(range(d + 1), init=d)  # d: idle
-        copy_valid, copy_row = Signal(), Signal(range(d))
+        copy_valid, copy_row = Signal(2), Signal(range(d))  # row copy_k one and two cycles ago
+        copy_row1 = Signal(range(d))
         token_base = Signal(range(lay.embedding_words))
         with m.If(start):
             # token * d as shifts and adds: a product by a constant would still claim a DSP block
             m.d.sync += [copy_k.eq(0), token_base.eq(sum(self.step.payload << k for k in range(d.bit_length())
                                                          if d >> k & 1))]
         copying = busy & (copy_k < d)
-        m.d.sync += [copy_valid.eq(copying), copy_row.eq(copy_k)]
+        m.d.sync += [copy_valid.eq(Cat(copying, copy_valid[0])), copy_row1.eq(copy_k), copy_row.eq(copy_row1)]
         with m.If(copying):
             m.d.sync += copy_k.eq(copy_k + 1)
-        with m.If(copy_valid & (copy_row == d - 1)):
+        with m.If(copy_valid[1] & (copy_row == d - 1)):
             m.d.sync += x_version.eq(x_version + 1)
 
         # ---- the feeder: op inputs into the quantiser ------------------------------------------
@@ -284,16 +309,9 @@ class TokenEngine(wiring.Component):
             m.d.sync += [r_codes.eq(0), r_op.eq(r_op + 1)]
 
         # ---- the weight reader: every word of the step, in order --------------------------------
-        # A word read at address a comes out two cycles later: each bank's block RAM output lands
-        # in its own register (next to the RAM), then the bank of a, delayed, picks one of them.
-        w_rd_addr = Signal(range(lay.weight_words + 1))  # the banks' read address (engine or bus)
-        w_rds = [bank.read_port() for bank in weights]   # always enabled: a held address rereads
-        w_q = [Signal(8 * L, name=f"w_q{b}") for b in range(len(weights))]
-        w_sel = [Signal(range(len(weights)), name=f"w_sel{k}") for k in (1, 2)]
-        m.d.comb += [rd.addr.eq(w_rd_addr) for rd in w_rds]  # truncated to the bank's depth
-        m.d.sync += [q.eq(rd.data) for q, rd in zip(w_q, w_rds)]
-        m.d.sync += [w_sel[0].eq(w_rd_addr >> WEIGHT_BANK_BITS), w_sel[1].eq(w_sel[0])]
-        w_word_out = Array(w_q)[w_sel[1]] if len(w_q) > 1 else w_q[0]
+        # a word comes out two cycles after its address (the engine's or the bus's)
+        w_rd_addr = Signal(range(lay.weight_words + 1))
+        w_word_out = _banked_read(m, "w", weights, w_rd_addr, WEIGHT_BANK_BITS)
         w_addr = Signal(range(lay.weight_words + 1), init=lay.weight_words)
         w_inflight = Signal(2)  # issued words one and two cycles ago
         m.submodules.w_fifo = w_fifo = SyncFIFOBuffered(width=8 * L, depth=WEIGHT_FIFO_DEPTH)
@@ -428,8 +446,8 @@ class TokenEngine(wiring.Component):
 
         # x writes: the embedding copy at the step's start, the residual adds later
         rt_out = data.View(resid_tag, resid.o.payload.tag)
-        with m.If(copy_valid):
-            m.d.comb += [x_wr.addr.eq(copy_row), x_wr.data.eq(emb_rd.data), x_wr.en.eq(1)]
+        with m.If(copy_valid[1]):
+            m.d.comb += [x_wr.addr.eq(copy_row), x_wr.data.eq(emb_word), x_wr.en.eq(1)]
         with m.Else():
             m.d.comb += [x_wr.addr.eq(rt_out.row), x_wr.data.eq(resid.o.payload.sum),
                          x_wr.en.eq(resid.o.valid & resid.o.ready)]
@@ -544,22 +562,27 @@ class TokenEngine(wiring.Component):
         # keeps its full width (an ECP5 EBR holds 36 data bits per word, not 4 bytes of 9).
         store = access & b_write
         pending = Signal(8 * max(L - 1, 3))
-        writes = [  # (memory, region, word address, byte within the word, region size)
-            (embedding, "embedding", offset >> 1, offset[0], lay.embedding_words * 2),
-            (pg, "pg", offset >> 2, offset[:2], lay.pg_words * 4),
-            (aux, "aux", offset >> 1, offset[0], lay.aux_words * 2),
-            (scratch, "scratch", offset, Const(0, 1), SCRATCH_BYTES),
+        writes = [  # (width in bytes, region, word address, byte within the word, region size)
+            (2, "embedding", offset >> 1, offset[0], lay.embedding_words * 2),
+            (4, "pg", offset >> 2, offset[:2], lay.pg_words * 4),
+            (2, "aux", offset >> 1, offset[0], lay.aux_words * 2),
+            (1, "scratch", offset, Const(0, 1), SCRATCH_BYTES),
         ]
-        targets = [(bank, in_weights & (w_word >> WEIGHT_BANK_BITS == b), w_word, w_lane) for b, bank in enumerate(weights)] + [
-            (memory, in_region(name, size), addr, byte) for memory, name, addr, byte, size in writes]
+        # (memory, selected, word address, byte within the word) per memory or bank
+        targets = [(bank, in_weights & (w_word >> WEIGHT_BANK_BITS == b), w_word, w_lane)
+                   for b, bank in enumerate(weights)]
+        targets += [(bank, in_region("embedding", lay.embedding_words * 2) & (offset >> (EMBEDDING_BANK_BITS + 1) == b),
+                     offset >> 1, offset[0]) for b, bank in enumerate(embedding)]
+        targets += [(memory, in_region(name, size), addr, byte)
+                    for memory, (_, name, addr, byte, size) in zip((pg, aux, scratch), writes[1:])]
         for memory, selected, addr, byte in targets:
             width = memory.shape // 8
             port = memory.write_port()
             m.d.comb += [port.addr.eq(addr), port.data.eq(Cat(pending[:8 * (width - 1)], b_data)),
                          port.en.eq(store & selected & (byte == width - 1))]
-        # the bytes below a word's last one (the weight banks share one weights target)
+        # the bytes below a word's last one wait in pending
         for selected, byte, width in [(in_weights, w_lane, L)] + [
-                (in_region(name, size), byte, memory.shape // 8) for memory, name, _, byte, size in writes]:
+                (in_region(name, size), byte, width) for width, name, _, byte, size in writes]:
             if width > 1:
                 with m.If(store & selected & (byte < width - 1)):
                     m.d.sync += Array(pending[8 * k:8 * (k + 1)] for k in range(width - 1))[byte].eq(b_data)
@@ -568,17 +591,18 @@ class TokenEngine(wiring.Component):
         lg_rd, sc_rd = logits.read_port(), scratch.read_port()
         m.d.comb += [
             w_rd_addr.eq(Mux(busy, w_addr, w_word)),
-            emb_rd.addr.eq(Mux(busy, token_base + copy_k, offset >> 1)),
+            emb_addr.eq(Mux(busy, token_base + copy_k, offset >> 1)),
             pg_rd.addr.eq(Mux(busy, feed_pg_addr, offset >> 2)), pg_rd.en.eq(~busy | lk_advance),
             aux_rd.addr.eq(Mux(busy, post_aux_addr, offset >> 1)), aux_rd.en.eq(~busy | pl_advance),
             lg_rd.addr.eq(offset >> 1), sc_rd.addr.eq(offset),
         ]
         rdata = Signal(8)
         counter_bytes = Cat(snapshot[k] for k in range(len(COUNTERS)))
-        ports = {"embedding": emb_rd, "pg": pg_rd, "aux": aux_rd, "scratch": sc_rd, "logits": lg_rd}
+        ports = {"pg": pg_rd, "aux": aux_rd, "scratch": sc_rd, "logits": lg_rd}
         held = {name: Signal.like(port.data, name=f"bus_{name}_q") for name, port in ports.items()}
         m.d.sync += [held[name].eq(port.data) for name, port in ports.items()]
-        held["weights"] = w_word_out  # already registered, in the same cycle as the others
+        # the banked memories' words come from registers, in the same cycle as the others
+        held.update(weights=w_word_out, embedding=emb_word)
 
         def pick(name, width):
             return byte_of(held[name], offset[:max(1, (width - 1).bit_length())], width) if width > 1 else held[name]
@@ -587,9 +611,9 @@ class TokenEngine(wiring.Component):
             m.d.sync += rdata.eq(0)  # unmapped bytes read as 0
             with m.If(in_weights):
                 m.d.sync += rdata.eq(byte_of(held["weights"], b_lane, L))
-            for memory, name, addr, _, size in writes:
+            for width, name, _, _, size in writes:
                 with m.If(in_region(name, size)):
-                    m.d.sync += rdata.eq(pick(name, memory.shape // 8))
+                    m.d.sync += rdata.eq(pick(name, width))
             with m.If(in_region("logits", vocab * 2)):
                 m.d.sync += rdata.eq(pick("logits", 2))
             with m.If(in_region("counters", 4 * len(COUNTERS))):
