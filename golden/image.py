@@ -113,7 +113,7 @@ class DeviceLayout:
         d, inter, L = config.hidden_size, config.intermediate_size, config.num_hidden_layers
         self.ops: list[Op] = []
         word = pg = 0
-        x_version = 1  # the embedding row, written to x by the first op's feed, is x's first commit
+        x_version = 1  # the embedding row's copy into x is x's first commit
 
         def add(name, layer, rows, cols, source, dest, aux_base=0, use_keep=False):
             nonlocal word, pg, x_version

@@ -34,6 +34,7 @@ from .glu import GLUStage
 from .lmul import LMul
 from .mlgru import MLGRUEngine
 from .normquant import NormQuant
+from .pipeline import NO_RW_CHECK
 from .port import ADDR_WIDTH, TOKEN_WIDTH, engine_port
 from .skid import registered
 from .ternary_matvec import TernaryMatVec, TritDecoder
@@ -42,7 +43,12 @@ __all__ = ["TokenEngine", "INVALID_TOKEN"]
 
 #: ``done`` answers a step whose token id is not below the vocabulary size with this id.
 INVALID_TOKEN = (1 << TOKEN_WIDTH) - 1
-WEIGHT_FIFO_DEPTH = 4
+WEIGHT_FIFO_DEPTH = 5
+#: log2 of the words per bank of the weights and of the embedding: one ECP5 block RAM deep (2048 x 9,
+#: 16384 x 1), so every block RAM output goes straight into a register (``_banked_read``).
+WEIGHT_BANK_BITS = 11
+EMBEDDING_BANK_BITS = 14
+EMBEDDING_FIFO_DEPTH = 4  # the embedding row's way to the first op: the read's 2 cycles, the FIFO's 1
 
 
 def codes_per_beat(lanes: int) -> int:
@@ -58,6 +64,26 @@ def _table(m, name, values, index, shape=None):
     sig = Signal(width, name=name)
     m.d.comb += sig.eq(Array([Const(int(v), width) for v in values])[index])
     return sig
+
+
+def _banks(mem, name, shape, depth, init, bank_bits, attrs):
+    """A memory of ``depth`` words as banks of ``2**bank_bits`` words (the last one shorter)."""
+    size = 1 << bank_bits
+    return [mem(f"{name}{b}", shape, min(size, depth - b * size), init[b * size:(b + 1) * size], attrs)
+            for b in range(-(-depth // size))]
+
+
+def _banked_read(m, name, banks, addr, bank_bits):
+    """The word at ``addr`` two cycles later. The block RAM's clock-to-output is slow (~5.8 ns on
+    ECP5): each bank's output lands in its own register, then the bank of ``addr``, delayed,
+    picks one. The read ports are always enabled (a held address rereads its word)."""
+    ports = [bank.read_port() for bank in banks]
+    q = [Signal(bank.shape, name=f"{name}_q{b}") for b, bank in enumerate(banks)]
+    sel = [Signal(range(len(banks)), name=f"{name}_sel{k}") for k in (1, 2)]
+    m.d.comb += [port.addr.eq(addr) for port in ports]  # truncated to the bank's depth
+    m.d.sync += [qb.eq(port.data) for qb, port in zip(q, ports)]
+    m.d.sync += [sel[0].eq(addr >> bank_bits), sel[1].eq(sel[0])]
+    return Array(q)[sel[1]] if len(q) > 1 else q[0]
 
 
 class TokenEngine(wiring.Component):
@@ -137,10 +163,14 @@ class TokenEngine(wiring.Component):
         # the small vectors live in LUT RAM: the block RAMs are for the model
         small = {"ram_style": "distributed"}
 
-        weights = mem("weights", 8 * L, lay.weight_words, self._init("weights", L))
-        embedding = mem("embedding", 16, lay.embedding_words, self._init("embedding", 2))
-        pg = mem("pg", 32, lay.pg_words, self._init("pg", 4))
-        aux = mem("aux", 16, lay.aux_words, self._init("aux", 2))
+        # The model's block RAMs are written by the bus between steps only, and a bus read never
+        # shares its cycle with a write: no collision logic after their outputs (NO_RW_CHECK).
+        weights = _banks(mem, "weights", 8 * L, lay.weight_words, self._init("weights", L), WEIGHT_BANK_BITS,
+                         NO_RW_CHECK)
+        embedding = _banks(mem, "embedding", 16, lay.embedding_words, self._init("embedding", 2),
+                           EMBEDDING_BANK_BITS, NO_RW_CHECK)
+        pg = mem("pg", 32, lay.pg_words, self._init("pg", 4), NO_RW_CHECK)
+        aux = mem("aux", 16, lay.aux_words, self._init("aux", 2), NO_RW_CHECK)
         logits = mem("logits", 16, vocab, attrs=small)
         scratch = mem("scratch", 8, SCRATCH_BYTES, attrs=small)
         x_mem = mem("x", 16, d, attrs=small)
@@ -168,13 +198,29 @@ class TokenEngine(wiring.Component):
         with m.If(self.done.valid & self.done.ready):
             m.d.sync += [self.done.valid.eq(0), busy.eq(0)]
 
-        # ---- the residual stream x: the token's embedding row, copied by the first op's feed ---
-        emb_rd = embedding.read_port()
+        # ---- the residual stream x: the token's embedding row, copied at the step's start ----------
+        # Each word goes into x and, through a short FIFO, to the first op's quantiser (its source
+        # "embedding"), so that op loads while the row is copied. A word is read only with a place
+        # for it in the FIFO (the read takes two cycles: ``_banked_read``).
+        emb_addr = Signal(range(lay.embedding_words))
+        emb_word = _banked_read(m, "emb", embedding, emb_addr, EMBEDDING_BANK_BITS)  # 2 cycles later
+        m.submodules.emb_fifo = emb_fifo = SyncFIFOBuffered(width=16, depth=EMBEDDING_FIFO_DEPTH)
         x_wr = x_mem.write_port()
+        copy_k = Signal(range(d + 1), init=d)  # d: idle
+        copy_valid, copy_row = Signal(2), Signal(range(d))  # row copy_k one and two cycles ago
+        copy_row1 = Signal(range(d))
         token_base = Signal(range(lay.embedding_words))
         with m.If(start):
             # token * d as shifts and adds: a product by a constant would still claim a DSP block
-            m.d.sync += token_base.eq(sum(self.step.payload << k for k in range(d.bit_length()) if d >> k & 1))
+            m.d.sync += [copy_k.eq(0), token_base.eq(sum(self.step.payload << k for k in range(d.bit_length())
+                                                         if d >> k & 1))]
+        copying = busy & (copy_k < d) & (emb_fifo.level + copy_valid[0] + copy_valid[1] < EMBEDDING_FIFO_DEPTH)
+        m.d.sync += [copy_valid.eq(Cat(copying, copy_valid[0])), copy_row1.eq(copy_k), copy_row.eq(copy_row1)]
+        m.d.comb += [emb_fifo.w_en.eq(copy_valid[1]), emb_fifo.w_data.eq(emb_word)]
+        with m.If(copying):
+            m.d.sync += copy_k.eq(copy_k + 1)
+        with m.If(copy_valid[1] & (copy_row == d - 1)):
+            m.d.sync += x_version.eq(x_version + 1)
 
         # ---- the feeder: op inputs into the quantiser ------------------------------------------
         f_op = Signal(range(n_ops + 1), init=n_ops)
@@ -190,20 +236,18 @@ class TokenEngine(wiring.Component):
             m.d.sync += [f_op.eq(0), f_hdr.eq(1), f_k.eq(0)]
         gen_valid = busy & (f_op < n_ops) & ((f_src != src_x) | (x_version >= f_xver))
 
-        lk = stream.Signature(data.StructLayout({"hdr": 1, "glu": 1, "mlgru": 1, "resid": 1, "emb": 1, "last": 1,
-                                                 "k": range(d)})).create()
+        lk = stream.Signature(data.StructLayout({"hdr": 1, "glu": 1, "mlgru": 1, "resid": 1, "emb": 1,
+                                                 "last": 1})).create()
         lk_advance = ~lk.valid | lk.ready
         gen_fire = gen_valid & lk_advance
         pg_rd = pg.read_port()
         x_rd_feed = x_mem.read_port()
         feed_pg_addr = Mux(f_hdr, f_hdr_addr, f_pg + f_k)
         m.d.comb += [x_rd_feed.addr.eq(f_k), x_rd_feed.en.eq(lk_advance)]
-        emb_feed_addr = token_base + f_k
         with m.If(lk_advance):
             m.d.sync += [lk.valid.eq(gen_valid), lk.payload.hdr.eq(f_hdr), lk.payload.glu.eq(f_src == src_glu),
                          lk.payload.mlgru.eq(f_src == src_mlgru), lk.payload.resid.eq(f_src == src_resid),
-                         lk.payload.emb.eq(f_src == src_emb), lk.payload.last.eq(f_k == f_cols - 1),
-                         lk.payload.k.eq(f_k)]
+                         lk.payload.emb.eq(f_src == src_emb), lk.payload.last.eq(f_k == f_cols - 1)]
         with m.If(gen_fire):
             with m.If(f_hdr & (f_src == src_glu)):
                 m.d.sync += f_op.eq(f_op + 1)
@@ -230,12 +274,13 @@ class TokenEngine(wiring.Component):
         # elements: x from memory or from the MLGRU engine, joined with (gain, pre)
         element = lk.valid & ~lk.payload.hdr
         # x from a stream (the MLGRU engine's output, the residual add's) or from memory
-        have_x = Mux(lk.payload.mlgru, mlgru.o.valid, Mux(lk.payload.resid, resid.o.valid, 1))
+        have_x = Mux(lk.payload.mlgru, mlgru.o.valid,
+                     Mux(lk.payload.resid, resid.o.valid, Mux(lk.payload.emb, emb_fifo.r_rdy, 1)))
         m.d.comb += [
             quant.i.valid.eq(element & have_x),
             quant.i.payload.x.eq(Mux(lk.payload.mlgru, mlgru.o.payload,
                                      Mux(lk.payload.resid, resid.o.payload.sum,
-                                         Mux(lk.payload.emb, emb_rd.data, x_rd_feed.data)))),
+                                         Mux(lk.payload.emb, emb_fifo.r_data, x_rd_feed.data)))),
             quant.i.payload.gain.eq(word[:16]),
             quant.i.payload.pre.eq(word[16:]),
             quant.i.payload.last.eq(lk.payload.last),
@@ -243,6 +288,7 @@ class TokenEngine(wiring.Component):
             # every residual op is followed by an op that quantises its output: the sums are
             # written to x as the quantiser takes them
             resid.o.ready.eq(element & lk.payload.resid & quant.i.ready),
+            emb_fifo.r_en.eq(element & lk.payload.emb & quant.i.ready),
             lk.ready.eq(lk.payload.hdr | (quant.i.ready & have_x)),
         ]
 
@@ -272,18 +318,21 @@ class TokenEngine(wiring.Component):
             m.d.sync += [r_codes.eq(0), r_op.eq(r_op + 1)]
 
         # ---- the weight reader: every word of the step, in order --------------------------------
-        w_rd = weights.read_port()
+        # a word comes out two cycles after its address (the engine's or the bus's)
+        w_rd_addr = Signal(range(lay.weight_words + 1))
+        w_word_out = _banked_read(m, "w", weights, w_rd_addr, WEIGHT_BANK_BITS)
         w_addr = Signal(range(lay.weight_words + 1), init=lay.weight_words)
-        w_inflight = Signal()
+        w_inflight = Signal(2)  # issued words one and two cycles ago
         m.submodules.w_fifo = w_fifo = SyncFIFOBuffered(width=8 * L, depth=WEIGHT_FIFO_DEPTH)
-        w_issue = busy & (w_addr < lay.weight_words) & (w_fifo.level + w_inflight < WEIGHT_FIFO_DEPTH)
+        w_issue = busy & (w_addr < lay.weight_words) & (
+            w_fifo.level + w_inflight[0] + w_inflight[1] < WEIGHT_FIFO_DEPTH)
         with m.If(start):
             m.d.sync += w_addr.eq(0)
         with m.Elif(w_issue):
             m.d.sync += w_addr.eq(w_addr + 1)
-        m.d.sync += w_inflight.eq(w_issue)
+        m.d.sync += w_inflight.eq(Cat(w_issue, w_inflight[0]))
         m.d.comb += [
-            w_fifo.w_en.eq(w_inflight), w_fifo.w_data.eq(w_rd.data),
+            w_fifo.w_en.eq(w_inflight[1]), w_fifo.w_data.eq(w_word_out),
             decoder.i.valid.eq(w_fifo.r_rdy), decoder.i.payload.eq(w_fifo.r_data), w_fifo.r_en.eq(decoder.i.ready),
         ]
         wiring.connect(m, decoder.o, tmv.w)
@@ -404,15 +453,14 @@ class TokenEngine(wiring.Component):
         with m.If(is_dest["logits"] & tag.last):
             m.d.sync += [self.done.valid.eq(1), self.done.payload.eq(argmax)]
 
-        # x writes: the embedding row as the first op's quantiser takes it, the residual adds later
+        # x writes: the embedding copy at the step's start, the residual adds later
         rt_out = data.View(resid_tag, resid.o.payload.tag)
-        emb_taken = element & lk.payload.emb & quant.i.ready
-        with m.If(emb_taken):
-            m.d.comb += [x_wr.addr.eq(lk.payload.k), x_wr.data.eq(emb_rd.data), x_wr.en.eq(1)]
+        with m.If(copy_valid[1]):
+            m.d.comb += [x_wr.addr.eq(copy_row), x_wr.data.eq(emb_word), x_wr.en.eq(1)]
         with m.Else():
             m.d.comb += [x_wr.addr.eq(rt_out.row), x_wr.data.eq(resid.o.payload.sum),
                          x_wr.en.eq(resid.o.valid & resid.o.ready)]
-        with m.If((emb_taken & lk.payload.last) | (resid.o.valid & resid.o.ready & rt_out.last)):
+        with m.If(resid.o.valid & resid.o.ready & rt_out.last):
             m.d.sync += x_version.eq(x_version + 1)
 
         # ---- counters -------------------------------------------------------------------------
@@ -523,19 +571,27 @@ class TokenEngine(wiring.Component):
         # keeps its full width (an ECP5 EBR holds 36 data bits per word, not 4 bytes of 9).
         store = access & b_write
         pending = Signal(8 * max(L - 1, 3))
-        writes = [  # (memory, region, word address, byte within the word, region size)
-            (embedding, "embedding", offset >> 1, offset[0], lay.embedding_words * 2),
-            (pg, "pg", offset >> 2, offset[:2], lay.pg_words * 4),
-            (aux, "aux", offset >> 1, offset[0], lay.aux_words * 2),
-            (scratch, "scratch", offset, Const(0, 1), SCRATCH_BYTES),
+        writes = [  # (width in bytes, region, word address, byte within the word, region size)
+            (2, "embedding", offset >> 1, offset[0], lay.embedding_words * 2),
+            (4, "pg", offset >> 2, offset[:2], lay.pg_words * 4),
+            (2, "aux", offset >> 1, offset[0], lay.aux_words * 2),
+            (1, "scratch", offset, Const(0, 1), SCRATCH_BYTES),
         ]
-        targets = [(weights, in_weights, w_word, w_lane)] + [
-            (memory, in_region(name, size), addr, byte) for memory, name, addr, byte, size in writes]
+        # (memory, selected, word address, byte within the word) per memory or bank
+        targets = [(bank, in_weights & (w_word >> WEIGHT_BANK_BITS == b), w_word, w_lane)
+                   for b, bank in enumerate(weights)]
+        targets += [(bank, in_region("embedding", lay.embedding_words * 2) & (offset >> (EMBEDDING_BANK_BITS + 1) == b),
+                     offset >> 1, offset[0]) for b, bank in enumerate(embedding)]
+        targets += [(memory, in_region(name, size), addr, byte)
+                    for memory, (_, name, addr, byte, size) in zip((pg, aux, scratch), writes[1:])]
         for memory, selected, addr, byte in targets:
             width = memory.shape // 8
             port = memory.write_port()
             m.d.comb += [port.addr.eq(addr), port.data.eq(Cat(pending[:8 * (width - 1)], b_data)),
                          port.en.eq(store & selected & (byte == width - 1))]
+        # the bytes below a word's last one wait in pending
+        for selected, byte, width in [(in_weights, w_lane, L)] + [
+                (in_region(name, size), byte, width) for width, name, _, byte, size in writes]:
             if width > 1:
                 with m.If(store & selected & (byte < width - 1)):
                     m.d.sync += Array(pending[8 * k:8 * (k + 1)] for k in range(width - 1))[byte].eq(b_data)
@@ -543,17 +599,19 @@ class TokenEngine(wiring.Component):
         # read ports: the engine's addresses during a step, the bus's between steps
         lg_rd, sc_rd = logits.read_port(), scratch.read_port()
         m.d.comb += [
-            w_rd.addr.eq(Mux(busy, w_addr, w_word)), w_rd.en.eq(~busy | w_issue),
-            emb_rd.addr.eq(Mux(busy, emb_feed_addr, offset >> 1)), emb_rd.en.eq(~busy | lk_advance),
+            w_rd_addr.eq(Mux(busy, w_addr, w_word)),
+            emb_addr.eq(Mux(busy, token_base + copy_k, offset >> 1)),
             pg_rd.addr.eq(Mux(busy, feed_pg_addr, offset >> 2)), pg_rd.en.eq(~busy | lk_advance),
             aux_rd.addr.eq(Mux(busy, post_aux_addr, offset >> 1)), aux_rd.en.eq(~busy | pl_advance),
             lg_rd.addr.eq(offset >> 1), sc_rd.addr.eq(offset),
         ]
         rdata = Signal(8)
         counter_bytes = Cat(snapshot[k] for k in range(len(COUNTERS)))
-        ports = {"weights": w_rd, "embedding": emb_rd, "pg": pg_rd, "aux": aux_rd, "scratch": sc_rd, "logits": lg_rd}
+        ports = {"pg": pg_rd, "aux": aux_rd, "scratch": sc_rd, "logits": lg_rd}
         held = {name: Signal.like(port.data, name=f"bus_{name}_q") for name, port in ports.items()}
         m.d.sync += [held[name].eq(port.data) for name, port in ports.items()]
+        # the banked memories' words come from registers, in the same cycle as the others
+        held.update(weights=w_word_out, embedding=emb_word)
 
         def pick(name, width):
             return byte_of(held[name], offset[:max(1, (width - 1).bit_length())], width) if width > 1 else held[name]
@@ -562,9 +620,9 @@ class TokenEngine(wiring.Component):
             m.d.sync += rdata.eq(0)  # unmapped bytes read as 0
             with m.If(in_weights):
                 m.d.sync += rdata.eq(byte_of(held["weights"], b_lane, L))
-            for memory, name, addr, _, size in writes:
+            for width, name, _, _, size in writes:
                 with m.If(in_region(name, size)):
-                    m.d.sync += rdata.eq(pick(name, memory.shape // 8))
+                    m.d.sync += rdata.eq(pick(name, width))
             with m.If(in_region("logits", vocab * 2)):
                 m.d.sync += rdata.eq(pick("logits", 2))
             with m.If(in_region("counters", 4 * len(COUNTERS))):

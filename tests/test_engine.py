@@ -15,8 +15,12 @@ from sim.engine_bus import bus_read, bus_write, step
 from sim.engine_model import TINY_LANES, tiny_engine_model
 
 
-@pytest.mark.parametrize("lower_bound", [True, False])
-def test_token_steps_match_golden(lower_bound):
+@pytest.mark.parametrize("lower_bound, small_banks", [(True, False), (False, False), (True, True)])
+def test_token_steps_match_golden(lower_bound, small_banks, monkeypatch):
+    if small_banks:
+        # several banks of weights (256 words) and embedding (128 words), as on the boards
+        monkeypatch.setattr("hw.engine.WEIGHT_BANK_BITS", 8)
+        monkeypatch.setattr("hw.engine.EMBEDDING_BANK_BITS", 7)
     config, device = tiny_engine_model(lower_bound=lower_bound)
     layout = DeviceLayout(config, lanes=TINY_LANES)
     dut = TokenEngine(layout)
