@@ -48,7 +48,7 @@ WEIGHT_FIFO_DEPTH = 5
 #: 16384 x 1), so every block RAM output goes straight into a register (``_banked_read``).
 WEIGHT_BANK_BITS = 11
 EMBEDDING_BANK_BITS = 14
-EMBEDDING_FIFO_DEPTH = 4  # the embedding row's way to the first op: the read's 2 cycles, the FIFO's 1
+EMBEDDING_FIFO_DEPTH = 6  # one word per cycle through the read (2 cycles) and the buffered FIFO (2; measured)
 
 
 def codes_per_beat(lanes: int) -> int:
