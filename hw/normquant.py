@@ -247,10 +247,9 @@ class NormQuant(wiring.Component):
             tail_out = delayed
         m.d.comb += codes_queue.i.payload.last.eq(tail_out)
         terms = []  # per lane: (valid, aligned square)
-        # t, a constant during the stream-out, copied once per lane: one shared register (and
-        # the operand logic Yosys would merge behind it) would fan out to every lane's L-Mul
-        t_lanes = [Signal(16, name=f"t_lane{j}", attrs={"keep": 1}) for j in range(W)]
-        m.d.sync += [t_lane.eq(t) for t_lane in t_lanes]
+        # t and e_top, constant during the stream-out, copied once per lane: one shared register
+        # would fan out to every lane's L-Mul and aligner across the die
+        t_lanes, e_top_lanes = self._per_lane(m, t, W), self._per_lane(m, e_top, W)
         for j in range(W):
             mul_q, to_int, mul_sq = LMul("bf16"), FloatToInt8(), LMul("bf16")
             m.submodules[f"mul_q{j}"], m.submodules[f"to_int{j}"], m.submodules[f"mul_sq{j}"] = mul_q, to_int, mul_sq
@@ -264,7 +263,7 @@ class NormQuant(wiring.Component):
                          codes_in[j].eq(to_int.o.payload)]
             if j == 0:  # the lanes move in lockstep
                 m.d.comb += codes_queue.i.valid.eq(to_int.o.valid)
-            terms.append(self._aligned_square(m, mul_sq.o, e_top, j))
+            terms.append(self._aligned_square(m, mul_sq.o, e_top_lanes[j], j))
 
         wiring.connect(m, codes_queue.o, wiring.flipped(self.q))
 
@@ -390,6 +389,13 @@ class NormQuant(wiring.Component):
                 with m.If(self.scale.ready):
                     m.next = "idle"
         return m
+
+    @staticmethod
+    def _per_lane(m, value, lanes):
+        """``lanes`` registered copies of ``value`` (one cycle later), kept apart in synthesis."""
+        copies = [Signal.like(value, name=f"{value.name}_lane{j}", attrs={"keep": 1}) for j in range(lanes)]
+        m.d.sync += [copy.eq(value) for copy in copies]
+        return copies
 
     @staticmethod
     def _delay(m, term, name):
