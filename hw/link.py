@@ -383,41 +383,47 @@ class Link(wiring.Component):
         index = Signal(16)
         crc32 = Signal(32)
 
-        # Request decoding, from the descriptor.
-        arg_addr = d_args[:32]
-        read_len = d_args[32:48]
-        sum_len = d_args[32:64]
-        write_len = (d_len - 8)[:ADDR_WIDTH + 1]
+        # Request decoding, from the executor's copy of the descriptor (taken when it is popped,
+        # so the receiver can fill the descriptor again meanwhile). The checks take two registered
+        # stages (the command's fields, then the range's sum and the verdict): states CHECK, VERDICT.
+        e_args, e_len = Signal.like(d_args), Signal.like(d_len)
+        e_status, e_region = Signal(8), Signal()
+        arg_addr = e_args[:32]
+        read_len = e_args[32:48]
+        sum_len = e_args[32:64]
+        write_len = (e_len - 8)[:ADDR_WIDTH + 1]
         arg_len = {Command.INFO: 0, Command.READ: 6, Command.CHECKSUM: 8, Command.RESET: 0,
                    Command.STEP: 3, Command.GENERATE: 5, Command.STOP: 0, Command.COUNTERS: 0}
         known = Signal()
         length_ok = Signal()
         range_len = Signal(32)
         checks_range = Signal()
-        with m.Switch(d_cmd):
+        m.d.sync += [known.eq(0), length_ok.eq(0), range_len.eq(0), checks_range.eq(0)]
+        with m.Switch(r_cmd):
             with m.Case(Command.WRITE):
-                m.d.comb += [known.eq(1), length_ok.eq(d_len >= 9), range_len.eq(write_len),
+                m.d.sync += [known.eq(1), length_ok.eq(e_len >= 9), range_len.eq(write_len),
                              checks_range.eq(1)]
             with m.Case(Command.READ):
-                m.d.comb += [known.eq(1), range_len.eq(read_len), checks_range.eq(1),
-                             length_ok.eq((d_len == 4 + 6) & (read_len != 0) & (read_len <= P))]
+                m.d.sync += [known.eq(1), range_len.eq(read_len), checks_range.eq(1),
+                             length_ok.eq((e_len == 4 + 6) & (read_len != 0) & (read_len <= P))]
             with m.Case(Command.CHECKSUM):
-                m.d.comb += [known.eq(1), length_ok.eq(d_len == 4 + 8), range_len.eq(sum_len),
+                m.d.sync += [known.eq(1), length_ok.eq(e_len == 4 + 8), range_len.eq(sum_len),
                              checks_range.eq(1)]
             for cmd, n in arg_len.items():
                 if cmd not in (Command.READ, Command.CHECKSUM):
                     with m.Case(cmd):
-                        m.d.comb += [known.eq(1), length_ok.eq(d_len == 4 + n)]
+                        m.d.sync += [known.eq(1), length_ok.eq(e_len == 4 + n)]
         range_bad = checks_range & ((arg_addr + range_len) > ADDR_SPACE)
         error = Signal(8)
-        with m.If(d_status != 0):
-            m.d.comb += error.eq(d_status)
+        m.d.sync += error.eq(0)
+        with m.If(e_status != 0):
+            m.d.sync += error.eq(e_status)
         with m.Elif(~known):
-            m.d.comb += error.eq(ErrorCode.UNKNOWN_COMMAND)
+            m.d.sync += error.eq(ErrorCode.UNKNOWN_COMMAND)
         with m.Elif(~length_ok):
-            m.d.comb += error.eq(ErrorCode.BAD_LENGTH)
+            m.d.sync += error.eq(ErrorCode.BAD_LENGTH)
         with m.Elif(range_bad):
-            m.d.comb += error.eq(ErrorCode.ADDRESS)
+            m.d.sync += error.eq(ErrorCode.ADDRESS)
 
         m.d.comb += [buf_r.addr.eq(Cat(idx, w_region)), rom_r.addr.eq(ridx)]
 
@@ -446,43 +452,51 @@ class Link(wiring.Component):
                 with m.Elif(pending):
                     m.d.comb += pop.eq(1)
                     m.d.sync += [pending.eq(0), busy_behind.eq(0), r_cmd.eq(d_cmd), r_seq.eq(d_seq),
-                                 r_status.eq(error)]
-                    with m.If(error != 0):
-                        m.next = "H_CMD"
-                    with m.Else():
-                        with m.Switch(d_cmd):
-                            with m.Case(Command.INFO):
-                                m.d.sync += rom_en.eq(1)
-                                m.next = "H_CMD"
-                            with m.Case(Command.WRITE):
-                                m.d.sync += [bus_addr.eq(arg_addr), count.eq(write_len), idx.eq(0),
-                                             w_region.eq(d_region)]
-                                m.next = "COMMIT_PRIME"
-                            with m.Case(Command.READ):
-                                m.d.sync += [bus_addr.eq(arg_addr), count.eq(read_len)]
-                                m.next = "H_CMD"
-                            with m.Case(Command.CHECKSUM):
-                                m.d.sync += [bus_addr.eq(arg_addr), count.eq(sum_len), crc32.eq(0xFFFFFFFF)]
-                                m.next = "SUM_REQ"
-                            with m.Case(Command.RESET):
-                                m.d.comb += self.engine.reset.eq(1)
-                                m.next = "H_CMD"
-                            with m.Case(Command.STEP):
-                                m.d.sync += [token.eq(d_args[:16]), logits.eq(d_args[16])]
-                                m.next = "STEP_REQ"
-                            with m.Case(Command.GENERATE):
-                                m.d.sync += [token.eq(d_args[:16]), remaining.eq(d_args[16:32]),
-                                             logits.eq(d_args[32]), index.eq(0), in_gen.eq(1)]
-                                m.next = "GEN_CHECK"
-                            with m.Case(Command.COUNTERS):
-                                m.d.sync += [bus_addr.eq(self.counters_base), count.eq(self.counters_len)]
-                                m.next = "H_CMD"
-                            with m.Default():  # STOP outside a generation: nothing to stop
-                                m.next = "H_CMD"
+                                 e_args.eq(d_args), e_len.eq(d_len), e_status.eq(d_status),
+                                 e_region.eq(d_region)]
+                    m.next = "CHECK"
                 with m.Elif(busy):
                     m.d.sync += [r_cmd.eq(busy_cmd), r_seq.eq(busy_seq), r_status.eq(ErrorCode.BUSY),
                                  busy.eq(0)]
                     m.next = "H_CMD"
+            with m.State("CHECK"):  # the command's fields are registered
+                m.next = "VERDICT"
+            with m.State("VERDICT"):  # the verdict is registered
+                m.next = "DISPATCH"
+            with m.State("DISPATCH"):
+                m.d.sync += r_status.eq(error)
+                with m.If(error != 0):
+                    m.next = "H_CMD"
+                with m.Else():
+                    with m.Switch(r_cmd):
+                        with m.Case(Command.INFO):
+                            m.d.sync += rom_en.eq(1)
+                            m.next = "H_CMD"
+                        with m.Case(Command.WRITE):
+                            m.d.sync += [bus_addr.eq(arg_addr), count.eq(write_len), idx.eq(0),
+                                         w_region.eq(e_region)]
+                            m.next = "COMMIT_PRIME"
+                        with m.Case(Command.READ):
+                            m.d.sync += [bus_addr.eq(arg_addr), count.eq(read_len)]
+                            m.next = "H_CMD"
+                        with m.Case(Command.CHECKSUM):
+                            m.d.sync += [bus_addr.eq(arg_addr), count.eq(sum_len), crc32.eq(0xFFFFFFFF)]
+                            m.next = "SUM_REQ"
+                        with m.Case(Command.RESET):
+                            m.d.comb += self.engine.reset.eq(1)
+                            m.next = "H_CMD"
+                        with m.Case(Command.STEP):
+                            m.d.sync += [token.eq(e_args[:16]), logits.eq(e_args[16])]
+                            m.next = "STEP_REQ"
+                        with m.Case(Command.GENERATE):
+                            m.d.sync += [token.eq(e_args[:16]), remaining.eq(e_args[16:32]),
+                                         logits.eq(e_args[32]), index.eq(0), in_gen.eq(1)]
+                            m.next = "GEN_CHECK"
+                        with m.Case(Command.COUNTERS):
+                            m.d.sync += [bus_addr.eq(self.counters_base), count.eq(self.counters_len)]
+                            m.next = "H_CMD"
+                        with m.Default():  # STOP outside a generation: nothing to stop
+                            m.next = "H_CMD"
 
             # WRITE: the payload region to the bus, one byte per accepted request.
             with m.State("COMMIT_PRIME"):  # lets the read port fetch byte 0 of the new region
