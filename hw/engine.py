@@ -335,7 +335,11 @@ class TokenEngine(wiring.Component):
             w_fifo.w_en.eq(w_inflight[1]), w_fifo.w_data.eq(w_word_out),
             decoder.i.valid.eq(w_fifo.r_rdy), decoder.i.payload.eq(w_fifo.r_data), w_fifo.r_en.eq(decoder.i.ready),
         ]
-        wiring.connect(m, decoder.o, tmv.w)
+        # a skid buffer before the lanes: their ready (from the word counter) would otherwise run
+        # through the decoder's stall into the FIFO's level logic (the device's critical path)
+        words_in = registered(m, "w_skid", decoder.o)
+        m.d.comb += [tmv.w.valid.eq(words_in.valid), tmv.w.payload.eq(words_in.payload),
+                     words_in.ready.eq(tmv.w.ready)]
 
         # ---- the post stage: rescale each accumulator and route it ------------------------------
         p_op = Signal(range(n_ops + 1), init=n_ops)
