@@ -53,6 +53,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from host.ebr_output_register import absorb_file
+
 from amaranth.hdl import Cat, Elaboratable, Module, Signal, Value
 from amaranth.lib.wiring import In
 
@@ -328,6 +330,13 @@ def _synth(verilog_path, part, json_out, workdir, log_name, notes):
     designs), retry once without ABC9 and say so in ``notes``: ``-noabc`` (Yosys's own LUT
     mapping) for iCE40, ``-noabc9`` (the classic ABC flow) for ECP5, whose script has no -noabc."""
     fallback = " -noabc9" if part.name == "ecp5" else " -noabc"
+    seconds = _synth_once(verilog_path, part, json_out, workdir, log_name, notes, fallback)
+    if part.name == "ecp5":     # as the board build does: registers on block RAM outputs into the RAMs
+        absorb_file(Path(workdir) / json_out)
+    return seconds
+
+
+def _synth_once(verilog_path, part, json_out, workdir, log_name, notes, fallback):
     def script(synth):
         return (f"read_verilog {verilog_path}; {synth}; "
                 f"tee -q -o {Path(json_out).stem}.stat stat; write_json {json_out}")
@@ -438,7 +447,9 @@ def render_section(results, command, versions, seed, ecp5_mode):
     lines.append("Flow: `yosys -p 'read_verilog block.v; synth_ice40 -top top'` (no `-dsp`) or "
                  "`synth_ecp5 -top top`; then `nextpnr-ice40 --up5k --package sg48 --freq 48` / "
                  "`nextpnr-ecp5 --85k --package CABGA381 --freq 150`, with `--seed "
-                 f"{seed} --timing-allow-fail --report report.json`.")
+                 f"{seed} --timing-allow-fail --report report.json`. On ECP5, between the two, "
+                 "`python -m host.ebr_output_register` makes each reset-less register on a block "
+                 "RAM output the RAM's own output register (`REGMODE OUTREG`), as the board build does.")
     ecp5_how = {
         "ooc": "out of context (`--out-of-context`: no I/O buffers, no global clock) with a register "
                "on every port bit (`benchmarks.synth.RegisteredPorts`), so paths from and to the "

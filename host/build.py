@@ -4,7 +4,10 @@
 
 The design is ``hw.boards.BoardTop`` around the core; Amaranth (with amaranth-boards) writes the
 build files (RTLIL, Yosys script, pin and clock constraints, shell script) and this module runs
-that script with the YoWASP tools, a fixed nextpnr seed and ``--report``, then reads the figures:
+that script with the YoWASP tools, a fixed nextpnr seed and ``--report``, then reads the figures.
+On ECP5 the script gets one more step between Yosys and nextpnr, ``host.ebr_output_register``
+(registers on block RAM outputs become the RAMs' own output registers).
+
 
 - ``lut``, ``ff``: LUT4s and flip-flops of Yosys's netlist (``top.json``); on ECP5 a CCU2C carry
   cell holds two LUT4s and counts as two.
@@ -53,7 +56,7 @@ FAMILIES = {
         constraints=f"{NAME}.lpf", routed=f"{NAME}.config",
         lut={"LUT4": 1, "CCU2C": 2}, ff_prefix="TRELLIS_FF",
         logic="TRELLIS_COMB", bram="DP16KD", spram=None, dsp=("MULT18X18D", "ALU54B"),
-        io="TRELLIS_IO"),
+        io="TRELLIS_IO", netlist_pass="host.ebr_output_register"),
 }
 
 
@@ -145,6 +148,23 @@ def _plan(board, core, clock_mhz, seed):
         top, name=NAME, do_build=False,
         nextpnr_opts=f"--seed {seed} --report report.json --timing-allow-fail")
     return top, plan
+
+
+def _add_netlist_pass(build_dir, family, env):
+    """Run the family's netlist pass (ECP5: ``host.ebr_output_register``) on Yosys's netlist
+    before nextpnr reads it: one line added to the extracted script, with this Python and this
+    source tree (so a build from a work tree runs that tree's pass)."""
+    module = FAMILIES[family].get("netlist_pass")
+    if module is None:
+        return
+    script = build_dir / f"build_{NAME}.sh"
+    lines = script.read_text().splitlines()
+    tool = FAMILIES[family]["tools"][1][0]                  # the nextpnr variable
+    at = next(k for k, line in enumerate(lines) if line.startswith(f'"${tool}"'))
+    lines.insert(at, f'"$MMFREE_PYTHON" -m {module} {NAME}.json')
+    script.write_text("\n".join(lines) + "\n")
+    env["MMFREE_PYTHON"] = sys.executable
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
 
 
 def _stage(build_dir, family):
@@ -247,6 +267,7 @@ def build(board, core, *, clock_mhz=None, build_dir, seed=DEFAULT_SEED, progress
     top, plan = _plan(brd, core, clock_mhz, seed)
     build_dir = Path(build_dir).resolve()
     plan.extract(build_dir)
+    _add_netlist_pass(build_dir, family, env)
     for stale in (FAMILIES[family]["routed"], f"{NAME}.tim", "report.json", brd.bitstream):
         (build_dir / stale).unlink(missing_ok=True)     # stage detection reads these files
     seconds = _run(build_dir, family, env, progress or (lambda stage, elapsed: None))

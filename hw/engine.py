@@ -78,7 +78,9 @@ def _banked_read(m, name, banks, addr, bank_bits):
     ECP5): each bank's output lands in its own register, then the bank of ``addr``, delayed,
     picks one. The read ports are always enabled (a held address rereads its word)."""
     ports = [bank.read_port() for bank in banks]
-    q = [Signal(bank.shape, name=f"{name}_q{b}") for b, bank in enumerate(banks)]
+    # reset-less, so the build makes each one its block RAM's own output register
+    # (host.ebr_output_register: ~1 ns instead of ~5.8 ns from the clock)
+    q = [Signal(bank.shape, name=f"{name}_q{b}", reset_less=True) for b, bank in enumerate(banks)]
     sel = [Signal(range(len(banks)), name=f"{name}_sel{k}") for k in (1, 2)]
     m.d.comb += [port.addr.eq(addr) for port in ports]  # truncated to the bank's depth
     m.d.sync += [qb.eq(port.data) for qb, port in zip(q, ports)]

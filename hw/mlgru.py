@@ -178,13 +178,14 @@ class MLGRUEngine(wiring.Component):
 
         # 5b. a register on the state memory's output: its slow clock-to-output (about 5.8 ns on
         # ECP5) gets a cycle with no logic after it; ``first`` zeroes the state after this register
-        s5b = stream.Signature(data.StructLayout({"z": 16, "inp": 16, "g": 16, "j": jw, "first": 1,
-                                                  "h": 32})).create()
+        # (reset-less: the build moves it into the block RAM, host.ebr_output_register)
+        s5b = stream.Signature(data.StructLayout({"z": 16, "inp": 16, "g": 16, "j": jw, "first": 1})).create()
+        h_read = Signal(32, reset_less=True)
         m.d.comb += s5.ready.eq(1)
         m.d.sync += [s5b.valid.eq(s5.valid), s5b.payload.z.eq(s5.payload.z), s5b.payload.inp.eq(s5.payload.inp),
                      s5b.payload.g.eq(s5.payload.g), s5b.payload.j.eq(s5.payload.j),
-                     s5b.payload.first.eq(s5.payload.first), s5b.payload.h.eq(read.data)]
-        h_prev = Mux(s5b.payload.first, 0, s5b.payload.h)
+                     s5b.payload.first.eq(s5.payload.first), h_read.eq(read.data)]
+        h_prev = Mux(s5b.payload.first, 0, h_read)
 
         # 6. zh = z *fp32 h (z widened exactly)
         t6 = data.StructLayout({"h": 32, "inp": 16, "g": 16, "j": jw})
