@@ -56,7 +56,10 @@ FAMILIES = {
         constraints=f"{NAME}.lpf", routed=f"{NAME}.config",
         lut={"LUT4": 1, "CCU2C": 2}, ff_prefix="TRELLIS_FF",
         logic="TRELLIS_COMB", bram="DP16KD", spram=None, dsp=("MULT18X18D", "ALU54B"),
-        io="TRELLIS_IO", netlist_pass="host.ebr_output_register"),
+        io="TRELLIS_IO", netlist_pass="host.ebr_output_register",
+        # router1 (nextpnr-ecp5's default) had not resolved the engine's congestion after an
+        # hour here; router2 routes it
+        nextpnr_opts="--router router2"),
 }
 
 
@@ -144,9 +147,10 @@ def _tool_env(family):
 def _plan(board, core, clock_mhz, seed):
     top = BoardTop(core, board, clock_mhz)
     platform = top.board.platform()
+    extra = FAMILIES[board.family].get("nextpnr_opts", "")
     plan = platform.build(
         top, name=NAME, do_build=False,
-        nextpnr_opts=f"--seed {seed} --report report.json --timing-allow-fail")
+        nextpnr_opts=f"--seed {seed} --report report.json --timing-allow-fail {extra}".strip())
     return top, plan
 
 

@@ -38,14 +38,14 @@ class IntToFloat(wiring.Component):
     o : Out(stream.Signature(fmt.width))
         Float bit patterns. Zero gives +0; no input can overflow (``|x| <= 2**63``).
 
-    Latency 4 cycles: (1) magnitude (one adder: conditional negation); (2) leading zeros;
-    (3) normalise (barrel shifter) and both candidate exponents; (4) round to nearest even, pick
-    the exponent, pack. Throughput one conversion per cycle. Back-pressure stalls the whole
+    Latency 5 cycles: (1) magnitude (one adder: conditional negation); (2) leading zeros;
+    (3) normalise (barrel shifter) and both candidate exponents; (4) the rounding decision (the
+    sticky bit is an OR of up to 55 bits); (5) round to nearest even, pick the exponent, pack. Throughput one conversion per cycle. Back-pressure stalls the whole
     pipeline: ``i.ready`` is high whenever the output register is empty or being read (a
     combinational path from ``o.ready`` to ``i.ready``). No multiplier.
     """
 
-    LATENCY = 4
+    LATENCY = 5
 
     def __init__(self, width: int, fmt="bf16"):
         if not isinstance(width, int) or not 2 <= width <= MAX_INT_WIDTH:
@@ -95,7 +95,7 @@ class IntToFloat(wiring.Component):
         s3_zero = reg(s2_zero, "s3_zero")
         s3_sign = reg(s2_sign, "s3_sign")
 
-        # -- stage 4: round to nearest even, pack --------------------------------------------------
+        # -- stage 4: the rounding decision, to nearest even ----------------------------------------
         if n > M + 1:
             kept = s3_norm[n - M - 1:]  # M + 1 bits, the hidden bit on top
             round_bit = s3_norm[n - M - 2]
@@ -104,13 +104,22 @@ class IntToFloat(wiring.Component):
         else:  # exact: the integer fits the significand
             kept = Cat(Const(0, M + 1 - n), s3_norm)
             increment = Const(0)
-        rounded = kept + increment  # M + 2 bits; a carry out leaves the fraction bits at 0
+        s4_valid = reg(s3_valid, "s4_valid")
+        s4_kept = reg(kept, "s4_kept", M + 1)
+        s4_increment = reg(increment, "s4_increment")
+        s4_exp = reg(s3_exp, "s4_exp", exp_shape)
+        s4_exp_up = reg(s3_exp_up, "s4_exp_up", exp_shape)
+        s4_zero = reg(s3_zero, "s4_zero")
+        s4_sign = reg(s3_sign, "s4_sign")
+
+        # -- stage 5: round, pick the exponent, pack -----------------------------------------------
+        rounded = s4_kept + s4_increment  # M + 2 bits; a carry out leaves the fraction bits at 0
         carry = rounded[M + 1]
-        exp = Mux(carry, s3_exp_up, s3_exp)
-        result = Mux(s3_zero, 0, Cat(rounded[:M], exp[:E], s3_sign))
+        exp = Mux(carry, s4_exp_up, s4_exp)
+        result = Mux(s4_zero, 0, Cat(rounded[:M], exp[:E], s4_sign))
         with m.If(advance):
             m.d.sync += [
-                self.o.valid.eq(s3_valid),
+                self.o.valid.eq(s4_valid),
                 self.o.payload.eq(result),
             ]
         return m

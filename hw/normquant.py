@@ -97,7 +97,7 @@ class NormQuant(wiring.Component):
     scalar steps: conversion, its exponent offset and range, addition, rsqrt, two L-Muls, about
     40 cycles) while the next vector streams out. With no stalls: a vector's first beat leaves
     ``FIRST_BEAT_LATENCY`` (26) cycles after its last element was accepted, one beat per cycle;
-    its scale ``SCALE_LATENCY`` (33) cycles after its last beat; and the next vector's elements
+    its scale ``SCALE_LATENCY`` (35) cycles after its last beat; and the next vector's elements
     are accepted after ``LOAD_GAP`` (7) idle cycles (the last element's way into the buffer),
     the stream-out being free again by then for vectors of K >= ceil(K / W) + 30 or so.
 
@@ -110,7 +110,7 @@ class NormQuant(wiring.Component):
 
     # stream-out, buffer read to code: the read port, the masking register, L-Mul, conversion
     CODE_CHAIN = 2 + LMul.LATENCY + FloatToInt8.LATENCY
-    FIRST_BEAT_LATENCY, SCALE_LATENCY, LOAD_GAP = 26, 33, 7  # the docstring's, checked by a test
+    FIRST_BEAT_LATENCY, SCALE_LATENCY, LOAD_GAP = 26, 35, 7  # the docstring's, checked by a test
 
     def __init__(self, max_len: int, with_pre: bool = True, codes_per_beat: int = 1):
         self.max_len = _check_positive("max_len", max_len)
@@ -340,6 +340,12 @@ class NormQuant(wiring.Component):
                     m.next = then
 
         back_idle = Signal()
+        # The hand-over of a summed vector from the streamer to the back is decided a cycle ahead,
+        # into a register: its enable reaches ~100 flip-flops (the back's operands, acc,
+        # beats_in), and no FSM decode may sit in front of that fan-out. Both FSMs hold their
+        # states until it is taken (nothing else moves them), so the decision stays true.
+        take = Signal()
+        m.d.sync += take.eq(streaming & summed & back_idle & ~take)
         # e_top: the largest square's exponent, max|v|^2 by L-Mul beside the reciprocal (both
         # start together; the L-Mul is the shorter)
         m.d.comb += smul_top.i.valid.eq(recip.i.valid)
@@ -354,7 +360,7 @@ class NormQuant(wiring.Component):
             scalar("t", smul, t, "stream")
             with m.State("stream"):
                 m.d.comb += streaming.eq(1)
-                with m.If(summed & back_idle):
+                with m.If(take):
                     m.d.sync += [b_acc.eq(acc), b_max_u.eq(s_max_u), b_e_top.eq(e_top), b_c.eq(s_c),
                                  b_eps.eq(s_eps), summed.eq(0), acc.eq(0), beats_in.eq(0)]
                     m.next = "idle"
@@ -368,7 +374,7 @@ class NormQuant(wiring.Component):
             with m.State("idle"):
                 m.d.comb += back_idle.eq(1)
                 # the front hands over in this same cycle (its registers load on this edge)
-                with m.If(streaming & summed):
+                with m.If(take):
                     m.next = "ssq"
             scalar("ssq", to_float, result, "ssq-scale")
             with m.State("ssq-scale"):

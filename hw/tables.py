@@ -32,8 +32,11 @@ def _table(fn, inputs, base_exp):
 
 
 class _TableUnit(wiring.Component):
-    """Shared pipeline of the two table units: stage 1 reads the ROM and registers the operand's
-    exponent and class; stage 2 adds the exponent, flushes or saturates and packs.
+    """Shared pipeline of the two table units. Stage 1 reads the ROM and, beside it, works out
+    from the operand everything that does not need the table: the class (zero, Inf, NaN,
+    negative), and for both possible table exponents (the ROM's ``delta`` bit, 0 or 1) the result
+    exponent and whether it flushes or saturates. Stage 2 only picks by ``delta``: no adder or
+    comparison sits after the ROM.
 
     Latency 2 cycles, one result per cycle. Back-pressure stalls the whole pipeline; ``i.ready`` is
     high whenever the output register is empty or being read.
@@ -50,7 +53,8 @@ class _TableUnit(wiring.Component):
         raise NotImplementedError
 
     def result_exponent(self, m, exp, delta):
-        """Biased result exponent (signed, may be out of range) from the operand's exponent."""
+        """Biased result exponent (signed, may be out of range) from the operand's exponent and
+        the table's ``delta`` (a constant 0 or 1 here)."""
         raise NotImplementedError
 
     def special(self, m, sign, exp, man):
@@ -63,28 +67,38 @@ class _TableUnit(wiring.Component):
         advance = stall_advance(m, self)
 
         x = self.i.payload
+        sign, exp_in, man_in = x[15], x[MAN:15], x[:MAN]
         read = self._rom.read_port(domain="sync")
         m.d.comb += [read.addr.eq(self.rom_address(x)), read.en.eq(advance)]
 
-        s1_valid, s1_sign = Signal(), Signal()
-        s1_exp, s1_man = Signal(8), Signal(MAN)
+        # stage 1, beside the ROM read: the operand's class, and per table delta the result's
+        # exponent field and its range
+        is_special, special_bits = self.special(m, sign, exp_in, man_in)
+        s1_valid, s1_sign, s1_special = Signal(), Signal(), Signal()
+        s1_special_bits = Signal(16)
+        s1_exp = [Signal(8, name=f"s1_exp{d}") for d in (0, 1)]
+        s1_flush = [Signal(name=f"s1_flush{d}") for d in (0, 1)]
+        s1_sat = [Signal(name=f"s1_sat{d}") for d in (0, 1)]
         with m.If(advance):
-            m.d.sync += [s1_valid.eq(self.i.valid), s1_sign.eq(x[15]), s1_exp.eq(x[MAN:15]),
-                         s1_man.eq(x[:MAN])]
+            m.d.sync += [s1_valid.eq(self.i.valid), s1_sign.eq(sign), s1_special.eq(is_special),
+                         s1_special_bits.eq(special_bits)]
+            for d in (0, 1):
+                exp = Signal(range(-256, 512), name=f"exp{d}")
+                m.d.comb += exp.eq(self.result_exponent(m, exp_in, d))
+                m.d.sync += [s1_exp[d].eq(exp[:8]), s1_flush[d].eq(exp <= 0),
+                             s1_sat[d].eq(exp >= EXP_MAX)]
 
+        # stage 2: pick by the table's delta bit
         delta, mant = read.data[MAN], read.data[:MAN]
-        exp = Signal(range(-256, 512))
-        m.d.comb += exp.eq(self.result_exponent(m, s1_exp, delta))
-        is_special, special_bits = self.special(m, s1_sign, s1_exp, s1_man)
         result = Signal(16)
-        with m.If(is_special):
-            m.d.comb += result.eq(special_bits)
-        with m.Elif(exp <= 0):
+        with m.If(s1_special):
+            m.d.comb += result.eq(s1_special_bits)
+        with m.Elif(Mux(delta, s1_flush[1], s1_flush[0])):
             m.d.comb += result.eq(0)  # flush to +0
-        with m.Elif(exp >= EXP_MAX):
+        with m.Elif(Mux(delta, s1_sat[1], s1_sat[0])):
             m.d.comb += result.eq(Cat(Const(BF16.max_finite_field, 15), s1_sign))
         with m.Else():
-            m.d.comb += result.eq(Cat(mant, exp[:8], s1_sign))
+            m.d.comb += result.eq(Cat(mant, Mux(delta, s1_exp[1], s1_exp[0]), s1_sign))
         with m.If(advance):
             m.d.sync += [self.o.valid.eq(s1_valid), self.o.payload.eq(result)]
         return m
@@ -138,7 +152,7 @@ class ReciprocalSqrt(_TableUnit):
     def result_exponent(self, m, exp, delta):
         # x = t * 2^(2k) with t = 1.m (field 127 + 2k) or 2 * 1.m (field 128 + 2k): result field
         # = 126 + delta - k, and k = floor((e - 127) / 2)
-        k = Signal(range(-64, 65))
+        k = Signal(range(-64, 65), name=f"k{delta}")
         m.d.comb += k.eq(((exp + 1) >> 1) - 64)  # floor((e - 127) / 2) for e in [1, 254]
         return 126 + delta - k
 
