@@ -96,9 +96,9 @@ class NormQuant(wiring.Component):
     the pipeline's drain), while the next vector loads into the other bank; the **scale** (8
     scalar steps: conversion, its exponent offset and range, addition, rsqrt, two L-Muls, about
     40 cycles) while the next vector streams out. With no stalls: a vector's first beat leaves
-    ``FIRST_BEAT_LATENCY`` (26) cycles after its last element was accepted, one beat per cycle;
+    ``FIRST_BEAT_LATENCY`` (27) cycles after its last element was accepted, one beat per cycle;
     its scale ``SCALE_LATENCY`` (35) cycles after its last beat; and the next vector's elements
-    are accepted after ``LOAD_GAP`` (7) idle cycles (the last element's way into the buffer),
+    are accepted after ``LOAD_GAP`` (8) idle cycles (the last element's way into the buffer),
     the stream-out being free again by then for vectors of K >= ceil(K / W) + 30 or so.
 
     The units never stall: the scalar steps run one at a time in each half, and the stream-out
@@ -110,7 +110,7 @@ class NormQuant(wiring.Component):
 
     # stream-out, buffer read to code: the read port, the masking register, L-Mul, conversion
     CODE_CHAIN = 2 + LMul.LATENCY + FloatToInt8.LATENCY
-    FIRST_BEAT_LATENCY, SCALE_LATENCY, LOAD_GAP = 26, 35, 7  # the docstring's, checked by a test
+    FIRST_BEAT_LATENCY, SCALE_LATENCY, LOAD_GAP = 27, 35, 8  # the docstring's, checked by a test
 
     def __init__(self, max_len: int, with_pre: bool = True, codes_per_beat: int = 1):
         self.max_len = _check_positive("max_len", max_len)
@@ -202,8 +202,11 @@ class NormQuant(wiring.Component):
                 m.d.sync += [loaded.eq(1), last_word.eq(write_word), tail.eq(write_lane | (write_lane - 1))]
 
         # the loaded bank goes to the streamer once it is free; the loader starts the other one
+        # (decided a cycle ahead into a register, like the hand-over to the back below: its enable
+        # reaches ~150 flip-flops; ``loaded`` and the idle streamer both hold until it is taken)
         stream_idle = Signal()
-        hand_over = loaded & stream_idle
+        hand_over = Signal()
+        m.d.sync += hand_over.eq(loaded & stream_idle & ~hand_over)
         read_word = Signal(aw)
         read_addr = Signal(range(2 * words))
         unread = Signal()  # beats left to read, a register: no comparison before the credits
