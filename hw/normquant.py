@@ -8,7 +8,7 @@ Golden model: ``golden.bitexact.norm_quant``. For a vector x of K bf16 elements,
     r = rsqrt(ssq(v) + eps),  scale = (m * r) * c               (ssq: fixed point, order-free)
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -417,18 +417,16 @@ class NormQuant(wiring.Component):
     @staticmethod
     def _aligned_square(m, sq_stream, e_top, lane):
         """A square aligned to the largest one's exponent: ``floor(sig * 2^16 / 2^(E - e))``, in
-        two stages (the exponent difference and its range check, then the shift): one carry
-        chain and one barrel shifter do not fit a cycle together. Returns (valid, term)."""
+        two stages: the exponent difference (a carry chain), then its range check beside the
+        shift (a comparison with a constant is logic, not a second chain). Returns (valid, term)."""
         sq = sq_stream.payload
         sq_exp = sq[7:15]
-        distance = Signal(8, name=f"distance{lane}")
-        m.d.comb += distance.eq(e_top - sq_exp)
-        d_valid, d_far = Signal(name=f"d_valid{lane}"), Signal(name=f"d_far{lane}")
-        d_shift, d_sig = Signal(range(TERM_BITS), name=f"d_shift{lane}"), Signal(SIG_BITS, name=f"d_sig{lane}")
-        m.d.sync += [d_valid.eq(sq_stream.valid), d_far.eq(distance >= TERM_BITS),
-                     d_shift.eq(distance[:d_shift.shape().width]),
+        d_valid, distance = Signal(name=f"d_valid{lane}"), Signal(8, name=f"distance{lane}")
+        d_sig = Signal(SIG_BITS, name=f"d_sig{lane}")
+        m.d.sync += [d_valid.eq(sq_stream.valid), distance.eq(e_top - sq_exp),
                      d_sig.eq(Mux(sq_exp == 0, 0, Cat(sq[:7], Const(1, 1))))]
+        shift = distance[:Shape.cast(range(TERM_BITS)).width]
         term_valid, term = Signal(name=f"term_valid{lane}"), Signal(TERM_BITS, name=f"term{lane}")
         m.d.sync += [term_valid.eq(d_valid),
-                     term.eq(Mux(d_far, 0, Cat(Const(0, SUMSQ_GUARD_BITS), d_sig) >> d_shift))]
+                     term.eq(Mux(distance >= TERM_BITS, 0, Cat(Const(0, SUMSQ_GUARD_BITS), d_sig) >> shift))]
         return term_valid, term
