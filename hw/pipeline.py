@@ -9,8 +9,8 @@ for it, tie every ``ready`` inside the chain to 1, and so have no stall enable f
 hundreds of flip-flops.
 """
 
-from amaranth.hdl import Module, Shape, Signal
-from amaranth.lib import fifo, stream, wiring
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .skid import registered
@@ -56,9 +56,8 @@ class CreditQueue(wiring.Component):
     always has a place for what the chain delivers on ``i``: ``i.ready`` is a constant 1 and the
     chain's output is always taken.
 
-    ``room`` is a register. Latency ``i`` to ``o`` ``LATENCY`` cycles (a FIFO in block or
-    distributed RAM, then a skid buffer so the RAM's slow clock-to-output is not in the consumer's
-    cycle). A chain of latency ``L`` runs at one element per cycle with ``depth >= L +
+    ``room`` is a register. Latency ``i`` to ``o`` ``LATENCY`` cycles (a ring in distributed RAM
+    written whenever ``i.valid``, a register after its read, then a skid buffer). A chain of latency ``L`` runs at one element per cycle with ``depth >= L +
     LATENCY + 1`` (``depth_for``); a smaller depth only slows it. Back-pressure on ``o`` fills
     the queue, then ``room`` falls: nothing is lost or reordered.
     """
@@ -83,11 +82,28 @@ class CreditQueue(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.fifo = queue = fifo.SyncFIFOBuffered(width=Shape.cast(self.shape).width,
-                                                          depth=self.depth)
-        m.d.comb += [queue.w_en.eq(self.i.valid), queue.w_data.eq(self.i.payload),
-                     self.i.ready.eq(1)]
-        out = registered(m, "out_skid", queue.r_stream)
+        # A ring in distributed RAM. The credits guarantee a free place for every element the
+        # chain delivers, so it is written whenever ``i.valid``: the storage's write enables see
+        # nothing but that register (a FIFO would gate them with its level comparison).
+        m.submodules.ring = ring = memory.Memory(shape=self.shape, depth=self.depth, init=[])
+        write, read = ring.write_port(), ring.read_port(domain="comb")
+        w_addr, r_addr = Signal(range(self.depth)), Signal(range(self.depth))
+        m.d.comb += [write.addr.eq(w_addr), write.data.eq(self.i.payload), write.en.eq(self.i.valid),
+                     read.addr.eq(r_addr), self.i.ready.eq(1)]
+        with m.If(self.i.valid):
+            m.d.sync += w_addr.eq(Mux(w_addr == self.depth - 1, 0, w_addr + 1))
+
+        # the head: a register after the ring's asynchronous read, then a skid buffer
+        head = stream.Signature(self.shape).create()
+        stored = Signal(range(self.depth + 1))  # in the ring, not yet in the head
+        pop = Signal()
+        m.d.comb += pop.eq((stored != 0) & (~head.valid | head.ready))
+        with m.If(~head.valid | head.ready):
+            m.d.sync += [head.valid.eq(stored != 0), head.payload.eq(read.data)]
+        with m.If(pop):
+            m.d.sync += r_addr.eq(Mux(r_addr == self.depth - 1, 0, r_addr + 1))
+        m.d.sync += stored.eq(stored + self.i.valid - pop)
+        out = registered(m, "out_skid", head)
         m.d.comb += [self.o.valid.eq(out.valid), self.o.payload.eq(out.payload),
                      out.ready.eq(self.o.ready)]
 
