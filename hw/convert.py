@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 from golden.formats import get_format
 
 from hw.fadd import FADD_FORMATS, leading_zeros
-from hw.pipeline import register, stall_advance
+from hw.pipeline import payload_register, register, stall_advance
 
 __all__ = ["IntToFloat", "FloatToInt8"]
 
@@ -66,20 +66,21 @@ class IntToFloat(wiring.Component):
         n = self.width
 
         advance = stall_advance(m, self)
+        out = payload_register(m, self.o)
 
-        def reg(value, name, shape=None):
-            return register(m, advance, value, name, shape)
+        def reg(value, name, shape=None, **kw):
+            return register(m, advance, value, name, shape, **kw)
 
         # -- stage 1: sign and magnitude (|-2**(n-1)| = 2**(n-1) still fits n unsigned bits) -------
         x = self.i.payload
         negative = x[n - 1]
-        s1_valid = reg(self.i.valid, "s1_valid")
+        s1_valid = reg(self.i.valid, "s1_valid", reset_less=False)
         s1_mag = reg((x.as_unsigned() ^ Cat(*([negative] * n))) + negative, "s1_mag", n)
         s1_sign = reg(negative, "s1_sign")
 
         # -- stage 2: leading zeros ----------------------------------------------------------------
         lz, zero = leading_zeros(s1_mag)
-        s2_valid = reg(s1_valid, "s2_valid")
+        s2_valid = reg(s1_valid, "s2_valid", reset_less=False)
         s2_mag = reg(s1_mag, "s2_mag")
         s2_lz = reg(lz, "s2_lz", range(n + 1))
         s2_zero = reg(zero, "s2_zero")
@@ -88,7 +89,7 @@ class IntToFloat(wiring.Component):
         # -- stage 3: normalise (leading one to bit n - 1), candidate exponents --------------------
         exp_shape = signed(E + 2)
         top_exp = f.bias + n - 1
-        s3_valid = reg(s2_valid, "s3_valid")
+        s3_valid = reg(s2_valid, "s3_valid", reset_less=False)
         s3_norm = reg((s2_mag << s2_lz)[:n], "s3_norm", n)
         s3_exp = reg(top_exp - s2_lz, "s3_exp", exp_shape)
         s3_exp_up = reg(top_exp + 1 - s2_lz, "s3_exp_up", exp_shape)
@@ -104,7 +105,7 @@ class IntToFloat(wiring.Component):
         else:  # exact: the integer fits the significand
             kept = Cat(Const(0, M + 1 - n), s3_norm)
             increment = Const(0)
-        s4_valid = reg(s3_valid, "s4_valid")
+        s4_valid = reg(s3_valid, "s4_valid", reset_less=False)
         s4_kept = reg(kept, "s4_kept", M + 1)
         s4_increment = reg(increment, "s4_increment")
         s4_exp = reg(s3_exp, "s4_exp", exp_shape)
@@ -120,7 +121,7 @@ class IntToFloat(wiring.Component):
         with m.If(advance):
             m.d.sync += [
                 self.o.valid.eq(s4_valid),
-                self.o.payload.eq(result),
+                out.eq(result),
             ]
         return m
 
@@ -159,9 +160,10 @@ class FloatToInt8(wiring.Component):
         M = f.man_bits  # 7
 
         advance = stall_advance(m, self)
+        out = payload_register(m, self.o)
 
-        def reg(value, name, shape=None):
-            return register(m, advance, value, name, shape)
+        def reg(value, name, shape=None, **kw):
+            return register(m, advance, value, name, shape, **kw)
 
         # |x| = sig * 2**(e - bias - M) with sig = 1.m as an 8-bit integer. For e = bias + M - k
         # (k = 1..8) the code is floor(sig / 2**k + 1/2) = ((sig >> (k - 1)) + 1) >> 1.
@@ -173,7 +175,7 @@ class FloatToInt8(wiring.Component):
         shift = (Const((high - 1) % 8, 3) - exp[:3])[:3]  # k - 1 = bias + 6 - e, for low < e < high
 
         # -- stage 1: range flags and the shift ----------------------------------------------------
-        s1_valid = reg(self.i.valid, "s1_valid")
+        s1_valid = reg(self.i.valid, "s1_valid", reset_less=False)
         s1_scaled = reg(sig >> shift, "s1_scaled", 8)
         s1_small = reg(exp <= low, "s1_small")
         s1_large = reg(exp >= high, "s1_large")
@@ -182,7 +184,7 @@ class FloatToInt8(wiring.Component):
         # -- stage 2: round half away from zero (on the magnitude) and clamp -----------------------
         half_up = (s1_scaled + 1)[1:9]  # up to 128
         magnitude = Mux(s1_large | half_up[7], 127, half_up[:7])
-        s2_valid = reg(s1_valid, "s2_valid")
+        s2_valid = reg(s1_valid, "s2_valid", reset_less=False)
         s2_mag = reg(Mux(s1_small, 0, magnitude), "s2_mag", 7)
         s2_sign = reg(s1_sign, "s2_sign")
 
@@ -191,6 +193,6 @@ class FloatToInt8(wiring.Component):
         with m.If(advance):
             m.d.sync += [
                 self.o.valid.eq(s2_valid),
-                self.o.payload.eq(negated[:8]),
+                out.eq(negated[:8]),
             ]
         return m

@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.formats import get_format
 
-from .pipeline import register, stall_advance
+from .pipeline import payload_register, register, stall_advance
 
 __all__ = ["FAdd", "fadd_operands", "fadd_result", "leading_zeros"]
 
@@ -122,9 +122,10 @@ class FAdd(wiring.Component):
         exp_all_ones = f.exp_all_ones
 
         advance = stall_advance(m, self)
+        out = payload_register(m, self.o)
 
-        def reg(value, name, shape=None):
-            return register(m, advance, value, name, shape)
+        def reg(value, name, shape=None, **kw):
+            return register(m, advance, value, name, shape, **kw)
 
         tagged = self.tag_width > 0
 
@@ -137,7 +138,7 @@ class FAdd(wiring.Component):
         inf_b = (b[M:field_bits] == exp_all_ones) & (b[:M] == 0)
         sign_a, sign_b = a[W - 1], b[W - 1] ^ self.i.payload.sub
 
-        s0_valid = reg(self.i.valid, "s0_valid")
+        s0_valid = reg(self.i.valid, "s0_valid", reset_less=False)
         s0_field_a = reg(Mux(zero_a, 0, a[:field_bits]), "s0_field_a", field_bits)
         s0_field_b = reg(Mux(zero_b, 0, b[:field_bits]), "s0_field_b", field_bits)
         s0_hidden_a = reg(~zero_a, "s0_hidden_a")
@@ -152,7 +153,7 @@ class FAdd(wiring.Component):
         # -- stage 1: compare magnitudes, exponent differences --------------------------------------
         field_a, field_b = s0_field_a, s0_field_b
         exp_a, exp_b = field_a[M:], field_b[M:]
-        s1_valid = reg(s0_valid, "s1_valid")
+        s1_valid = reg(s0_valid, "s1_valid", reset_less=False)
         s1_field_a = reg(field_a, "s1_field_a", field_bits)
         s1_field_b = reg(field_b, "s1_field_b", field_bits)
         s1_hidden_a = reg(s0_hidden_a, "s1_hidden_a")
@@ -177,7 +178,7 @@ class FAdd(wiring.Component):
         # (a decode table, not ``shift > k`` per bit: comparisons become carry chains on ECP5)
         mask = Array(Const((1 << min(k, window)) - 1, window) for k in range(1 << shift_bits))[shift]
 
-        s2_valid = reg(s1_valid, "s2_valid")
+        s2_valid = reg(s1_valid, "s2_valid", reset_less=False)
         s2_big_sig = reg(Cat(big_field[:M], Mux(s1_a_ge_b, s1_hidden_a, s1_hidden_b)), "s2_big_sig", M + 1)
         s2_small_sig = reg(Cat(small_field[:M], Mux(s1_a_ge_b, s1_hidden_b, s1_hidden_a)), "s2_small_sig", M + 1)
         s2_big_exp = reg(big_field[M:], "s2_big_exp", E)
@@ -195,7 +196,7 @@ class FAdd(wiring.Component):
         shifted = (small_ext >> s2_shift)[:window]
         sticky = (small_ext & s2_mask).any()  # everything shifted past the window's last bit
 
-        s3_valid = reg(s2_valid, "s3_valid")
+        s3_valid = reg(s2_valid, "s3_valid", reset_less=False)
         s3_big_ext = reg(Cat(Const(0, 3), s2_big_sig), "s3_big_ext", window)
         s3_small_ext = reg(shifted | sticky, "s3_small_ext", window)
         s3_big_exp = reg(s2_big_exp, "s3_big_exp")
@@ -214,7 +215,7 @@ class FAdd(wiring.Component):
         rhs = Cat(s3_subtract, s3_small_ext ^ invert, s3_subtract)
         total = (lhs + rhs)[1:window + 2]
 
-        s4_valid = reg(s3_valid, "s4_valid")
+        s4_valid = reg(s3_valid, "s4_valid", reset_less=False)
         s4_sum = reg(total, "s4_sum", window + 1)
         s4_big_exp = reg(s3_big_exp, "s4_big_exp")
         s4_sign = reg(s3_sign, "s4_sign")
@@ -237,7 +238,7 @@ class FAdd(wiring.Component):
                       for g in range(n_groups)])
         local = Cat(*[Mux(gr[3], 0, Mux(gr[2], 1, Mux(gr[1], 2, 3)))[:2] for gr in groups])
 
-        s5_valid = reg(s4_valid, "s5_valid")
+        s5_valid = reg(s4_valid, "s5_valid", reset_less=False)
         s5_sum = reg(padded, "s5_sum")
         s5_first = reg(first, "s5_first")
         s5_local = reg(local, "s5_local")
@@ -259,7 +260,7 @@ class FAdd(wiring.Component):
             fine = fine | Mux(s5_first[g], s5_local[2 * g:2 * g + 2], 0)
             group = group | Mux(s5_first[g], g, 0)
 
-        s6_valid = reg(s5_valid, "s6_valid")
+        s6_valid = reg(s5_valid, "s6_valid", reset_less=False)
         s6_coarse = reg(coarse, "s6_coarse", size)
         s6_fine = reg(fine, "s6_fine", 2)
         s6_group = reg(group, "s6_group", group_bits)
@@ -277,7 +278,7 @@ class FAdd(wiring.Component):
         # big_exp + 1 - lz, or one more if rounding carries out.
         lz = Cat(s6_fine, s6_group)
         exp_shape = signed(E + 3)
-        s7_valid = reg(s6_valid, "s7_valid")
+        s7_valid = reg(s6_valid, "s7_valid", reset_less=False)
         s7_norm = reg((s6_coarse << s6_fine)[size - window - 1:size], "s7_norm", window + 1)
         s7_exp = reg(s6_big_exp + 1 - lz, "s7_exp", exp_shape)
         s7_exp_up = reg(s6_big_exp + 2 - lz, "s7_exp_up", exp_shape)
@@ -296,7 +297,7 @@ class FAdd(wiring.Component):
         rounded = kept + increment  # M + 2 bits; a carry out leaves the fraction bits at 0
         carry = rounded[M + 1]
 
-        s8_valid = reg(s7_valid, "s8_valid")
+        s8_valid = reg(s7_valid, "s8_valid", reset_less=False)
         s8_man = reg(rounded[:M], "s8_man", M)
         s8_exp = reg(Mux(carry, s7_exp_up, s7_exp), "s8_exp", exp_shape)
         s8_zero = reg(s7_zero, "s8_zero")
@@ -323,7 +324,7 @@ class FAdd(wiring.Component):
         with m.If(advance):
             m.d.sync += self.o.valid.eq(s8_valid)
             if tagged:
-                m.d.sync += [self.o.payload.sum.eq(result), self.o.payload.tag.eq(s8_tag)]
+                m.d.sync += [out.sum.eq(result), out.tag.eq(s8_tag)]
             else:
-                m.d.sync += self.o.payload.eq(result)
+                m.d.sync += out.eq(result)
         return m

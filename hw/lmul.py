@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 from golden.formats import FloatFormat, get_format
 from golden.lmul import lmul_constant
 
-from .pipeline import stall_advance
+from .pipeline import payload_register, stall_advance
 
 __all__ = ["LMul", "lmul_operands", "lmul_result"]
 
@@ -73,6 +73,7 @@ class LMul(wiring.Component):
         field_bits = f.exp_bits + f.man_bits
 
         advance = stall_advance(m, self)
+        out = payload_register(m, self.o)
 
         # Stage 1: the integer addition of the two fields, and the operand classes.
         a, b = self.i.payload.a, self.i.payload.b
@@ -91,9 +92,10 @@ class LMul(wiring.Component):
 
         nan_a, inf_a, zero_a = classify(a)
         nan_b, inf_b, zero_b = classify(b)
-        s1_valid, s1_sign, s1_nan, s1_inf, s1_zero = Signal(), Signal(), Signal(), Signal(), Signal()
-        s1_sum = Signal(field_bits + 1)  # F_a + F_b
-        s1_tag = Signal(self.tag_width)
+        s1_valid = Signal()
+        s1_sign, s1_nan, s1_inf, s1_zero = (Signal(reset_less=True) for _ in range(4))
+        s1_sum = Signal(field_bits + 1, reset_less=True)  # F_a + F_b
+        s1_tag = Signal(self.tag_width, reset_less=True)
         with m.If(advance):
             m.d.sync += [
                 s1_valid.eq(self.i.valid),
@@ -109,10 +111,10 @@ class LMul(wiring.Component):
         # Stage 2: subtract C; underflow and overflow as comparisons of the sum with constants
         # (three independent carry chains, none after another).
         c = lmul_constant(f)
-        s2_valid, s2_sign, s2_nan, s2_inf = Signal(), Signal(), Signal(), Signal()
-        s2_flush, s2_saturate = Signal(), Signal()
-        s2_field = Signal(field_bits)
-        s2_tag = Signal(self.tag_width)
+        s2_valid = Signal()
+        s2_sign, s2_nan, s2_inf, s2_flush, s2_saturate = (Signal(reset_less=True) for _ in range(5))
+        s2_field = Signal(field_bits, reset_less=True)
+        s2_tag = Signal(self.tag_width, reset_less=True)
         with m.If(advance):
             m.d.sync += [
                 s2_valid.eq(s1_valid), s2_sign.eq(s1_sign), s2_nan.eq(s1_nan), s2_inf.eq(s1_inf),
@@ -138,7 +140,7 @@ class LMul(wiring.Component):
         with m.If(advance):
             m.d.sync += self.o.valid.eq(s2_valid)
             if self.tag_width:
-                m.d.sync += [self.o.payload.product.eq(result), self.o.payload.tag.eq(s2_tag)]
+                m.d.sync += [out.product.eq(result), out.tag.eq(s2_tag)]
             else:
-                m.d.sync += self.o.payload.eq(result)
+                m.d.sync += out.eq(result)
         return m

@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.formats import get_format
 
-from .pipeline import stall_advance
+from .pipeline import payload_register, stall_advance
 
 __all__ = ["Narrow"]
 
@@ -51,11 +51,13 @@ class Narrow(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         advance = stall_advance(m, self)
+        out = payload_register(m, self.o)
         x = self.i.payload.x if self.tag_width else self.i.payload
 
         # Stage 1: classify; the truncated field and the rounding decision (a 15-bit OR).
-        s1_valid, s1_sign, s1_zero, s1_nan, s1_round = Signal(), Signal(), Signal(), Signal(), Signal()
-        s1_upper, s1_tag = Signal(15), Signal(self.tag_width)
+        s1_valid = Signal()
+        s1_sign, s1_zero, s1_nan, s1_round = (Signal(reset_less=True) for _ in range(4))
+        s1_upper, s1_tag = Signal(15, reset_less=True), Signal(self.tag_width, reset_less=True)
         exp, man = x[23:31], x[:23]
         with m.If(advance):
             m.d.sync += [
@@ -81,7 +83,7 @@ class Narrow(wiring.Component):
         with m.If(advance):
             m.d.sync += self.o.valid.eq(s1_valid)
             if self.tag_width:
-                m.d.sync += [self.o.payload.y.eq(y), self.o.payload.tag.eq(s1_tag)]
+                m.d.sync += [out.y.eq(y), out.tag.eq(s1_tag)]
             else:
-                m.d.sync += self.o.payload.eq(y)
+                m.d.sync += out.eq(y)
         return m

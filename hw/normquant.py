@@ -227,7 +227,7 @@ class NormQuant(wiring.Component):
         # Two registered stages: the buffers' read ports, then a register that zeroes the lanes
         # after the vector's end in its last beat (their codes and squares are then 0).
         r_valid, r_tail, r2_valid, r2_tail = Signal(), Signal(), Signal(), Signal()
-        u2, v2 = Signal(shape), Signal(shape)
+        u2, v2 = Signal(shape, reset_less=True), Signal(shape, reset_less=True)
         issue = streaming & unread & codes_queue.room
         m.d.comb += [u_read.addr.eq(read_addr), v_read.addr.eq(read_addr), codes_queue.admit.eq(issue)]
         m.d.sync += [r_valid.eq(issue), r_tail.eq(read_word == s_last_word), r2_valid.eq(r_valid), r2_tail.eq(r_tail)]
@@ -278,7 +278,7 @@ class NormQuant(wiring.Component):
             for k in range(0, len(terms), 2):
                 if k + 1 < len(terms):
                     (va, a), (_, b) = terms[k], terms[k + 1]
-                    node = Signal(a.shape().width + 1, name=f"ssq{level}_{k // 2}")
+                    node = Signal(a.shape().width + 1, name=f"ssq{level}_{k // 2}", reset_less=True)
                     m.d.sync += node.eq(a + b)
                     valid = Signal(name=f"ssq{level}_{k // 2}_valid")
                     m.d.sync += valid.eq(va)
@@ -410,7 +410,7 @@ class NormQuant(wiring.Component):
     def _delay(m, term, name):
         """A (valid, value) pair one cycle later (an odd node of the adder tree)."""
         valid, value = term
-        v, x = Signal(name=f"{name}_valid"), Signal(value.shape(), name=name)
+        v, x = Signal(name=f"{name}_valid"), Signal(value.shape(), name=name, reset_less=True)
         m.d.sync += [v.eq(valid), x.eq(value)]
         return v, x
 
@@ -421,12 +421,12 @@ class NormQuant(wiring.Component):
         shift (a comparison with a constant is logic, not a second chain). Returns (valid, term)."""
         sq = sq_stream.payload
         sq_exp = sq[7:15]
-        d_valid, distance = Signal(name=f"d_valid{lane}"), Signal(8, name=f"distance{lane}")
-        d_sig = Signal(SIG_BITS, name=f"d_sig{lane}")
+        d_valid, distance = Signal(name=f"d_valid{lane}"), Signal(8, name=f"distance{lane}", reset_less=True)
+        d_sig = Signal(SIG_BITS, name=f"d_sig{lane}", reset_less=True)
         m.d.sync += [d_valid.eq(sq_stream.valid), distance.eq(e_top - sq_exp),
                      d_sig.eq(Mux(sq_exp == 0, 0, Cat(sq[:7], Const(1, 1))))]
         shift = distance[:Shape.cast(range(TERM_BITS)).width]
-        term_valid, term = Signal(name=f"term_valid{lane}"), Signal(TERM_BITS, name=f"term{lane}")
+        term_valid, term = Signal(name=f"term_valid{lane}"), Signal(TERM_BITS, name=f"term{lane}", reset_less=True)
         m.d.sync += [term_valid.eq(d_valid),
                      term.eq(Mux(distance >= TERM_BITS, 0, Cat(Const(0, SUMSQ_GUARD_BITS), d_sig) >> shift))]
         return term_valid, term

@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 
 from .skid import registered
 
-__all__ = ["stall_advance", "register", "flow", "CreditQueue", "NO_RW_CHECK"]
+__all__ = ["stall_advance", "register", "payload_register", "flow", "CreditQueue", "NO_RW_CHECK"]
 
 #: Attributes of a memory whose read and write ports never access the same word in the same
 #: cycle: Yosys then adds no collision logic after the block RAM's output (on ECP5 that logic
@@ -31,11 +31,23 @@ def stall_advance(m: Module, unit) -> Signal:
     return advance
 
 
-def register(m: Module, enable, value, name: str, shape=None) -> Signal:
-    """A pipeline register: ``value`` captured when ``enable`` is high."""
-    reg = Signal(value.shape() if shape is None else shape, name=name)
+def register(m: Module, enable, value, name: str, shape=None, *, reset_less=True) -> Signal:
+    """A pipeline register: ``value`` captured when ``enable`` is high.
+
+    Data registers have no reset (``reset_less``): only valid bits and control state need one,
+    and a reset reaching every data flip-flop of the device is a net of ~20,000 loads, the
+    slowest in the design. Pass ``reset_less=False`` for a valid bit."""
+    reg = Signal(value.shape() if shape is None else shape, name=name, reset_less=reset_less)
     with m.If(enable):
         m.d.sync += reg.eq(value)
+    return reg
+
+
+def payload_register(m: Module, port, name: str = "o_payload"):
+    """A reset-less register driving a stream port's ``payload``; the caller assigns it in
+    ``m.d.sync`` (a unit's output register: its valid bit keeps the reset)."""
+    reg = Signal(port.payload.shape(), name=name, reset_less=True)
+    m.d.comb += port.payload.eq(reg)
     return reg
 
 

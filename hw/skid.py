@@ -21,13 +21,16 @@ class SkidBuffer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         skid_valid = Signal()
-        skid_data = Signal.like(self.o.payload)
+        # data registers without reset (only the valid bits need one)
+        skid_data = Signal(self.o.payload.shape(), reset_less=True)
+        out = Signal(self.o.payload.shape(), reset_less=True)
+        m.d.comb += self.o.payload.eq(out)
         m.d.comb += self.i.ready.eq(~skid_valid)
         with m.If(~self.o.valid | self.o.ready):
             with m.If(skid_valid):
-                m.d.sync += [self.o.payload.eq(skid_data), self.o.valid.eq(1), skid_valid.eq(0)]
+                m.d.sync += [out.eq(skid_data), self.o.valid.eq(1), skid_valid.eq(0)]
             with m.Else():
-                m.d.sync += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
+                m.d.sync += [out.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
         with m.Elif(self.i.valid & ~skid_valid):
             m.d.sync += [skid_data.eq(self.i.payload), skid_valid.eq(1)]
         return m

@@ -13,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 from golden.formats import decode, encode, get_format
 from golden.numerics import Numerics
 
-from .pipeline import stall_advance
+from .pipeline import payload_register, stall_advance
 
 __all__ = ["Reciprocal", "ReciprocalSqrt"]
 
@@ -65,6 +65,7 @@ class _TableUnit(wiring.Component):
         m = Module()
         m.submodules.rom = self._rom
         advance = stall_advance(m, self)
+        out = payload_register(m, self.o)
 
         x = self.i.payload
         sign, exp_in, man_in = x[15], x[MAN:15], x[:MAN]
@@ -74,11 +75,12 @@ class _TableUnit(wiring.Component):
         # stage 1, beside the ROM read: the operand's class, and per table delta the result's
         # exponent field and its range
         is_special, special_bits = self.special(m, sign, exp_in, man_in)
-        s1_valid, s1_sign, s1_special = Signal(), Signal(), Signal()
-        s1_special_bits = Signal(16)
-        s1_exp = [Signal(8, name=f"s1_exp{d}") for d in (0, 1)]
-        s1_flush = [Signal(name=f"s1_flush{d}") for d in (0, 1)]
-        s1_sat = [Signal(name=f"s1_sat{d}") for d in (0, 1)]
+        s1_valid = Signal()
+        s1_sign, s1_special = Signal(reset_less=True), Signal(reset_less=True)
+        s1_special_bits = Signal(16, reset_less=True)
+        s1_exp = [Signal(8, name=f"s1_exp{d}", reset_less=True) for d in (0, 1)]
+        s1_flush = [Signal(name=f"s1_flush{d}", reset_less=True) for d in (0, 1)]
+        s1_sat = [Signal(name=f"s1_sat{d}", reset_less=True) for d in (0, 1)]
         with m.If(advance):
             m.d.sync += [s1_valid.eq(self.i.valid), s1_sign.eq(sign), s1_special.eq(is_special),
                          s1_special_bits.eq(special_bits)]
@@ -100,7 +102,7 @@ class _TableUnit(wiring.Component):
         with m.Else():
             m.d.comb += result.eq(Cat(mant, Mux(delta, s1_exp[1], s1_exp[0]), s1_sign))
         with m.If(advance):
-            m.d.sync += [self.o.valid.eq(s1_valid), self.o.payload.eq(result)]
+            m.d.sync += [self.o.valid.eq(s1_valid), out.eq(result)]
         return m
 
 

@@ -343,7 +343,7 @@ class TernaryMatVec(wiring.Component):
 
         # stage 1: the weight word meets its activation word (read issued in the accepting cycle)
         s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
-        s1_w = Signal.like(self.w.payload)
+        s1_w = Signal(self.w.payload.shape(), reset_less=True)  # data: no reset (valid bits have one)
         m.d.sync += [
             s1_valid.eq(w_fire),
             s1_first.eq(row_start),
@@ -355,7 +355,7 @@ class TernaryMatVec(wiring.Component):
         lanes = []
         for i in range(P):
             trit, q = s1_w[i], rd.data[i]
-            lane = Signal(signed(acc_width(1)), name=f"lane{i}")
+            lane = Signal(signed(acc_width(1)), name=f"lane{i}", reset_less=True)
             m.d.sync += lane.eq(Mux(trit[0], Mux(trit[1], -q, q), 0))
             lanes.append((lane, 1))
         valid, first, last = Signal(), Signal(), Signal()
@@ -376,7 +376,7 @@ class TernaryMatVec(wiring.Component):
                     (expr, count) = nodes[j]
                 shape = signed(acc_width(min(count, self.max_cols)))
                 if register:
-                    node = Signal(shape, name=f"t{level}_{j // 2}")
+                    node = Signal(shape, name=f"t{level}_{j // 2}", reset_less=True)
                     m.d.sync += node.eq(expr)
                 else:
                     node = Signal(shape, name=f"t{level}_{j // 2}_c")
@@ -392,7 +392,7 @@ class TernaryMatVec(wiring.Component):
         # row accumulator; the row's total goes into the output FIFO with its last word
         fifo = SyncFIFOBuffered(width=self.acc_width, depth=self.fifo_depth)
         m.submodules.fifo = fifo
-        acc = Signal(signed(self.acc_width))
+        acc = Signal(signed(self.acc_width), reset_less=True)
         total = Signal(signed(self.acc_width))
         m.d.comb += total.eq(Mux(first, root, acc + root))
         with m.If(valid):
