@@ -12,14 +12,35 @@ from golden.lmul import lmul_constant
 
 from .pipeline import payload_register, stall_advance
 
-__all__ = ["LMul", "lmul_operands", "lmul_result"]
+__all__ = ["LMul", "OPERAND_CLASS", "classify", "lmul_operands", "lmul_result"]
 
 
-def lmul_operands(fmt: FloatFormat, tag_width: int = 0) -> data.StructLayout:
+#: the classes of an operand (``classify``), a field of the operands when ``b`` comes classified
+OPERAND_CLASS = data.StructLayout({"nan": 1, "inf": 1, "zero": 1})
+
+
+def lmul_operands(fmt: FloatFormat, tag_width: int = 0, b_class: bool = False) -> data.StructLayout:
     fields = {"a": fmt.width, "b": fmt.width}
+    if b_class:
+        fields["b_class"] = OPERAND_CLASS
     if tag_width:
         fields["tag"] = tag_width
     return data.StructLayout(fields)
+
+
+def classify(fmt: FloatFormat, x):
+    """(nan, inf, zero) of a bit pattern of ``fmt``, as the L-Mul sees it (a zero exponent field
+    is zero: subnormals flush)."""
+    field_bits = fmt.exp_bits + fmt.man_bits
+    exp, man = x[fmt.man_bits:field_bits], x[:fmt.man_bits]
+    zero = exp == 0
+    if fmt.has_inf:
+        nan = (exp == fmt.exp_all_ones) & (man != 0)
+        inf = (exp == fmt.exp_all_ones) & (man == 0)
+    else:
+        nan = x[:field_bits] == fmt.field_mask
+        inf = Const(0)
+    return nan, inf, zero
 
 
 def lmul_result(fmt: FloatFormat, tag_width: int = 0):
@@ -40,6 +61,10 @@ class LMul(wiring.Component):
     tag_width : int
         Width of an optional side-band ``tag`` carried from each operand pair to its product
         (0: no tag), so that composite engines keep their other values aligned with the product.
+    b_class : bool
+        Whether ``b`` comes with its classes (``b_class``: ``classify(fmt, b)``, worked out by
+        the caller). For a ``b`` held for many operands (a per-vector scale) the caller
+        registers them beside ``b``, and the unit's first stage has no logic on ``b``'s path.
 
     Attributes
     ----------
@@ -57,13 +82,13 @@ class LMul(wiring.Component):
 
     LATENCY = 3
 
-    def __init__(self, fmt="bf16", tag_width: int = 0):
+    def __init__(self, fmt="bf16", tag_width: int = 0, b_class: bool = False):
         self.fmt = get_format(fmt)
         if not isinstance(tag_width, int) or tag_width < 0:
             raise ValueError(f"tag_width must be a non-negative integer, got {tag_width!r}")
-        self.tag_width = tag_width
+        self.tag_width, self.b_class = tag_width, bool(b_class)
         super().__init__({
-            "i": In(stream.Signature(lmul_operands(self.fmt, tag_width))),
+            "i": In(stream.Signature(lmul_operands(self.fmt, tag_width, self.b_class))),
             "o": Out(stream.Signature(lmul_result(self.fmt, tag_width))),
         })
 
@@ -78,20 +103,12 @@ class LMul(wiring.Component):
         # Stage 1: the integer addition of the two fields, and the operand classes.
         a, b = self.i.payload.a, self.i.payload.b
 
-        def classify(x):
-            exp = x[f.man_bits:field_bits]
-            man = x[:f.man_bits]
-            zero = exp == 0
-            if f.has_inf:
-                nan = (exp == f.exp_all_ones) & (man != 0)
-                inf = (exp == f.exp_all_ones) & (man == 0)
-            else:
-                nan = x[:field_bits] == f.field_mask
-                inf = Const(0)
-            return nan, inf, zero
-
-        nan_a, inf_a, zero_a = classify(a)
-        nan_b, inf_b, zero_b = classify(b)
+        nan_a, inf_a, zero_a = classify(f, a)
+        if self.b_class:
+            given = self.i.payload.b_class
+            nan_b, inf_b, zero_b = given.nan, given.inf, given.zero
+        else:
+            nan_b, inf_b, zero_b = classify(f, b)
         s1_valid = Signal()
         s1_sign, s1_nan, s1_inf, s1_zero = (Signal(reset_less=True) for _ in range(4))
         s1_sum = Signal(field_bits + 1, reset_less=True)  # F_a + F_b

@@ -12,12 +12,12 @@ from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.formats import encode
+from golden.formats import encode, get_format
 from golden.numerics import SUMSQ_GUARD_BITS
 
 from .convert import FloatToInt8, IntToFloat
 from .fadd import FAdd
-from .lmul import LMul
+from .lmul import OPERAND_CLASS, LMul, classify
 from .pipeline import NO_RW_CHECK, CreditQueue, flow
 from .tables import Reciprocal, ReciprocalSqrt
 
@@ -253,11 +253,15 @@ class NormQuant(wiring.Component):
         # t and e_top, constant during the stream-out, copied once per lane: one shared register
         # would fan out to every lane's L-Mul and aligner across the die
         t_lanes, e_top_lanes = self._per_lane(m, t, W), self._per_lane(m, e_top, W)
+        # t's classes, registered beside it: no L-Mul works them out from t on the lanes' path
+        t_class = Signal(OPERAND_CLASS, name="t_class", reset_less=True)
+        m.d.sync += t_class.eq(Cat(*classify(get_format("bf16"), t)))
         for j in range(W):
-            mul_q, to_int, mul_sq = LMul("bf16"), FloatToInt8(), LMul("bf16")
+            mul_q, to_int, mul_sq = LMul("bf16", b_class=True), FloatToInt8(), LMul("bf16")
             m.submodules[f"mul_q{j}"], m.submodules[f"to_int{j}"], m.submodules[f"mul_sq{j}"] = mul_q, to_int, mul_sq
             m.d.comb += [
                 mul_q.i.valid.eq(r2_valid), mul_q.i.payload.a.eq(u2[j]), mul_q.i.payload.b.eq(t_lanes[j]),
+                mul_q.i.payload.b_class.eq(t_class),
                 mul_sq.i.valid.eq(r2_valid), mul_sq.i.payload.a.eq(v2[j]), mul_sq.i.payload.b.eq(v2[j]),
                 mul_sq.o.ready.eq(1),
             ]
