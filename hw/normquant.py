@@ -194,20 +194,12 @@ class NormQuant(wiring.Component):
                 m.d.sync += [write_lane.eq(1), write_word.eq(write_word + 1), write_addr.eq(write_addr + 1)]
             with m.Else():
                 m.d.sync += write_lane.eq(write_lane << 1)
+            with m.If(u_out[:15] > max_u):
+                m.d.sync += max_u.eq(u_out[:15])
+            with m.If(v_out[:15] > max_v):
+                m.d.sync += max_v.eq(v_out[:15])
             with m.If(last_out):
                 m.d.sync += [loaded.eq(1), last_word.eq(write_word), tail.eq(write_lane | (write_lane - 1))]
-
-        # the running maxima, a cycle behind the store: the products go through a register
-        # before the two comparisons (the multiplier's output also feeds every buffer lane). The
-        # hand-over below is itself a cycle behind ``loaded``, so it sees the last maximum.
-        max_in_valid = Signal()
-        u_mag, v_mag = Signal(15, reset_less=True), Signal(15, reset_less=True)
-        m.d.sync += [max_in_valid.eq(stored), u_mag.eq(u_out[:15]), v_mag.eq(v_out[:15])]
-        with m.If(max_in_valid):
-            with m.If(u_mag > max_u):
-                m.d.sync += max_u.eq(u_mag)
-            with m.If(v_mag > max_v):
-                m.d.sync += max_v.eq(v_mag)
 
         # the loaded bank goes to the streamer once it is free; the loader starts the other one
         # (decided a cycle ahead into a register, like the hand-over to the back below: its enable
