@@ -148,7 +148,7 @@ def _tool_env(family):
 def _plan(board, core, clock_mhz, seed):
     top = BoardTop(core, board, clock_mhz)
     platform = top.board.platform()
-    extra = FAMILIES[board.family].get("nextpnr_opts", "")
+    extra = FAMILIES[top.board.family].get("nextpnr_opts", "")
     plan = platform.build(
         top, name=NAME, do_build=False,
         nextpnr_opts=f"--seed {seed} --report report.json --timing-allow-fail {extra}".strip())
