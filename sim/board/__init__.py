@@ -409,6 +409,9 @@ def serve(top, divisor: int, *, name: str = "top", port: int = 0, reset_on_conne
     Prints the URL on stdout (one line, for scripts) and notes on stderr. Returns an exit code.
     """
     out = out or sys.stdout
+    # Ctrl-C stops the board even when it was started as a background job, whose shell set
+    # SIGINT to be ignored (Python then installs no KeyboardInterrupt handler of its own)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     board = SimBoard(top, divisor, name=name, port=port, reset_on_connect=reset_on_connect,
                      stats_every=stats_every)
     board.start()
