@@ -41,8 +41,9 @@ class IntToFloat(wiring.Component):
     Latency 5 cycles: (1) magnitude (one adder: conditional negation); (2) leading zeros;
     (3) normalise (barrel shifter) and both candidate exponents; (4) the rounding decision (the
     sticky bit is an OR of up to 55 bits); (5) round to nearest even, pick the exponent, pack.
-    Throughput one conversion per cycle. Back-pressure stalls the whole pipeline: ``i.ready`` is high whenever the output register is empty or being read (a
-    combinational path from ``o.ready`` to ``i.ready``). No multiplier.
+    Throughput one conversion per cycle. Back-pressure stalls the whole pipeline: ``i.ready`` is
+    high whenever the output register is empty or being read (a combinational path from
+    ``o.ready`` to ``i.ready``). No multiplier.
     """
 
     LATENCY = 5
