@@ -43,12 +43,15 @@ __all__ = ["TokenEngine", "INVALID_TOKEN"]
 
 #: ``done`` answers a step whose token id is not below the vocabulary size with this id.
 INVALID_TOKEN = (1 << TOKEN_WIDTH) - 1
-WEIGHT_FIFO_DEPTH = 5
 #: log2 of the words per bank of the weights and of the embedding: one ECP5 block RAM deep (2048 x 9,
 #: 16384 x 1), so every block RAM output goes straight into a register (``_banked_read``).
 WEIGHT_BANK_BITS = 11
 EMBEDDING_BANK_BITS = 14
-EMBEDDING_FIFO_DEPTH = 6  # one word per cycle through the read (2 cycles) and the buffered FIFO (2; measured)
+#: cycles from an address to its word out of ``_banked_read``
+BANKED_READ_LATENCY = 3
+#: one word per cycle through the read and the buffered FIFO (2 cycles; measured)
+WEIGHT_FIFO_DEPTH = BANKED_READ_LATENCY + 3
+EMBEDDING_FIFO_DEPTH = BANKED_READ_LATENCY + 4
 
 
 def codes_per_beat(lanes: int) -> int:
@@ -74,18 +77,21 @@ def _banks(mem, name, shape, depth, init, bank_bits, attrs):
 
 
 def _banked_read(m, name, banks, addr, bank_bits):
-    """The word at ``addr`` two cycles later. The block RAM's clock-to-output is slow (~5.8 ns on
-    ECP5): each bank's output lands in its own register, then the bank of ``addr``, delayed,
-    picks one. The read ports are always enabled (a held address rereads its word)."""
+    """The word at ``addr``, ``BANKED_READ_LATENCY`` (3) cycles later, in a register. The banks
+    spread over the die, so each cycle spans one hop: the block RAM's output into its own register,
+    then the bank of ``addr`` picked into a register beside the banks; the consumer is the third
+    hop. The read ports are always enabled (a held address rereads its word)."""
     ports = [bank.read_port() for bank in banks]
     # reset-less, so the build makes each one its block RAM's own output register
     # (host.ebr_output_register: ~1 ns instead of ~5.8 ns from the clock)
     q = [Signal(bank.shape, name=f"{name}_q{b}", reset_less=True) for b, bank in enumerate(banks)]
     sel = [Signal(range(len(banks)), name=f"{name}_sel{k}") for k in (1, 2)]
+    word = Signal(banks[0].shape, name=f"{name}_word", reset_less=True)
     m.d.comb += [port.addr.eq(addr) for port in ports]  # truncated to the bank's depth
     m.d.sync += [qb.eq(port.data) for qb, port in zip(q, ports)]
     m.d.sync += [sel[0].eq(addr >> bank_bits), sel[1].eq(sel[0])]
-    return Array(q)[sel[1]] if len(q) > 1 else q[0]
+    m.d.sync += word.eq(Array(q)[sel[1]] if len(q) > 1 else q[0])
+    return word
 
 
 class TokenEngine(wiring.Component):
@@ -104,7 +110,7 @@ class TokenEngine(wiring.Component):
     op's codes (BENCHMARKS.md has the measured cycles per token and their breakdown).
     Throughput: one step at a time; ``step.ready`` is low while a step runs and until ``done``
     is taken. The bus is served between steps only (``bus.ready`` is low during a step), one
-    request at a time: a write takes 2 cycles, a read 4 cycles plus ``rdata`` back-pressure, and
+    request at a time: a write takes 2 cycles, a read 6 cycles plus ``rdata`` back-pressure, and
     the first weights access at a non-sequential address 23 more (the division by the word size).
     A memory word (a weight word, a bf16 or a pg word) is written when its last byte is written:
     the host writes whole words, in order.
@@ -203,25 +209,28 @@ class TokenEngine(wiring.Component):
         # ---- the residual stream x: the token's embedding row, copied at the step's start ----------
         # Each word goes into x and, through a short FIFO, to the first op's quantiser (its source
         # "embedding"), so that op loads while the row is copied. A word is read only with a place
-        # for it in the FIFO (the read takes two cycles: ``_banked_read``).
+        # for it in the FIFO (the read takes BANKED_READ_LATENCY cycles).
         emb_addr = Signal(range(lay.embedding_words))
-        emb_word = _banked_read(m, "emb", embedding, emb_addr, EMBEDDING_BANK_BITS)  # 2 cycles later
+        emb_word = _banked_read(m, "emb", embedding, emb_addr, EMBEDDING_BANK_BITS)
         m.submodules.emb_fifo = emb_fifo = SyncFIFOBuffered(width=16, depth=EMBEDDING_FIFO_DEPTH)
         x_wr = x_mem.write_port()
         copy_k = Signal(range(d + 1), init=d)  # d: idle
-        copy_valid, copy_row = Signal(2), Signal(range(d))  # row copy_k one and two cycles ago
-        copy_row1 = Signal(range(d))
+        # rows copy_k 1, 2, ... BANKED_READ_LATENCY cycles ago (the last one lands now)
+        copy_valid = Signal(BANKED_READ_LATENCY)
+        copy_rows = [Signal(range(d), name=f"copy_row{k + 1}") for k in range(BANKED_READ_LATENCY)]
+        copy_row, copy_landed = copy_rows[-1], copy_valid[-1]
         token_base = Signal(range(lay.embedding_words))
         with m.If(start):
             # token * d as shifts and adds: a product by a constant would still claim a DSP block
             m.d.sync += [copy_k.eq(0), token_base.eq(sum(self.step.payload << k for k in range(d.bit_length())
                                                          if d >> k & 1))]
-        copying = busy & (copy_k < d) & (emb_fifo.level + copy_valid[0] + copy_valid[1] < EMBEDDING_FIFO_DEPTH)
-        m.d.sync += [copy_valid.eq(Cat(copying, copy_valid[0])), copy_row1.eq(copy_k), copy_row.eq(copy_row1)]
-        m.d.comb += [emb_fifo.w_en.eq(copy_valid[1]), emb_fifo.w_data.eq(emb_word)]
+        copying = busy & (copy_k < d) & (emb_fifo.level + sum(copy_valid) < EMBEDDING_FIFO_DEPTH)
+        m.d.sync += [copy_valid.eq(Cat(copying, copy_valid)),
+                     Cat(copy_rows).eq(Cat(copy_k[:len(copy_rows[0])], *copy_rows))]
+        m.d.comb += [emb_fifo.w_en.eq(copy_landed), emb_fifo.w_data.eq(emb_word)]
         with m.If(copying):
             m.d.sync += copy_k.eq(copy_k + 1)
-        with m.If(copy_valid[1] & (copy_row == d - 1)):
+        with m.If(copy_landed & (copy_row == d - 1)):
             m.d.sync += x_version.eq(x_version + 1)
 
         # ---- the feeder: op inputs into the quantiser ------------------------------------------
@@ -320,21 +329,20 @@ class TokenEngine(wiring.Component):
             m.d.sync += [r_codes.eq(0), r_op.eq(r_op + 1)]
 
         # ---- the weight reader: every word of the step, in order --------------------------------
-        # a word comes out two cycles after its address (the engine's or the bus's)
+        # a word comes out BANKED_READ_LATENCY cycles after its address (the engine's or the bus's)
         w_rd_addr = Signal(range(lay.weight_words + 1))
         w_word_out = _banked_read(m, "w", weights, w_rd_addr, WEIGHT_BANK_BITS)
         w_addr = Signal(range(lay.weight_words + 1), init=lay.weight_words)
-        w_inflight = Signal(2)  # issued words one and two cycles ago
+        w_inflight = Signal(BANKED_READ_LATENCY)  # words issued 1, 2, ... cycles ago
         m.submodules.w_fifo = w_fifo = SyncFIFOBuffered(width=8 * L, depth=WEIGHT_FIFO_DEPTH)
-        w_issue = busy & (w_addr < lay.weight_words) & (
-            w_fifo.level + w_inflight[0] + w_inflight[1] < WEIGHT_FIFO_DEPTH)
+        w_issue = busy & (w_addr < lay.weight_words) & (w_fifo.level + sum(w_inflight) < WEIGHT_FIFO_DEPTH)
         with m.If(start):
             m.d.sync += w_addr.eq(0)
         with m.Elif(w_issue):
             m.d.sync += w_addr.eq(w_addr + 1)
-        m.d.sync += w_inflight.eq(Cat(w_issue, w_inflight[0]))
+        m.d.sync += w_inflight.eq(Cat(w_issue, w_inflight))
         m.d.comb += [
-            w_fifo.w_en.eq(w_inflight[1]), w_fifo.w_data.eq(w_word_out),
+            w_fifo.w_en.eq(w_inflight[-1]), w_fifo.w_data.eq(w_word_out),
             decoder.i.valid.eq(w_fifo.r_rdy), decoder.i.payload.eq(w_fifo.r_data), w_fifo.r_en.eq(decoder.i.ready),
         ]
         # a skid buffer before the lanes: their ready (from the word counter) would otherwise run
@@ -461,7 +469,7 @@ class TokenEngine(wiring.Component):
 
         # x writes: the embedding copy at the step's start, the residual adds later
         rt_out = data.View(resid_tag, resid.o.payload.tag)
-        with m.If(copy_valid[1]):
+        with m.If(copy_landed):
             m.d.comb += [x_wr.addr.eq(copy_row), x_wr.data.eq(emb_word), x_wr.en.eq(1)]
         with m.Else():
             m.d.comb += [x_wr.addr.eq(rt_out.row), x_wr.data.eq(resid.o.payload.sum),
@@ -521,7 +529,7 @@ class TokenEngine(wiring.Component):
         # cycle (registers, so no barrel shifter sits in the compare-subtract path)
         div_rem, div_bit = Signal(ADDR_WIDTH), Signal(range(ADDR_WIDTH))
         trial, q_bit = Signal(2 * ADDR_WIDTH), Signal(ADDR_WIDTH)
-        access, reading = Signal(), Signal()
+        access, selecting, reading = Signal(), Signal(), Signal()
         with m.FSM(name="bus") as bus_fsm:
             with m.State("IDLE"):
                 m.d.comb += self.bus.ready.eq(~busy & ~self.done.valid & ~self.step.valid)
@@ -554,10 +562,17 @@ class TokenEngine(wiring.Component):
                     m.d.sync += [snapshot[k].eq(counters[name]) for k, name in enumerate(COUNTERS)]
                 m.next = "IDLE"
                 with m.If(~b_write):
-                    m.next = "READ"
-            with m.State("READ"):  # the memories' words land in registers (block RAM outputs are slow)
-                m.next = "SELECT"
-            with m.State("SELECT"):  # the byte is picked from the registered words
+                    m.next = "READ1"
+            # the memories' words land in registers: a cycle for the small memories, one per hop
+            # for the banked ones (the weights word's address moves on after ACCESS, so SELECT
+            # is exactly BANKED_READ_LATENCY cycles after it)
+            for k in range(1, BANKED_READ_LATENCY):
+                with m.State(f"READ{k}"):
+                    m.next = f"READ{k + 1}" if k + 1 < BANKED_READ_LATENCY else "SELECT"
+            with m.State("SELECT"):  # each memory's byte is picked from its registered word
+                m.d.comb += selecting.eq(1)
+                m.next = "MERGE"
+            with m.State("MERGE"):  # the addressed memory's byte becomes rdata
                 m.d.comb += reading.eq(1)
                 m.next = "REPLY"
             with m.State("REPLY"):
@@ -616,23 +631,26 @@ class TokenEngine(wiring.Component):
         ports = {"pg": pg_rd, "aux": aux_rd, "scratch": sc_rd, "logits": lg_rd}
         held = {name: Signal.like(port.data, name=f"bus_{name}_q") for name, port in ports.items()}
         m.d.sync += [held[name].eq(port.data) for name, port in ports.items()]
-        # the banked memories' words come from registers, in the same cycle as the others
+        # the banked memories' words come from their own registers, BANKED_READ_LATENCY cycles on
         held.update(weights=w_word_out, embedding=emb_word)
 
         def pick(name, width):
             return byte_of(held[name], offset[:max(1, (width - 1).bit_length())], width) if width > 1 else held[name]
 
+        # two stages: each memory's byte, then the addressed one (one wide mux would span the die)
+        sources = {"weights": (in_weights, byte_of(held["weights"], b_lane, L))}
+        sources.update({name: (in_region(name, size), pick(name, width)) for width, name, _, _, size in writes})
+        sources["logits"] = (in_region("logits", vocab * 2), pick("logits", 2))
+        sources["counters"] = (in_region("counters", 4 * len(COUNTERS)),
+                               byte_of(counter_bytes, offset[:max(1, (4 * len(COUNTERS) - 1).bit_length())],
+                                       4 * len(COUNTERS)))
+        picked = {name: Signal(8, name=f"bus_{name}_byte") for name in sources}
+        with m.If(selecting):
+            m.d.sync += [picked[name].eq(byte) for name, (_, byte) in sources.items()]
         with m.If(reading):
             m.d.sync += rdata.eq(0)  # unmapped bytes read as 0
-            with m.If(in_weights):
-                m.d.sync += rdata.eq(byte_of(held["weights"], b_lane, L))
-            for width, name, _, _, size in writes:
-                with m.If(in_region(name, size)):
-                    m.d.sync += rdata.eq(pick(name, width))
-            with m.If(in_region("logits", vocab * 2)):
-                m.d.sync += rdata.eq(pick("logits", 2))
-            with m.If(in_region("counters", 4 * len(COUNTERS))):
-                m.d.sync += rdata.eq(byte_of(counter_bytes, offset[:max(1, (4 * len(COUNTERS) - 1).bit_length())],
-                                             4 * len(COUNTERS)))
+            for name, (selected, _) in sources.items():
+                with m.If(selected):
+                    m.d.sync += rdata.eq(picked[name])
         m.d.comb += self.rdata.payload.eq(rdata)
         return m
