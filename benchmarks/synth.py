@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from host.ebr_output_register import absorb_file
+from hw.pipeline import KEEP_REPLICAS
 
 from amaranth.hdl import Cat, Elaboratable, Module, Signal, Value
 from amaranth.lib.wiring import In
@@ -338,7 +339,7 @@ def _synth(verilog_path, part, json_out, workdir, log_name, notes):
 
 def _synth_once(verilog_path, part, json_out, workdir, log_name, notes, fallback):
     def script(synth):
-        return (f"read_verilog {verilog_path}; {synth}; "
+        return (f"read_verilog {verilog_path}; {KEEP_REPLICAS}; {synth}; "
                 f"tee -q -o {Path(json_out).stem}.stat stat; write_json {json_out}")
     try:
         return _run(_yosys() + ["-q", "-l", log_name, "-p", script(part.synth)], workdir,

@@ -34,7 +34,7 @@ from .glu import GLUStage
 from .lmul import LMul
 from .mlgru import MLGRUEngine
 from .normquant import NormQuant
-from .pipeline import NO_RW_CHECK
+from .pipeline import NO_RW_CHECK, replicas
 from .port import ADDR_WIDTH, TOKEN_WIDTH, engine_port
 from .skid import registered
 from .ternary_matvec import TernaryMatVec, TritDecoder
@@ -48,7 +48,7 @@ INVALID_TOKEN = (1 << TOKEN_WIDTH) - 1
 WEIGHT_BANK_BITS = 11
 EMBEDDING_BANK_BITS = 14
 #: cycles from an address to its word out of ``_banked_read``
-BANKED_READ_LATENCY = 3
+BANKED_READ_LATENCY = 4
 #: one word per cycle through the read and the buffered FIFO (2 cycles; measured)
 WEIGHT_FIFO_DEPTH = BANKED_READ_LATENCY + 3
 EMBEDDING_FIFO_DEPTH = BANKED_READ_LATENCY + 4
@@ -77,20 +77,24 @@ def _banks(mem, name, shape, depth, init, bank_bits, attrs):
 
 
 def _banked_read(m, name, banks, addr, bank_bits):
-    """The word at ``addr``, ``BANKED_READ_LATENCY`` (3) cycles later, in a register. The banks
-    spread over the die, so each cycle spans one hop: the block RAM's output into its own register,
-    then the bank of ``addr`` picked into a register beside the banks; the consumer is the third
-    hop. The read ports are always enabled (a held address rereads its word)."""
+    """The word at ``addr``, ``BANKED_READ_LATENCY`` (4) cycles later, in a register. The banks
+    spread over the die, so each cycle spans one hop: the address into a copy beside each bank,
+    the block RAM's output into its own register, the bank of ``addr`` picked into a register
+    beside the banks; the consumer is the fourth hop. The read ports are always enabled (a held
+    address rereads its word)."""
     ports = [bank.read_port() for bank in banks]
+    # one address register per bank (a single one would drive every block RAM of the memory)
+    addr_q = replicas(f"{name}_addr", addr.shape(), len(banks))
     # reset-less, so the build makes each one its block RAM's own output register
     # (host.ebr_output_register: ~1 ns instead of ~5.8 ns from the clock)
     q = [Signal(bank.shape, name=f"{name}_q{b}", reset_less=True) for b, bank in enumerate(banks)]
-    sel = [Signal(range(len(banks)), name=f"{name}_sel{k}") for k in (1, 2)]
+    sel = [Signal(range(len(banks)), name=f"{name}_sel{k + 1}") for k in range(BANKED_READ_LATENCY - 1)]
     word = Signal(banks[0].shape, name=f"{name}_word", reset_less=True)
-    m.d.comb += [port.addr.eq(addr) for port in ports]  # truncated to the bank's depth
+    m.d.sync += [a.eq(addr) for a in addr_q]
+    m.d.comb += [port.addr.eq(a) for port, a in zip(ports, addr_q)]  # truncated to the bank's depth
     m.d.sync += [qb.eq(port.data) for qb, port in zip(q, ports)]
-    m.d.sync += [sel[0].eq(addr >> bank_bits), sel[1].eq(sel[0])]
-    m.d.sync += word.eq(Array(q)[sel[1]] if len(q) > 1 else q[0])
+    m.d.sync += [sel[0].eq(addr >> bank_bits)] + [later.eq(sooner) for sooner, later in zip(sel, sel[1:])]
+    m.d.sync += word.eq(Array(q)[sel[-1]] if len(q) > 1 else q[0])
     return word
 
 

@@ -18,7 +18,7 @@ from golden.numerics import SUMSQ_GUARD_BITS
 from .convert import FloatToInt8, IntToFloat
 from .fadd import FAdd
 from .lmul import OPERAND_CLASS, LMul, classify
-from .pipeline import NO_RW_CHECK, CreditQueue, flow
+from .pipeline import NO_RW_CHECK, CreditQueue, flow, replicas
 from .tables import Reciprocal, ReciprocalSqrt
 
 __all__ = ["NormQuant", "normquant_input", "normquant_code", "quantiser_signature"]
@@ -125,9 +125,13 @@ class NormQuant(wiring.Component):
         W, words = self.codes_per_beat, self.words
         aw = max(1, (words - 1).bit_length())
         shape = data.ArrayLayout(16, W)
-        # two banks: one loads the next vector while the other streams out
-        m.submodules.u_mem = u_mem = memory.Memory(shape=shape, depth=2 * words, init=[], attrs=BUFFER_ATTRS)
-        m.submodules.v_mem = v_mem = memory.Memory(shape=shape, depth=2 * words, init=[], attrs=BUFFER_ATTRS)
+        # two banks: one loads the next vector while the other streams out. A memory per lane, each
+        # with its own copies of the addresses and the written element: one register driving the
+        # LUT RAM of all the lanes would span them (the device's slowest nets).
+        u_mems, v_mems = ([memory.Memory(shape=16, depth=2 * words, init=[], attrs=BUFFER_ATTRS) for _ in range(W)]
+                          for _ in range(2))
+        for j in range(W):
+            m.submodules[f"u_mem{j}"], m.submodules[f"v_mem{j}"] = u_mems[j], v_mems[j]
         all_lanes = (1 << W) - 1
 
         # the loader's view of the vector it loads ...
@@ -183,11 +187,17 @@ class NormQuant(wiring.Component):
         load_bank = Signal()
         write_word, write_lane = Signal(aw), Signal(W, init=1)
         write_addr = Signal(range(2 * words))  # the bank's base plus write_word, kept as a count
-        u_write, v_write = u_mem.write_port(granularity=1), v_mem.write_port(granularity=1)
         stored = mul_v.o.valid
-        for port, value in ((u_write, u_out), (v_write, v_out)):
-            m.d.comb += [port.addr.eq(write_addr), port.en.eq(Mux(stored, write_lane, 0))]
-            m.d.comb += [port.data[j].eq(value) for j in range(W)]
+        # the write is registered (it lands a cycle later; the bank is read 3 cycles after its
+        # last element at the earliest: ``loaded``, then ``hand_over``)
+        w_addr = replicas("buf_w_addr", range(2 * words), W)
+        w_u, w_v = replicas("buf_w_u", 16, W), replicas("buf_w_v", 16, W)
+        for j in range(W):
+            w_en = Signal(name=f"buf_w_en{j}")
+            m.d.sync += [w_en.eq(stored & write_lane[j]), w_addr[j].eq(write_addr), w_u[j].eq(u_out), w_v[j].eq(v_out)]
+            for mem, value in ((u_mems[j], w_u[j]), (v_mems[j], w_v[j])):
+                port = mem.write_port()
+                m.d.comb += [port.addr.eq(w_addr[j]), port.en.eq(w_en), port.data.eq(value)]
         loaded = Signal()  # the last element is in the buffers
         with m.If(stored):
             with m.If(write_lane[W - 1]):
@@ -208,19 +218,20 @@ class NormQuant(wiring.Component):
         hand_over = Signal()
         m.d.sync += hand_over.eq(loaded & stream_idle & ~hand_over)
         read_word = Signal(aw)
-        read_addr = Signal(range(2 * words))
+        read_addr = replicas("buf_r_addr", range(2 * words), W, reset_less=False)  # a copy per lane
         unread = Signal()  # beats left to read, a register: no comparison before the credits
         with m.If(hand_over):
             m.d.sync += [s_last_word.eq(last_word), s_tail.eq(tail), s_max_u.eq(max_u), s_max_v.eq(max_v),
                          s_c.eq(c_in), s_eps.eq(eps_in),
-                         read_word.eq(0), read_addr.eq(Mux(load_bank, words, 0)), unread.eq(1),
+                         read_word.eq(0), *(a.eq(Mux(load_bank, words, 0)) for a in read_addr), unread.eq(1),
                          load_bank.eq(~load_bank), write_addr.eq(Mux(load_bank, 0, words)),
                          fresh.eq(1), closed.eq(0), loaded.eq(0), write_word.eq(0), write_lane.eq(1),
                          max_u.eq(0), max_v.eq(0)]
 
         # -- stream-out: codes = int8(u * t); squares = v * v, aligned and summed ---------------
         streaming = Signal()
-        u_read, v_read = u_mem.read_port(domain="sync"), v_mem.read_port(domain="sync")
+        u_read = [mem.read_port(domain="sync") for mem in u_mems]
+        v_read = [mem.read_port(domain="sync") for mem in v_mems]
         # The stream-out chain never stalls: a beat is read only with a place reserved for its
         # codes in the queue at the chain's end (the squares are always taken).
         m.submodules.codes_queue = codes_queue = CreditQueue(normquant_code(W), CreditQueue.depth_for(self.CODE_CHAIN))
@@ -229,14 +240,15 @@ class NormQuant(wiring.Component):
         r_valid, r_tail, r2_valid, r2_tail = Signal(), Signal(), Signal(), Signal()
         u2, v2 = Signal(shape, reset_less=True), Signal(shape, reset_less=True)
         issue = streaming & unread & codes_queue.room
-        m.d.comb += [u_read.addr.eq(read_addr), v_read.addr.eq(read_addr), codes_queue.admit.eq(issue)]
+        m.d.comb += [port.addr.eq(a) for ports in (u_read, v_read) for port, a in zip(ports, read_addr)]
+        m.d.comb += codes_queue.admit.eq(issue)
         m.d.sync += [r_valid.eq(issue), r_tail.eq(read_word == s_last_word), r2_valid.eq(r_valid), r2_tail.eq(r_tail)]
         lanes_in = Mux(r_tail, s_tail, all_lanes)
         for j in range(W):
-            m.d.sync += [u2[j].eq(Mux(lanes_in[j], u_read.data[j], 0)),
-                         v2[j].eq(Mux(lanes_in[j], v_read.data[j], 0))]
+            m.d.sync += [u2[j].eq(Mux(lanes_in[j], u_read[j].data, 0)),
+                         v2[j].eq(Mux(lanes_in[j], v_read[j].data, 0))]
         with m.If(issue):
-            m.d.sync += [read_word.eq(read_word + 1), read_addr.eq(read_addr + 1)]
+            m.d.sync += [read_word.eq(read_word + 1), *(a.eq(a + 1) for a in read_addr)]
             with m.If(read_word == s_last_word):
                 m.d.sync += unread.eq(0)
 
@@ -406,7 +418,7 @@ class NormQuant(wiring.Component):
     @staticmethod
     def _per_lane(m, value, lanes):
         """``lanes`` registered copies of ``value`` (one cycle later), kept apart in synthesis."""
-        copies = [Signal.like(value, name=f"{value.name}_lane{j}", attrs={"keep": 1}) for j in range(lanes)]
+        copies = replicas(value.name, value.shape(), lanes)
         m.d.sync += [copy.eq(value) for copy in copies]
         return copies
 

@@ -15,13 +15,21 @@ from amaranth.lib.wiring import In, Out
 
 from .skid import registered
 
-__all__ = ["stall_advance", "register", "payload_register", "flow", "CreditQueue", "NO_RW_CHECK"]
+__all__ = ["stall_advance", "register", "payload_register", "replicas", "flow", "CreditQueue", "NO_RW_CHECK",
+           "KEEP_REPLICAS"]
 
 #: Attributes of a memory whose read and write ports never access the same word in the same
 #: cycle: Yosys then adds no collision logic after the block RAM's output (on ECP5 that logic
 #: sits behind the RAM's ~5.8 ns clock-to-output and costs the whole cycle).
 NO_RW_CHECK = {"no_rw_check": 1}
 
+#: Marks a register's name as one of several copies (``replicas``).
+REPLICA_TAG = "_replica"
+#: Yosys commands for after the design is read (before ``synth_*``): keep every copy. ``opt_merge``
+#: merges flip-flops with the same inputs and initial value, so the copies would fold back into
+#: one register driving all the loads; it leaves a flip-flop with the ``keep`` attribute alone.
+#: ``proc`` first, so that a design read as Verilog has its flip-flops as cells too.
+KEEP_REPLICAS = f"proc; setattr -set keep 1 w:*{REPLICA_TAG}* %ci1:+$dff,$adff[Q] w:* %d"
 
 
 def stall_advance(m: Module, unit) -> Signal:
@@ -41,6 +49,17 @@ def register(m: Module, enable, value, name: str, shape=None, *, reset_less=True
     with m.If(enable):
         m.d.sync += reg.eq(value)
     return reg
+
+
+def replicas(name: str, shape, copies: int, *, reset_less=True, init=0) -> list:
+    """``copies`` registers that the caller drives alike, so that each can sit next to its own
+    share of the loads instead of one register's net spanning them all (a register feeding a few
+    hundred block RAM or LUT RAM address pins across the die routes for 8-15 ns on ECP5). The
+    synthesis flows run ``KEEP_REPLICAS``, which stops Yosys from merging them."""
+    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
+        raise ValueError(f"copies must be an integer >= 1, got {copies!r}")
+    return [Signal(shape, name=f"{name}{REPLICA_TAG}{k}", reset_less=reset_less, init=init)
+            for k in range(copies)]
 
 
 def payload_register(m: Module, port, name: str = "o_payload"):

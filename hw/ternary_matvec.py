@@ -21,6 +21,8 @@ from amaranth.lib.wiring import In, Out
 
 from golden.pack import TRITS_PER_BYTE, decode_table
 
+from .pipeline import replicas
+
 __all__ = [
     "CODE_MAX",
     "TRIT_NEG",
@@ -35,6 +37,9 @@ __all__ = [
 
 #: Largest code magnitude (int8 codes are in [-127, 127]; -128 is never produced).
 CODE_MAX = 127
+
+#: Lanes per slice of the activation memory, each slice with its own copy of the addresses.
+LANES_PER_SLICE = 16
 
 #: Synthesis attribute that keeps a small ROM out of block RAM (Yosys ``memory_libmap``).
 ROM_AS_LOGIC = {"ram_style": "logic"}
@@ -182,8 +187,9 @@ class TernaryMatVec(wiring.Component):
     o : Out(stream.Signature(signed(W_acc)))
         ``acc[n]`` for n = 0..N-1 of each command, in order.
 
-    Structure: a two-bank activation memory (``lib.memory.Memory``, P codes per word, one write
-    port with per-code enables, one read port); per lane a mux selects ``+q``, ``-q`` or 0
+    Structure: a two-bank activation memory (``lib.memory.Memory`` in slices of about
+    ``LANES_PER_SLICE`` lanes, each with its own copy of the read and write addresses; a
+    registered write with per-code enables, one read port); per lane a mux selects ``+q``, ``-q`` or 0
     (registered); a binary adder tree over the P lanes, registered every ``levels_per_stage``
     levels, each node sized by ``acc_width`` of the lanes below it; a row accumulator; an output
     FIFO.
@@ -197,13 +203,14 @@ class TernaryMatVec(wiring.Component):
 
     Throughput: P weights (one word) per cycle. Write W = N ceil(K/P) for a matrix's word count
     and B = ceil(K/C) for its code beats. With no stalls, a lone matrix's last accumulator is
-    valid ``B + W + latency`` cycles after the cycle its command is accepted (B cycles of codes,
-    one to mark the bank full, W words, the pipeline). The codes of the next matrix load into
-    the other bank (one cycle for its command, B for its codes) while the previous one computes,
-    so matrix m's first word follows matrix m-1's by ``max(W_{m-1}, B_m + 1)`` cycles:
-    back-to-back matrices run at one word per cycle with no gap whenever ``W_{m-1} >= B_m + 1``,
-    and a run of matrices costs ``sum W + B_0 + latency`` cycles: the fixed overhead is the
-    first load and the pipeline.
+    valid ``B + W + 1 + latency`` cycles after the cycle its command is accepted (B cycles of
+    codes, two until the last beat has landed and the bank is marked full, W words, the
+    pipeline). The codes of the next matrix load into the other bank (one cycle for its command,
+    B for its codes) while the previous one computes, so back-to-back matrices run at one word per
+    cycle with no gap whenever ``W_{m-1} >= B_m + 1``, and a run of matrices then costs
+    ``sum W + B_0 + 1 + latency`` cycles: the fixed overhead is the first load and the pipeline.
+    A bank is taken for the next load but one only after its last word, so load-bound runs take
+    longer (``tests/test_hw_ternary_matvec.predicted_cycles`` has the exact recurrence).
 
     Ordering: a matrix's weights are taken only after its last code, so the command and codes of
     matrix m must not wait for its weights to be accepted (separate sources, or codes first).
@@ -249,10 +256,20 @@ class TernaryMatVec(wiring.Component):
         P = self.lanes
         bank_words = self.words_per_row
 
-        act = Memory(shape=data.ArrayLayout(signed(8), P), depth=2 * bank_words, init=[])
-        m.submodules.act = act
-        wr = act.write_port(granularity=1)
-        rd = act.read_port()
+        # The activation memory in slices of about LANES_PER_SLICE lanes (whole beats), each with its
+        # own copy of the write and read addresses: one address register would drive the LUT RAM
+        # of every lane, across the die.
+        C = self.codes_per_beat
+        per_slice = C * max(1, LANES_PER_SLICE // C)
+        slices = [range(lo, min(lo + per_slice, P)) for lo in range(0, P, per_slice)]
+        act_wr, act_rd = [], []
+        for k, lanes in enumerate(slices):
+            mem = Memory(shape=data.ArrayLayout(signed(8), len(lanes)), depth=2 * bank_words, init=[])
+            m.submodules[f"act{k}"] = mem
+            act_wr.append(mem.write_port(granularity=1))
+            act_rd.append(mem.read_port())
+        # lane i's code as read (one cycle after the address)
+        rd_data = [act_rd[i // per_slice].data[i % per_slice] for i in range(P)]
 
         # Bank bookkeeping: the loader fills a free bank and marks it full with its job (rows - 1,
         # words per row - 1); the compute side reads the full bank and frees it after its last word.
@@ -261,7 +278,6 @@ class TernaryMatVec(wiring.Component):
         job_words_m1 = [Signal(range(bank_words), name=f"job{b}_words_m1") for b in range(2)]
 
         # ---- code loader: beat j of C codes goes to lanes jC .. jC + C - 1 (modulo P) ---------
-        C = self.codes_per_beat
         G = P // C  # beats per word
         ld_bank = Signal()
         ld_busy = Signal()
@@ -290,16 +306,29 @@ class TernaryMatVec(wiring.Component):
                 ld_addr.eq(Mux(ld_bank, bank_words, 0)),
             ]
 
+        # The write is registered (so the stream's valid does not fan out to every lane's write
+        # enable): a beat lands in the memory one cycle after it is accepted.
         a_fire = self.a.valid & self.a.ready
-        m.d.comb += wr.addr.eq(ld_addr)
-        for i in range(P):
-            # lanes after the vector's last code are written with 0 (so padding trits read as 0)
-            g, j = divmod(i, C)
-            past_end = ld_above[g] | (ld_last & (ld_left <= j)) if j else ld_above[g]
-            m.d.comb += [
-                wr.en[i].eq(a_fire & (ld_lane[g] | (ld_last & ld_above[g]))),
-                wr.data[i].eq(Mux(past_end, 0, self.a.payload[j])),
-            ]
+        wr_addr = replicas("act_wr_addr", range(2 * bank_words), len(slices))
+        m.d.sync += [a.eq(ld_addr) for a in wr_addr]
+        for k, lanes in enumerate(slices):
+            m.d.comb += act_wr[k].addr.eq(wr_addr[k])
+            for n, i in enumerate(lanes):
+                # lanes after the vector's last code are written with 0 (so padding trits read as 0)
+                g, j = divmod(i, C)
+                past_end = ld_above[g] | (ld_last & (ld_left <= j)) if j else ld_above[g]
+                en = Signal(name=f"act_wr_en{i}")
+                code = Signal(signed(8), name=f"act_wr_code{i}", reset_less=True)
+                m.d.sync += [en.eq(a_fire & (ld_lane[g] | (ld_last & ld_above[g]))),
+                             code.eq(Mux(past_end, 0, self.a.payload[j]))]
+                m.d.comb += [act_wr[k].en[n].eq(en), act_wr[k].data[n].eq(code)]
+        # the bank is marked full when its last beat has landed
+        commit, commit_bank = Signal(), Signal()
+        m.d.sync += commit.eq(a_fire & ld_last)
+        with m.If(commit):
+            for b in range(2):
+                with m.If(commit_bank == b):
+                    m.d.sync += full[b].eq(1)
         with m.If(a_fire):
             m.d.sync += [ld_left.eq(ld_left - C), ld_last.eq(ld_left <= 2 * C)]
             with m.If(ld_lane[G - 1]):
@@ -308,16 +337,16 @@ class TernaryMatVec(wiring.Component):
             with m.Else():
                 m.d.sync += [ld_lane.eq(ld_lane << 1), ld_above.eq(ld_above << 1)]
             with m.If(ld_last):
-                m.d.sync += [ld_busy.eq(0), ld_bank.eq(~ld_bank)]
+                m.d.sync += [ld_busy.eq(0), ld_bank.eq(~ld_bank), commit_bank.eq(ld_bank)]
                 for b in range(2):
                     with m.If(ld_bank == b):
-                        m.d.sync += [full[b].eq(1), job_rows_m1[b].eq(ld_rows_m1), job_words_m1[b].eq(ld_word)]
+                        m.d.sync += [job_rows_m1[b].eq(ld_rows_m1), job_words_m1[b].eq(ld_word)]
 
         # ---- compute: word sequencing ------------------------------------------------------------
         cp_bank = Signal()
         word_idx = Signal(range(bank_words))
         row_idx = Signal(range(self.max_rows))
-        rd_addr = Signal(range(2 * bank_words))
+        rd_addr = replicas("act_rd_addr", range(2 * bank_words), len(slices), reset_less=False)
         pending = Signal(range(self.fifo_depth + 1))  # FIFO entries reserved by rows started
         active = Mux(cp_bank, full[1], full[0])
         row_start = word_idx == 0
@@ -325,21 +354,24 @@ class TernaryMatVec(wiring.Component):
         last_row = row_idx == Mux(cp_bank, job_rows_m1[1], job_rows_m1[0])
         m.d.comb += [
             self.w.ready.eq(active & (~row_start | (pending < self.fifo_depth))),
-            rd.addr.eq(rd_addr),
+            *(port.addr.eq(addr) for port, addr in zip(act_rd, rd_addr)),
         ]
         w_fire = self.w.valid & self.w.ready
         with m.If(w_fire):
             with m.If(last_word):
                 m.d.sync += word_idx.eq(0)
                 with m.If(last_row):
-                    m.d.sync += [row_idx.eq(0), cp_bank.eq(~cp_bank), rd_addr.eq(Mux(cp_bank, 0, bank_words))]
+                    m.d.sync += [row_idx.eq(0), cp_bank.eq(~cp_bank)]
+                    m.d.sync += [a.eq(Mux(cp_bank, 0, bank_words)) for a in rd_addr]
                     for b in range(2):
                         with m.If(cp_bank == b):
                             m.d.sync += full[b].eq(0)
                 with m.Else():
-                    m.d.sync += [row_idx.eq(row_idx + 1), rd_addr.eq(Mux(cp_bank, bank_words, 0))]
+                    m.d.sync += row_idx.eq(row_idx + 1)
+                    m.d.sync += [a.eq(Mux(cp_bank, bank_words, 0)) for a in rd_addr]
             with m.Else():
-                m.d.sync += [word_idx.eq(word_idx + 1), rd_addr.eq(rd_addr + 1)]
+                m.d.sync += word_idx.eq(word_idx + 1)
+                m.d.sync += [a.eq(a + 1) for a in rd_addr]
 
         # stage 1: the weight word meets its activation word (read issued in the accepting cycle)
         s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
@@ -354,7 +386,7 @@ class TernaryMatVec(wiring.Component):
         # stage 2: per-lane select of +q, -q or 0 (registered)
         lanes = []
         for i in range(P):
-            trit, q = s1_w[i], rd.data[i]
+            trit, q = s1_w[i], rd_data[i]
             lane = Signal(signed(acc_width(1)), name=f"lane{i}", reset_less=True)
             m.d.sync += lane.eq(Mux(trit[0], Mux(trit[1], -q, q), 0))
             lanes.append((lane, 1))
