@@ -291,20 +291,24 @@ class TokenEngine(wiring.Component):
         # x from a stream (the MLGRU engine's output, the residual add's) or from memory
         have_x = Mux(lk.payload.mlgru, mlgru.o.valid,
                      Mux(lk.payload.resid, resid.o.valid, Mux(lk.payload.emb, emb_fifo.r_rdy, 1)))
+        # through a skid buffer: the pg word (a block RAM read) and the sources' mux would
+        # otherwise run into the quantiser's first L-Mul, and its ready back into the sources
+        feed = stream.Signature(quant.i.payload.shape()).create()
+        wiring.connect(m, registered(m, "quant_feed", feed), quant.i)
         m.d.comb += [
-            quant.i.valid.eq(element & have_x),
-            quant.i.payload.x.eq(Mux(lk.payload.mlgru, mlgru.o.payload,
-                                     Mux(lk.payload.resid, resid.o.payload.sum,
-                                         Mux(lk.payload.emb, emb_fifo.r_data, x_rd_feed.data)))),
-            quant.i.payload.gain.eq(word[:16]),
-            quant.i.payload.pre.eq(word[16:]),
-            quant.i.payload.last.eq(lk.payload.last),
-            mlgru.o.ready.eq(element & lk.payload.mlgru & quant.i.ready),
+            feed.valid.eq(element & have_x),
+            feed.payload.x.eq(Mux(lk.payload.mlgru, mlgru.o.payload,
+                                  Mux(lk.payload.resid, resid.o.payload.sum,
+                                      Mux(lk.payload.emb, emb_fifo.r_data, x_rd_feed.data)))),
+            feed.payload.gain.eq(word[:16]),
+            feed.payload.pre.eq(word[16:]),
+            feed.payload.last.eq(lk.payload.last),
+            mlgru.o.ready.eq(element & lk.payload.mlgru & feed.ready),
             # every residual op is followed by an op that quantises its output: the sums are
-            # written to x as the quantiser takes them
-            resid.o.ready.eq(element & lk.payload.resid & quant.i.ready),
-            emb_fifo.r_en.eq(element & lk.payload.emb & quant.i.ready),
-            lk.ready.eq(lk.payload.hdr | (quant.i.ready & have_x)),
+            # written to x as the quantiser's feed takes them
+            resid.o.ready.eq(element & lk.payload.resid & feed.ready),
+            emb_fifo.r_en.eq(element & lk.payload.emb & feed.ready),
+            lk.ready.eq(lk.payload.hdr | (feed.ready & have_x)),
         ]
 
         # ---- the code router: commands and codes into the matrix-vector unit --------------------
