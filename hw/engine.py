@@ -36,7 +36,7 @@ from .mlgru import MLGRUEngine
 from .normquant import NormQuant
 from .pipeline import NO_RW_CHECK, replicas
 from .port import ADDR_WIDTH, TOKEN_WIDTH, engine_port
-from .skid import registered
+from .skid import registered, registered_into
 from .ternary_matvec import TernaryMatVec, TritDecoder
 
 __all__ = ["TokenEngine", "INVALID_TOKEN"]
@@ -293,8 +293,7 @@ class TokenEngine(wiring.Component):
                      Mux(lk.payload.resid, resid.o.valid, Mux(lk.payload.emb, emb_fifo.r_rdy, 1)))
         # through a skid buffer: the pg word (a block RAM read) and the sources' mux would
         # otherwise run into the quantiser's first L-Mul, and its ready back into the sources
-        feed = stream.Signature(quant.i.payload.shape()).create()
-        wiring.connect(m, registered(m, "quant_feed", feed), quant.i)
+        feed = registered_into(m, "quant_feed", quant.i)
         m.d.comb += [
             feed.valid.eq(element & have_x),
             feed.payload.x.eq(Mux(lk.payload.mlgru, mlgru.o.payload,
@@ -432,6 +431,10 @@ class TokenEngine(wiring.Component):
         use_keep = _table(m, "use_keep", [op.use_keep for op in ops] + [0], tag.op, 1)
         value = pl.payload.value
         is_dest = {name: pl.valid & (dest == DESTS.index(name)) for name in DESTS}
+        # the destination units take their rows through skid buffers: the post stage's reads and
+        # tables would otherwise run into their first stages, and their readies back into it
+        mlgru_in, resid_in, glu_in = (registered_into(m, f"{unit}_feed", port)
+                                      for unit, port in (("mlgru", mlgru.i), ("resid", resid.i), ("glu", glu.i)))
         bi_wr, bf_wr, lg_wr = buf_i.write_port(), buf_f.write_port(), logits.write_port()
         m.d.comb += [
             bi_wr.addr.eq(tag.row), bi_wr.data.eq(value), bi_wr.en.eq(is_dest["buf_i"]),
@@ -440,17 +443,17 @@ class TokenEngine(wiring.Component):
         ]
         # MLGRU: i and f from their buffers, keep from aux
         m.d.comb += [
-            mlgru.i.valid.eq(is_dest["mlgru"]),
-            mlgru.i.payload.i.eq(bi_rd.data), mlgru.i.payload.f.eq(bf_rd.data), mlgru.i.payload.g.eq(value),
-            mlgru.i.payload.first.eq(first),
+            mlgru_in.valid.eq(is_dest["mlgru"]),
+            mlgru_in.payload.i.eq(bi_rd.data), mlgru_in.payload.f.eq(bf_rd.data), mlgru_in.payload.g.eq(value),
+            mlgru_in.payload.first.eq(first),
         ]
         if cfg.use_lower_bound:
-            m.d.comb += [mlgru.i.payload.keep.eq(aux_rd.data), mlgru.i.payload.use_keep.eq(use_keep)]
+            m.d.comb += [mlgru_in.payload.keep.eq(aux_rd.data), mlgru_in.payload.use_keep.eq(use_keep)]
         # residual: x[r] + value, written back to x
-        rt = data.View(resid_tag, resid.i.payload.tag)
+        rt = data.View(resid_tag, resid_in.payload.tag)
         m.d.comb += [
-            resid.i.valid.eq(is_dest["resid"]),
-            resid.i.payload.a.eq(x_rd_post.data), resid.i.payload.b.eq(value), resid.i.payload.sub.eq(0),
+            resid_in.valid.eq(is_dest["resid"]),
+            resid_in.payload.a.eq(x_rd_post.data), resid_in.payload.b.eq(value), resid_in.payload.sub.eq(0),
             rt.row.eq(tag.row), rt.last.eq(tag.last),
         ]
         # GLU: rows come as (gate j, value j) pairs; the down projection's gain j from aux
@@ -459,17 +462,17 @@ class TokenEngine(wiring.Component):
         with m.If(is_dest["glu"] & ~odd):
             m.d.sync += held.eq(value)
         m.d.comb += [
-            glu.i.valid.eq(is_dest["glu"] & odd),
-            glu.i.payload.gate.eq(held), glu.i.payload.y.eq(value), glu.i.payload.gain.eq(aux_rd.data),
-            glu.i.payload.last.eq(tag.last),
+            glu_in.valid.eq(is_dest["glu"] & odd),
+            glu_in.payload.gate.eq(held), glu_in.payload.y.eq(value), glu_in.payload.gain.eq(aux_rd.data),
+            glu_in.payload.last.eq(tag.last),
         ]
         with m.Switch(dest):
             with m.Case(DESTS.index("mlgru")):
-                m.d.comb += pl.ready.eq(mlgru.i.ready)
+                m.d.comb += pl.ready.eq(mlgru_in.ready)
             with m.Case(DESTS.index("resid")):
-                m.d.comb += pl.ready.eq(resid.i.ready)
+                m.d.comb += pl.ready.eq(resid_in.ready)
             with m.Case(DESTS.index("glu")):
-                m.d.comb += pl.ready.eq(~odd | glu.i.ready)
+                m.d.comb += pl.ready.eq(~odd | glu_in.ready)
             with m.Default():
                 m.d.comb += pl.ready.eq(1)
         with m.If(is_dest["logits"] & tag.last):
@@ -493,7 +496,7 @@ class TokenEngine(wiring.Component):
             "quant_elements": fire(quant.i) + fire(glu.i), "mlgru_elements": fire(mlgru.i),
             "glu_elements": fire(glu.i), "post_rows": fire(rescale.i),
         }
-        keep_ops = fire(mlgru.i) & (use_keep if cfg.use_lower_bound else 0)
+        keep_ops = fire(mlgru.i) & (mlgru.i.payload.use_keep if cfg.use_lower_bound else 0)
         events["lmul_ops"] = (Mux(fire(quant.i), 3, 0) + Mux(fire(mlgru.i), 4, 0) + keep_ops
                               + Mux(fire(glu.i), 3, 0) + fire(rescale.i))
         # vectors a quantiser holds, from the first element in to the scale out: up to two (one

@@ -4,7 +4,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["SkidBuffer", "registered"]
+__all__ = ["SkidBuffer", "registered", "registered_into"]
 
 
 class SkidBuffer(wiring.Component):
@@ -42,3 +42,12 @@ def registered(m: Module, name: str, source):
     m.submodules[name] = skid
     wiring.connect(m, source, skid.i)
     return skid.o
+
+
+def registered_into(m: Module, name: str, sink):
+    """A new stream to drive in place of ``sink`` (a submodule's input), which it reaches through
+    a new ``SkidBuffer``: the sink's ready and the logic in front of its payload no longer meet
+    in one cycle."""
+    feed = stream.Signature(sink.payload.shape()).create()
+    wiring.connect(m, registered(m, name, feed), sink)
+    return feed

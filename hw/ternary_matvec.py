@@ -196,10 +196,10 @@ class TernaryMatVec(wiring.Component):
 
     Latency: the accumulator of a row is valid on ``o`` ``latency`` cycles after the row's last
     weight word was accepted (``ceil(K/P) - 1 + latency`` cycles after its first word, with the
-    words back to back), when the output FIFO is empty: ``latency = 4 + tree_stages``, with
-    ``tree_stages = ceil(ceil(log2 P) / levels_per_stage)`` (the word cycle, the activation read
-    and lane select, the tree, the accumulator writing the FIFO, the FIFO's output register).
-    P = 8: 7 cycles; P = 32: 9; P = 256: 12.
+    words back to back), when the output FIFO is empty: ``latency = 5 + tree_stages``, with
+    ``tree_stages = ceil(ceil(log2 P) / levels_per_stage)`` (the word cycle, the read address's
+    copy beside each slice, the activation read and lane select, the tree, the accumulator
+    writing the FIFO, the FIFO's output register). P = 8: 8 cycles; P = 32: 10; P = 256: 13.
 
     Throughput: P weights (one word) per cycle. Write W = N ceil(K/P) for a matrix's word count
     and B = ceil(K/C) for its code beats. With no stalls, a lone matrix's last accumulator is
@@ -239,7 +239,7 @@ class TernaryMatVec(wiring.Component):
         self.words_per_row = -(-self.max_cols // self.lanes)  # words of the widest row (per bank)
         self.tree_levels = (self.lanes - 1).bit_length()  # ceil(log2 P)
         self.tree_stages = -(-self.tree_levels // levels_per_stage)
-        self.latency = 4 + self.tree_stages
+        self.latency = 5 + self.tree_stages
         # rows in flight from a first word's acceptance to its accumulator leaving the FIFO, plus
         # the cycle the freed credit takes to reach w.ready: one-word rows never wait for credit
         self.fifo_depth = self.latency + 2
@@ -346,7 +346,10 @@ class TernaryMatVec(wiring.Component):
         cp_bank = Signal()
         word_idx = Signal(range(bank_words))
         row_idx = Signal(range(self.max_rows))
-        rd_addr = replicas("act_rd_addr", range(2 * bank_words), len(slices), reset_less=False)
+        rd_addr = Signal(range(2 * bank_words))
+        # the read address reaches each slice through its own copy, a cycle later
+        rd_addr_q = replicas("act_rd_addr", range(2 * bank_words), len(slices))
+        m.d.sync += [a.eq(rd_addr) for a in rd_addr_q]
         pending = Signal(range(self.fifo_depth + 1))  # FIFO entries reserved by rows started
         active = Mux(cp_bank, full[1], full[0])
         row_start = word_idx == 0
@@ -354,34 +357,30 @@ class TernaryMatVec(wiring.Component):
         last_row = row_idx == Mux(cp_bank, job_rows_m1[1], job_rows_m1[0])
         m.d.comb += [
             self.w.ready.eq(active & (~row_start | (pending < self.fifo_depth))),
-            *(port.addr.eq(addr) for port, addr in zip(act_rd, rd_addr)),
+            *(port.addr.eq(addr) for port, addr in zip(act_rd, rd_addr_q)),
         ]
         w_fire = self.w.valid & self.w.ready
         with m.If(w_fire):
             with m.If(last_word):
                 m.d.sync += word_idx.eq(0)
                 with m.If(last_row):
-                    m.d.sync += [row_idx.eq(0), cp_bank.eq(~cp_bank)]
-                    m.d.sync += [a.eq(Mux(cp_bank, 0, bank_words)) for a in rd_addr]
+                    m.d.sync += [row_idx.eq(0), cp_bank.eq(~cp_bank), rd_addr.eq(Mux(cp_bank, 0, bank_words))]
                     for b in range(2):
                         with m.If(cp_bank == b):
                             m.d.sync += full[b].eq(0)
                 with m.Else():
-                    m.d.sync += row_idx.eq(row_idx + 1)
-                    m.d.sync += [a.eq(Mux(cp_bank, bank_words, 0)) for a in rd_addr]
+                    m.d.sync += [row_idx.eq(row_idx + 1), rd_addr.eq(Mux(cp_bank, bank_words, 0))]
             with m.Else():
-                m.d.sync += word_idx.eq(word_idx + 1)
-                m.d.sync += [a.eq(a + 1) for a in rd_addr]
+                m.d.sync += [word_idx.eq(word_idx + 1), rd_addr.eq(rd_addr + 1)]
 
-        # stage 1: the weight word meets its activation word (read issued in the accepting cycle)
+        # stage 0: the word waits while its activations' address travels to the slices
+        s0_valid, s0_first, s0_last = Signal(), Signal(), Signal()
+        s0_w = Signal(self.w.payload.shape(), reset_less=True)  # data: no reset (valid bits have one)
+        m.d.sync += [s0_valid.eq(w_fire), s0_first.eq(row_start), s0_last.eq(last_word), s0_w.eq(self.w.payload)]
+        # stage 1: the weight word meets its activation word
         s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
-        s1_w = Signal(self.w.payload.shape(), reset_less=True)  # data: no reset (valid bits have one)
-        m.d.sync += [
-            s1_valid.eq(w_fire),
-            s1_first.eq(row_start),
-            s1_last.eq(last_word),
-            s1_w.eq(self.w.payload),
-        ]
+        s1_w = Signal(self.w.payload.shape(), reset_less=True)
+        m.d.sync += [s1_valid.eq(s0_valid), s1_first.eq(s0_first), s1_last.eq(s0_last), s1_w.eq(s0_w)]
 
         # stage 2: per-lane select of +q, -q or 0 (registered)
         lanes = []

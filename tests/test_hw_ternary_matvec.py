@@ -247,8 +247,8 @@ def predicted_cycles(shapes, lanes, latency, per_beat=1):
     return e[-1] + latency
 
 
-@pytest.mark.parametrize("lanes, levels, latency, per_beat", [(8, 1, 7, 1), (32, 1, 9, 1), (32, 2, 7, 1),
-                                                              (10, 1, 8, 1), (10, 1, 8, 5)])
+@pytest.mark.parametrize("lanes, levels, latency, per_beat", [(8, 1, 8, 1), (32, 1, 10, 1), (32, 2, 8, 1),
+                                                              (10, 1, 9, 1), (10, 1, 9, 5)])
 def test_latency_and_throughput(lanes, levels, latency, per_beat):
     """The docstring's figures: latency from a row's last word to its accumulator; a lone matrix in
     ceil(K/C) + 1 + N ceil(K/P) + latency cycles; back-to-back matrices at one word per cycle with the
