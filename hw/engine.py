@@ -244,7 +244,6 @@ class TokenEngine(wiring.Component):
         f_src = _table(m, "f_src", [SOURCES.index(op.source) for op in ops] + [0], f_op, (len(SOURCES) - 1).bit_length())
         f_cols = _table(m, "f_cols", [op.cols for op in ops] + [1], f_op)
         f_pg = _table(m, "f_pg", [op.pg_base for op in ops] + [0], f_op)
-        f_hdr_addr = _table(m, "f_hdr_addr", [op.pg_header for op in ops] + [0], f_op)
         f_xver = _table(m, "f_xver", [op.x_version for op in ops] + [0], f_op)
         src_x, src_mlgru, src_glu, src_resid, src_emb = (SOURCES.index(s) for s in SOURCES)
         with m.If(start):
@@ -257,7 +256,13 @@ class TokenEngine(wiring.Component):
         gen_fire = gen_valid & lk_advance
         pg_rd = pg.read_port()
         x_rd_feed = x_mem.read_port()
-        feed_pg_addr = Mux(f_hdr, f_hdr_addr, f_pg + f_k)
+        # the pg address of the element generated next, in a register kept in step with the
+        # feeder's state (the op tables and an adder in front of the block RAM's address pins
+        # were one of the device's slowest paths)
+        feed_pg_addr = Signal.like(pg_rd.addr)
+        f_hdr_addr_next = _table(m, "f_hdr_addr_next", [op.pg_header for op in ops[1:]] + [0, 0], f_op)
+        with m.If(start):
+            m.d.sync += feed_pg_addr.eq(ops[0].pg_header)
         m.d.comb += [x_rd_feed.addr.eq(f_k), x_rd_feed.en.eq(lk_advance)]
         with m.If(lk_advance):
             m.d.sync += [lk.valid.eq(gen_valid), lk.payload.hdr.eq(f_hdr), lk.payload.glu.eq(f_src == src_glu),
@@ -265,13 +270,13 @@ class TokenEngine(wiring.Component):
                          lk.payload.emb.eq(f_src == src_emb), lk.payload.last.eq(f_k == f_cols - 1)]
         with m.If(gen_fire):
             with m.If(f_hdr & (f_src == src_glu)):
-                m.d.sync += f_op.eq(f_op + 1)
+                m.d.sync += [f_op.eq(f_op + 1), feed_pg_addr.eq(f_hdr_addr_next)]
             with m.Elif(f_hdr):
-                m.d.sync += f_hdr.eq(0)
+                m.d.sync += [f_hdr.eq(0), feed_pg_addr.eq(f_pg)]
             with m.Elif(f_k == f_cols - 1):
-                m.d.sync += [f_op.eq(f_op + 1), f_hdr.eq(1), f_k.eq(0)]
+                m.d.sync += [f_op.eq(f_op + 1), f_hdr.eq(1), f_k.eq(0), feed_pg_addr.eq(f_hdr_addr_next)]
             with m.Else():
-                m.d.sync += f_k.eq(f_k + 1)
+                m.d.sync += [f_k.eq(f_k + 1), feed_pg_addr.eq(feed_pg_addr + 1)]
 
         # headers: (c, eps) of an op, held from before its first element to after its last (the
         # units sample them with the first element; the next header of the same unit is sent
@@ -638,7 +643,6 @@ class TokenEngine(wiring.Component):
             lg_rd.addr.eq(offset >> 1), sc_rd.addr.eq(offset),
         ]
         rdata = Signal(8)
-        counter_bytes = Cat(snapshot[k] for k in range(len(COUNTERS)))
         ports = {"pg": pg_rd, "aux": aux_rd, "scratch": sc_rd, "logits": lg_rd}
         held = {name: Signal.like(port.data, name=f"bus_{name}_q") for name, port in ports.items()}
         m.d.sync += [held[name].eq(port.data) for name, port in ports.items()]
@@ -652,9 +656,11 @@ class TokenEngine(wiring.Component):
         sources = {"weights": (in_weights, byte_of(held["weights"], b_lane, L))}
         sources.update({name: (in_region(name, size), pick(name, width)) for width, name, _, _, size in writes})
         sources["logits"] = (in_region("logits", vocab * 2), pick("logits", 2))
-        sources["counters"] = (in_region("counters", 4 * len(COUNTERS)),
-                               byte_of(counter_bytes, offset[:max(1, (4 * len(COUNTERS) - 1).bit_length())],
-                                       4 * len(COUNTERS)))
+        # the counter's word first, a register refreshed every cycle (the address and the snapshot
+        # are stable from ACCESS on, SELECT comes at least two cycles later), then its byte
+        counter_word = Signal(32)
+        m.d.sync += counter_word.eq(snapshot[offset[2:]])
+        sources["counters"] = (in_region("counters", 4 * len(COUNTERS)), byte_of(counter_word, offset[:2], 4))
         picked = {name: Signal(8, name=f"bus_{name}_byte") for name in sources}
         with m.If(selecting):
             m.d.sync += [picked[name].eq(byte) for name, (_, byte) in sources.items()]
