@@ -114,7 +114,7 @@ class TokenEngine(wiring.Component):
     op's codes (BENCHMARKS.md has the measured cycles per token and their breakdown).
     Throughput: one step at a time; ``step.ready`` is low while a step runs and until ``done``
     is taken. The bus is served between steps only (``bus.ready`` is low during a step), one
-    request at a time: a write takes 2 cycles, a read 6 cycles plus ``rdata`` back-pressure, and
+    request at a time: a write takes 2 cycles, a read 7 cycles plus ``rdata`` back-pressure, and
     the first weights access at a non-sequential address 23 more (the division by the word size).
     A memory word (a weight word, a bf16 or a pg word) is written when its last byte is written:
     the host writes whole words, in order.
