@@ -189,8 +189,8 @@ class TernaryMatVec(wiring.Component):
 
     Structure: a two-bank activation memory (``lib.memory.Memory`` in slices of about
     ``LANES_PER_SLICE`` lanes, each with its own copy of the read and write addresses; a
-    registered write with per-code enables, one read port); per lane a mux selects ``+q``, ``-q`` or 0
-    (registered); a binary adder tree over the P lanes, registered every ``levels_per_stage``
+    registered write with per-code enables, one read port); per lane a mux selects ``+q``,
+    ``-q`` or 0 (registered); a binary adder tree over the P lanes, registered every ``levels_per_stage``
     levels, each node sized by ``acc_width`` of the lanes below it; a row accumulator; an output
     FIFO.
 
