@@ -13,18 +13,25 @@ from golden.formats import get_format
 
 from .pipeline import payload_register, register, stall_advance
 
-__all__ = ["FAdd", "fadd_operands", "fadd_result", "leading_zeros"]
+__all__ = ["FAdd", "fadd_operands", "fadd_result", "leading_zeros", "leading_zero_groups", "combine_leading_zeros"]
 
 #: Formats of the contract the adder is built for.
 FADD_FORMATS = ("bf16", "fp32")
 
 
 def leading_zeros(value):
-    """Leading-zero count of ``value`` (unsigned), flat enough for one pipeline stage at 150 MHz.
+    """Leading-zero count of ``value`` (unsigned), flat enough for one pipeline stage at 150 MHz
+    up to about 24 bits (``leading_zero_groups`` then ``combine_leading_zeros``; a wider value
+    can register the groups between the two).
 
-    Groups of 4 bits give a zero flag and a 2-bit count each (one LUT level); a one-hot "first
-    nonzero group" (an AND of the flags above it) selects ``4 * group + count`` by an AND-OR.
     Returns ``(count, all_zero)``; when ``value`` is zero the count is ``len(value)``."""
+    zero, local = leading_zero_groups(value)
+    return combine_leading_zeros(zero, local, len(value)), value == 0
+
+
+def leading_zero_groups(value):
+    """The first half of a leading-zero count: groups of 4 bits from the top, each with a zero flag
+    and a 2-bit count of its own leading zeros (one LUT level). Returns ``(zero, local)``, lists."""
     n = len(value)
     if n < 1:
         raise ValueError("leading_zeros needs at least one bit")
@@ -32,17 +39,22 @@ def leading_zeros(value):
     # pad below with ones: the count of the padded word equals the count of the real word whenever
     # the real word is nonzero, and is exactly n when it is zero
     padded = Cat(Const((1 << (size - n)) - 1, size - n), value) if size > n else value
-    groups = [padded[size - 4 * (g + 1):size - 4 * g] for g in range(size // 4)]  # from the top
+    groups = [padded[size - 4 * (g + 1):size - 4 * g] for g in range(size // 4)]
     zero = [group == 0 for group in groups]
     local = [Mux(group[3], 0, Mux(group[2], 1, Mux(group[1], 2, 3))) for group in groups]
-    width = size.bit_length()  # holds 4 * group + 3 < size, and n <= size
+    return zero, local
+
+
+def combine_leading_zeros(zero, local, n):
+    """The second half: a one-hot "first nonzero group" (an AND of the flags above it) selects
+    ``4 * group + count`` by an AND-OR; ``n`` (the value's width) when every group is zero."""
+    width = (4 * len(zero)).bit_length()  # holds 4 * group + 3 < size, and n <= size
     count = Const(0, width)
     for g, group_count in enumerate(local):
         above = Cat(*zero[:g]).all() if g else Const(1)
         first = ~zero[g] & above
         count = count | Mux(first, Cat(group_count, Const(g, width - 2)), 0)
-    count = Mux(Cat(*zero).all(), n, count)
-    return count, value == 0
+    return Mux(Cat(*zero).all(), n, count)
 
 
 def fadd_operands(fmt, tag_width: int = 0) -> data.StructLayout:

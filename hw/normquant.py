@@ -8,7 +8,7 @@ Golden model: ``golden.bitexact.norm_quant``. For a vector x of K bf16 elements,
     r = rsqrt(ssq(v) + eps),  scale = (m * r) * c               (ssq: fixed point, order-free)
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -18,6 +18,7 @@ from golden.numerics import SUMSQ_GUARD_BITS
 from .convert import FloatToInt8, IntToFloat
 from .fadd import FAdd
 from .lmul import OPERAND_CLASS, LMul, classify
+from .logic import at_least
 from .pipeline import NO_RW_CHECK, CreditQueue, flow, replicas
 from .tables import Reciprocal, ReciprocalSqrt
 
@@ -96,8 +97,8 @@ class NormQuant(wiring.Component):
     the pipeline's drain), while the next vector loads into the other bank; the **scale** (8
     scalar steps: conversion, its exponent offset and range, addition, rsqrt, two L-Muls, about
     40 cycles) while the next vector streams out. With no stalls: a vector's first beat leaves
-    ``FIRST_BEAT_LATENCY`` (27) cycles after its last element was accepted, one beat per cycle;
-    its scale ``SCALE_LATENCY`` (35) cycles after its last beat; and the next vector's elements
+    ``FIRST_BEAT_LATENCY`` (28) cycles after its last element was accepted, one beat per cycle;
+    its scale ``SCALE_LATENCY`` (38) cycles after its last beat; and the next vector's elements
     are accepted after ``LOAD_GAP`` (8) idle cycles (the last element's way into the buffer),
     the stream-out being free again by then for vectors of K >= ceil(K / W) + 30 or so.
 
@@ -108,9 +109,10 @@ class NormQuant(wiring.Component):
     sum over, then the load of the one after). No multiplier.
     """
 
-    # stream-out, buffer read to code: the read port, the masking register, L-Mul, conversion
-    CODE_CHAIN = 2 + LMul.LATENCY + FloatToInt8.LATENCY
-    FIRST_BEAT_LATENCY, SCALE_LATENCY, LOAD_GAP = 27, 35, 8  # the docstring's, checked by a test
+    # stream-out, beat issued to code: the address copies, the read port, the masking register,
+    # L-Mul, conversion
+    CODE_CHAIN = 3 + LMul.LATENCY + FloatToInt8.LATENCY
+    FIRST_BEAT_LATENCY, SCALE_LATENCY, LOAD_GAP = 28, 38, 8  # the docstring's, checked by a test
 
     def __init__(self, max_len: int, with_pre: bool = True, codes_per_beat: int = 1):
         self.max_len = _check_positive("max_len", max_len)
@@ -163,10 +165,12 @@ class NormQuant(wiring.Component):
         m.d.comb += [in_tag.x.eq(x.x), in_tag.last.eq(x.last)]
         if self.with_pre:
             m.d.comb += in_tag.pre.eq(x.pre)
+        # sampled in every cycle until the first element is taken, the last time in that cycle:
+        # an enable from a register, not from the input's handshake
+        with m.If(fresh):
+            m.d.sync += [c_in.eq(self.c), eps_in.eq(self.eps)]
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += fresh.eq(0)
-            with m.If(fresh):
-                m.d.sync += [c_in.eq(self.c), eps_in.eq(self.eps)]
             with m.If(x.last):
                 m.d.sync += closed.eq(1)
 
@@ -218,12 +222,12 @@ class NormQuant(wiring.Component):
         hand_over = Signal()
         m.d.sync += hand_over.eq(loaded & stream_idle & ~hand_over)
         read_word = Signal(aw)
-        read_addr = replicas("buf_r_addr", range(2 * words), W, reset_less=False)  # a copy per lane
+        read_addr = Signal(range(2 * words))  # the next beat's, in the streaming bank
         unread = Signal()  # beats left to read, a register: no comparison before the credits
         with m.If(hand_over):
             m.d.sync += [s_last_word.eq(last_word), s_tail.eq(tail), s_max_u.eq(max_u), s_max_v.eq(max_v),
                          s_c.eq(c_in), s_eps.eq(eps_in),
-                         read_word.eq(0), *(a.eq(Mux(load_bank, words, 0)) for a in read_addr), unread.eq(1),
+                         read_word.eq(0), read_addr.eq(Mux(load_bank, words, 0)), unread.eq(1),
                          load_bank.eq(~load_bank), write_addr.eq(Mux(load_bank, 0, words)),
                          fresh.eq(1), closed.eq(0), loaded.eq(0), write_word.eq(0), write_lane.eq(1),
                          max_u.eq(0), max_v.eq(0)]
@@ -235,20 +239,26 @@ class NormQuant(wiring.Component):
         # The stream-out chain never stalls: a beat is read only with a place reserved for its
         # codes in the queue at the chain's end (the squares are always taken).
         m.submodules.codes_queue = codes_queue = CreditQueue(normquant_code(W), CreditQueue.depth_for(self.CODE_CHAIN))
-        # Two registered stages: the buffers' read ports, then a register that zeroes the lanes
-        # after the vector's end in its last beat (their codes and squares are then 0).
-        r_valid, r_tail, r2_valid, r2_tail = Signal(), Signal(), Signal(), Signal()
+        # Three registered stages: the read address reaches each memory through its own copy (one
+        # register's enable or value driving every lane's LUT RAM would span them), the memories'
+        # read ports, then a register that zeroes the lanes after the vector's end in its last
+        # beat (their codes and squares are then 0).
+        addr_copies = replicas("buf_r_addr", range(2 * words), 2 * W)
+        m.d.sync += [a.eq(read_addr) for a in addr_copies]
+        m.d.comb += [port.addr.eq(a) for port, a in zip(u_read + v_read, addr_copies)]
+        q_valid, q_tail, r_valid, r_tail, r2_valid, r2_tail = (Signal(name=n) for n in (
+            "q_valid", "q_tail", "r_valid", "r_tail", "r2_valid", "r2_tail"))
         u2, v2 = Signal(shape, reset_less=True), Signal(shape, reset_less=True)
         issue = streaming & unread & codes_queue.room
-        m.d.comb += [port.addr.eq(a) for ports in (u_read, v_read) for port, a in zip(ports, read_addr)]
         m.d.comb += codes_queue.admit.eq(issue)
-        m.d.sync += [r_valid.eq(issue), r_tail.eq(read_word == s_last_word), r2_valid.eq(r_valid), r2_tail.eq(r_tail)]
+        m.d.sync += [q_valid.eq(issue), q_tail.eq(read_word == s_last_word),
+                     r_valid.eq(q_valid), r_tail.eq(q_tail), r2_valid.eq(r_valid), r2_tail.eq(r_tail)]
         lanes_in = Mux(r_tail, s_tail, all_lanes)
         for j in range(W):
             m.d.sync += [u2[j].eq(Mux(lanes_in[j], u_read[j].data, 0)),
                          v2[j].eq(Mux(lanes_in[j], v_read[j].data, 0))]
         with m.If(issue):
-            m.d.sync += [read_word.eq(read_word + 1), *(a.eq(a + 1) for a in read_addr)]
+            m.d.sync += [read_word.eq(read_word + 1), read_addr.eq(read_addr + 1)]
             with m.If(read_word == s_last_word):
                 m.d.sync += unread.eq(0)
 
@@ -433,16 +443,22 @@ class NormQuant(wiring.Component):
     @staticmethod
     def _aligned_square(m, sq_stream, e_top, lane):
         """A square aligned to the largest one's exponent: ``floor(sig * 2^16 / 2^(E - e))``, in
-        two stages: the exponent difference (a carry chain), then its range check beside the
-        shift (a comparison with a constant is logic, not a second chain). Returns (valid, term)."""
+        three stages: the exponent difference (a carry chain); the shift by its low 3 bits beside
+        its range check (logic, not a second chain); the shift by whole bytes. Returns (valid, term)."""
         sq = sq_stream.payload
         sq_exp = sq[7:15]
         d_valid, distance = Signal(name=f"d_valid{lane}"), Signal(8, name=f"distance{lane}", reset_less=True)
         d_sig = Signal(SIG_BITS, name=f"d_sig{lane}", reset_less=True)
         m.d.sync += [d_valid.eq(sq_stream.valid), distance.eq(e_top - sq_exp),
                      d_sig.eq(Mux(sq_exp == 0, 0, Cat(sq[:7], Const(1, 1))))]
-        shift = distance[:Shape.cast(range(TERM_BITS)).width]
+        # floor(floor(x / 2^lo) / 2^(8 hi)) = floor(x / 2^(lo + 8 hi)); no bit falls off the
+        # first shift (lo < 8 <= SUMSQ_GUARD_BITS)
+        f_valid, far = Signal(name=f"f_valid{lane}"), Signal(name=f"far{lane}", reset_less=True)
+        fine = Signal(TERM_BITS, name=f"fine{lane}", reset_less=True)
+        coarse = Signal(range(TERM_BITS // 8 + 1), name=f"coarse{lane}", reset_less=True)
+        m.d.sync += [f_valid.eq(d_valid), far.eq(at_least(distance, TERM_BITS)),
+                     fine.eq(Cat(Const(0, SUMSQ_GUARD_BITS), d_sig) >> distance[:3]),
+                     coarse.eq(distance[3:3 + len(coarse)])]
         term_valid, term = Signal(name=f"term_valid{lane}"), Signal(TERM_BITS, name=f"term{lane}", reset_less=True)
-        m.d.sync += [term_valid.eq(d_valid),
-                     term.eq(Mux(distance >= TERM_BITS, 0, Cat(Const(0, SUMSQ_GUARD_BITS), d_sig) >> shift))]
+        m.d.sync += [term_valid.eq(f_valid), term.eq(Mux(far, 0, fine >> Cat(Const(0, 3), coarse)))]
         return term_valid, term

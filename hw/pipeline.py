@@ -51,7 +51,7 @@ def register(m: Module, enable, value, name: str, shape=None, *, reset_less=True
     return reg
 
 
-def replicas(name: str, shape, copies: int, *, reset_less=True, init=0) -> list:
+def replicas(name: str, shape, copies: int, *, reset_less=True, init=None) -> list:
     """``copies`` registers that the caller drives alike, so that each can sit next to its own
     share of the loads instead of one register's net spanning them all (a register feeding a few
     hundred block RAM or LUT RAM address pins across the die routes for 8-15 ns on ECP5). The

@@ -13,6 +13,7 @@ from amaranth.lib.wiring import In, Out
 from golden.formats import decode, encode, get_format
 from golden.numerics import Numerics
 
+from .logic import at_least
 from .pipeline import payload_register, stall_advance
 
 __all__ = ["Reciprocal", "ReciprocalSqrt"]
@@ -87,8 +88,11 @@ class _TableUnit(wiring.Component):
             for d in (0, 1):
                 exp = Signal(range(-256, 512), name=f"exp{d}")
                 m.d.comb += exp.eq(self.result_exponent(m, exp_in, d))
-                m.d.sync += [s1_exp[d].eq(exp[:8]), s1_flush[d].eq(exp <= 0),
-                             s1_sat[d].eq(exp >= EXP_MAX)]
+                # the range checks as logic on the difference's bits: comparisons after the
+                # subtraction would be a second carry chain in series with it
+                negative, magnitude = exp[-1], exp[:-1]
+                m.d.sync += [s1_exp[d].eq(exp[:8]), s1_flush[d].eq(negative | ~magnitude.any()),
+                             s1_sat[d].eq(~negative & at_least(magnitude, EXP_MAX))]
 
         # stage 2: pick by the table's delta bit
         delta, mant = read.data[MAN], read.data[:MAN]

@@ -13,7 +13,7 @@ Trits inside the gateware are 2-bit two's complement codes (``TRIT_ZERO``, ``TRI
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -188,9 +188,9 @@ class TernaryMatVec(wiring.Component):
         ``acc[n]`` for n = 0..N-1 of each command, in order.
 
     Structure: a two-bank activation memory (``lib.memory.Memory`` in slices of about
-    ``LANES_PER_SLICE`` lanes, each with its own copy of the read and write addresses; a
-    registered write with per-code enables, one read port); per lane a mux selects ``+q``,
-    ``-q`` or 0 (registered); a binary adder tree over the P lanes, registered every ``levels_per_stage``
+    ``LANES_PER_SLICE`` lanes, each with its own copy of the read and write addresses; a write
+    through a copy of each beat per slice, then per-code enables; one read port); per lane a mux
+    selects ``+q``, ``-q`` or 0 (registered); a binary adder tree over the P lanes, registered every ``levels_per_stage``
     levels, each node sized by ``acc_width`` of the lanes below it; a row accumulator; an output
     FIFO.
 
@@ -203,12 +203,12 @@ class TernaryMatVec(wiring.Component):
 
     Throughput: P weights (one word) per cycle. Write W = N ceil(K/P) for a matrix's word count
     and B = ceil(K/C) for its code beats. With no stalls, a lone matrix's last accumulator is
-    valid ``B + W + 1 + latency`` cycles after the cycle its command is accepted (B cycles of
-    codes, two until the last beat has landed and the bank is marked full, W words, the
+    valid ``B + W + 2 + latency`` cycles after the cycle its command is accepted (B cycles of
+    codes, three until the last beat has landed and the bank is marked full, W words, the
     pipeline). The codes of the next matrix load into the other bank (one cycle for its command,
     B for its codes) while the previous one computes, so back-to-back matrices run at one word per
     cycle with no gap whenever ``W_{m-1} >= B_m + 1``, and a run of matrices then costs
-    ``sum W + B_0 + 1 + latency`` cycles: the fixed overhead is the first load and the pipeline.
+    ``sum W + B_0 + 2 + latency`` cycles: the fixed overhead is the first load and the pipeline.
     A bank is taken for the next load but one only after its last word, so load-bound runs take
     longer (``tests/test_hw_ternary_matvec.predicted_cycles`` has the exact recurrence).
 
@@ -306,26 +306,39 @@ class TernaryMatVec(wiring.Component):
                 ld_addr.eq(Mux(ld_bank, bank_words, 0)),
             ]
 
-        # The write is registered (so the stream's valid does not fan out to every lane's write
-        # enable): a beat lands in the memory one cycle after it is accepted.
+        # The write goes through two registers: a copy of the beat and of the loader's state per
+        # slice, then each lane's enable and code (the stream's valid and codes reach 13 slice
+        # copies, not every lane's write enable across the die). A beat lands in the memory two
+        # cycles after it is accepted.
         a_fire = self.a.valid & self.a.ready
-        wr_addr = replicas("act_wr_addr", range(2 * bank_words), len(slices))
-        m.d.sync += [a.eq(ld_addr) for a in wr_addr]
+        n_slices = len(slices)
+        b_fire = replicas("act_b_fire", 1, n_slices, reset_less=False)
+        b_addr = replicas("act_b_addr", range(2 * bank_words), n_slices)
+        b_codes = replicas("act_b_codes", self.a.payload.shape(), n_slices)
+        b_lane, b_above = replicas("act_b_lane", G, n_slices), replicas("act_b_above", G, n_slices)
+        b_last = replicas("act_b_last", 1, n_slices)
+        # (ld_left <= j) for the beat's codes j >= 1: which of them are past the vector's end
+        b_short = replicas("act_b_short", C, n_slices)
+        wr_addr = replicas("act_wr_addr", range(2 * bank_words), n_slices)
         for k, lanes in enumerate(slices):
+            m.d.sync += [b_fire[k].eq(a_fire), b_addr[k].eq(ld_addr), b_codes[k].eq(self.a.payload),
+                         b_lane[k].eq(ld_lane), b_above[k].eq(ld_above), b_last[k].eq(ld_last),
+                         b_short[k].eq(Cat(*(ld_left <= j for j in range(C)))),
+                         wr_addr[k].eq(b_addr[k])]
             m.d.comb += act_wr[k].addr.eq(wr_addr[k])
             for n, i in enumerate(lanes):
                 # lanes after the vector's last code are written with 0 (so padding trits read as 0)
                 g, j = divmod(i, C)
-                past_end = ld_above[g] | (ld_last & (ld_left <= j)) if j else ld_above[g]
+                past_end = b_above[k][g] | (b_last[k] & b_short[k][j]) if j else b_above[k][g]
                 en = Signal(name=f"act_wr_en{i}")
                 code = Signal(signed(8), name=f"act_wr_code{i}", reset_less=True)
-                m.d.sync += [en.eq(a_fire & (ld_lane[g] | (ld_last & ld_above[g]))),
-                             code.eq(Mux(past_end, 0, self.a.payload[j]))]
+                m.d.sync += [en.eq(b_fire[k] & (b_lane[k][g] | (b_last[k] & b_above[k][g]))),
+                             code.eq(Mux(past_end, 0, b_codes[k][j]))]
                 m.d.comb += [act_wr[k].en[n].eq(en), act_wr[k].data[n].eq(code)]
         # the bank is marked full when its last beat has landed
-        commit, commit_bank = Signal(), Signal()
-        m.d.sync += commit.eq(a_fire & ld_last)
-        with m.If(commit):
+        commit, commit_bank = Signal(2), Signal()
+        m.d.sync += commit.eq(Cat(a_fire & ld_last, commit[0]))
+        with m.If(commit[1]):
             for b in range(2):
                 with m.If(commit_bank == b):
                     m.d.sync += full[b].eq(1)

@@ -16,7 +16,7 @@ from sim.streams import simulate_stream
 
 
 @pytest.mark.parametrize("width, fmt", [(16, "bf16"), (17, "bf16"), (21, "bf16"), (8, "bf16"), (9, "bf16"),
-                                        (3, "bf16"), (17, "fp32"), (30, "fp32"), (64, "bf16")])
+                                        (3, "bf16"), (17, "fp32"), (30, "fp32"), (34, "bf16"), (64, "bf16")])
 def test_int_to_float_amaranth_sim(width, fmt):
     values = int_stimulus(width, "300", seed=width)
     if len(values) > 1200:
@@ -39,7 +39,8 @@ def test_float_to_int8_amaranth_sim():
 
 def test_latency_and_throughput():
     values = list(range(-10, 10))
-    assert measure_pipeline(IntToFloat(17), values) == ({IntToFloat.LATENCY}, len(values) + IntToFloat.LATENCY - 1)
+    for width, latency in ((17, 5), (24, 5), (25, 7), (34, 7)):
+        assert measure_pipeline(IntToFloat(width), values) == ({latency}, len(values) + latency - 1)
     bits = [0x3F80 + k for k in range(20)]
     assert measure_pipeline(FloatToInt8(), bits) == ({FloatToInt8.LATENCY}, len(bits) + FloatToInt8.LATENCY - 1)
 

@@ -234,8 +234,8 @@ def predicted_cycles(shapes, lanes, latency, per_beat=1):
     """The docstring's timing: cycles from the first command's acceptance to the last accumulator.
 
     Matrix m's command is taken at c[m] (once the loader is idle and its bank is free), its B beats
-    follow, and its bank is full at c[m] + B + 2; its W words stream from
-    f[m] = max(c[m] + B + 2, e[m-1] + 1) to e[m] = f[m] + W - 1 (one word per cycle). Its bank is
+    follow, and its bank is full at c[m] + B + 3; its W words stream from
+    f[m] = max(c[m] + B + 3, e[m-1] + 1) to e[m] = f[m] + W - 1 (one word per cycle). Its bank is
     free again from e[m] + 1, so the next command but one needs c[m+2] >= e[m] + 1."""
     words = [n * -(-k // lanes) for n, k in shapes]
     beats = [-(-k // per_beat) for _, k in shapes]
@@ -243,7 +243,7 @@ def predicted_cycles(shapes, lanes, latency, per_beat=1):
     for m, (w, b) in enumerate(zip(words, beats)):
         if m:
             c.append(max(c[m - 1] + beats[m - 1] + 1, e[m - 2] + 1 if m >= 2 else 0))
-        e.append(max(c[m] + b + 2, e[m - 1] + 1 if m else 0) + w - 1)
+        e.append(max(c[m] + b + 3, e[m - 1] + 1 if m else 0) + w - 1)
     return e[-1] + latency
 
 
@@ -251,7 +251,7 @@ def predicted_cycles(shapes, lanes, latency, per_beat=1):
                                                               (10, 1, 9, 1), (10, 1, 9, 5)])
 def test_latency_and_throughput(lanes, levels, latency, per_beat):
     """The docstring's figures: latency from a row's last word to its accumulator; a lone matrix in
-    ceil(K/C) + 1 + N ceil(K/P) + latency cycles; back-to-back matrices at one word per cycle with the
+    ceil(K/C) + 2 + N ceil(K/P) + latency cycles; back-to-back matrices at one word per cycle with the
     next vector's load hidden; one-word rows at one row per cycle; load-bound runs as predicted."""
     dut = TernaryMatVec(lanes, 64, 96, levels_per_stage=levels, codes_per_beat=per_beat)
     assert dut.latency == latency
@@ -271,7 +271,7 @@ def test_latency_and_throughput(lanes, levels, latency, per_beat):
         beats = [-(-k // per_beat) for _, k in shapes]
         if all(w >= b + 1 for w, b in zip(words, beats[1:])):  # loads hidden
             assert log["w"][-1] - log["w"][0] + 1 == sum(words)  # one word per cycle throughout
-            assert cycles == beats[0] + 1 + sum(words) + latency
+            assert cycles == beats[0] + 2 + sum(words) + latency
         assert cycles == predicted_cycles(shapes, lanes, latency, per_beat)
     print("\n".join(report))
 

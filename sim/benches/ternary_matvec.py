@@ -150,8 +150,8 @@ async def matvec_cycles(dut):
     cycles = await take(dut, len(expected), width, 0.0, random.Random(0), lambda i, v: got.append(v))
     assert got == expected, f"results differ without stalls: expected {expected[:8]}..., got {got[:8]}..."
     # cycles counts the cycle the first command is accepted through the one the last accumulator
-    # is taken: the docstring's B + sum W + 1 + latency (C = 1 code per beat, so B = K), plus one
-    predicted = k + len(words) + 1 + p["latency"] + 1
+    # is taken: the docstring's B + sum W + 2 + latency (C = 1 code per beat, so B = K), plus one
+    predicted = k + len(words) + 2 + p["latency"] + 1
     dut._log.info(f"P={lanes}: {len(shapes)} x ({n}x{k}): {cycles} cycles; N*ceil(K/P) = {len(words)} words; "
                   f"predicted {predicted}")
     assert cmd_log[0] == 1 and cycles == predicted, f"{cycles} cycles, predicted {predicted} (cmd at {cmd_log})"
