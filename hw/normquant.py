@@ -139,7 +139,7 @@ class NormQuant(wiring.Component):
         # the loader's view of the vector it loads ...
         last_word = Signal(aw)  # the vector's last beat: ceil(K / W) - 1
         tail = Signal(W)  # the lanes of the last beat holding elements (a thermometer)
-        max_u, max_v = Signal(15), Signal(15)  # magnitudes (bf16 without its sign)
+        max_u, max_v = Signal(15, name="max_u"), Signal(15, name="max_v")  # magnitudes (bf16 without its sign)
         c_in, eps_in = Signal(16), Signal(16)  # sampled with the first element
         # ... and the streamer's, of the vector it streams out (handed over with the bank)
         s_last_word, s_tail, s_max_u, s_max_v, s_c, s_eps = (
@@ -202,16 +202,21 @@ class NormQuant(wiring.Component):
             for mem, value in ((u_mems[j], w_u[j]), (v_mems[j], w_v[j])):
                 port = mem.write_port()
                 m.d.comb += [port.addr.eq(w_addr[j]), port.en.eq(w_en), port.data.eq(value)]
+        # the running maxima compare a registered copy of the element (the compare's carry chain
+        # and the maxima's enable then start at a register beside them); the last element's is in
+        # before ``hand_over`` takes them
+        m_valid, m_u, m_v = Signal(), Signal(15, name="m_u", reset_less=True), Signal(15, name="m_v", reset_less=True)
+        m.d.sync += [m_valid.eq(stored), m_u.eq(u_out[:15]), m_v.eq(v_out[:15])]
+        with m.If(m_valid & (m_u > max_u)):
+            m.d.sync += max_u.eq(m_u)
+        with m.If(m_valid & (m_v > max_v)):
+            m.d.sync += max_v.eq(m_v)
         loaded = Signal()  # the last element is in the buffers
         with m.If(stored):
             with m.If(write_lane[W - 1]):
                 m.d.sync += [write_lane.eq(1), write_word.eq(write_word + 1), write_addr.eq(write_addr + 1)]
             with m.Else():
                 m.d.sync += write_lane.eq(write_lane << 1)
-            with m.If(u_out[:15] > max_u):
-                m.d.sync += max_u.eq(u_out[:15])
-            with m.If(v_out[:15] > max_v):
-                m.d.sync += max_v.eq(v_out[:15])
             with m.If(last_out):
                 m.d.sync += [loaded.eq(1), last_word.eq(write_word), tail.eq(write_lane | (write_lane - 1))]
 

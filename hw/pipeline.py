@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 from .skid import registered
 
 __all__ = ["stall_advance", "register", "payload_register", "replicas", "flow", "CreditQueue", "NO_RW_CHECK",
-           "KEEP_REPLICAS"]
+           "KEEP_REPLICAS", "DROP_LUT_RAM_HINTS", "after_read_script"]
 
 #: Attributes of a memory whose read and write ports never access the same word in the same
 #: cycle: Yosys then adds no collision logic after the block RAM's output (on ECP5 that logic
@@ -30,6 +30,18 @@ REPLICA_TAG = "_replica"
 #: one register driving all the loads; it leaves a flip-flop with the ``keep`` attribute alone.
 #: ``proc`` first, so that a design read as Verilog has its flip-flops as cells too.
 KEEP_REPLICAS = f"proc; setattr -set keep 1 w:*{REPLICA_TAG}* %ci1:+$dff,$adff[Q] w:* %d"
+#: iCE40 has no LUT RAM, and Yosys stops at a memory that asks for it (``ram_style =
+#: "distributed"``, the hint that keeps ECP5's small buffers out of its block RAMs): the iCE40
+#: flows drop the hint, and such a memory goes to block RAM or flip-flops.
+DROP_LUT_RAM_HINTS = "setattr -unset ram_style a:ram_style=distributed"
+
+
+def after_read_script(family: str) -> str:
+    """The Yosys commands every flow runs right after reading the design, for an FPGA family
+    (``"ecp5"`` or ``"ice40"``)."""
+    if family not in ("ecp5", "ice40"):
+        raise ValueError(f"unknown FPGA family {family!r}; expected 'ecp5' or 'ice40'")
+    return KEEP_REPLICAS + ("; " + DROP_LUT_RAM_HINTS if family == "ice40" else "")
 
 
 def stall_advance(m: Module, unit) -> Signal:
