@@ -62,7 +62,7 @@ from amaranth.lib.wiring import In
 # Tool lookup and nextpnr report parsing are shared with the board builder (host.build).
 from host.toolchain import count_cells as _count_cells
 from host.toolchain import find_tool as _tool
-from host.toolchain import parse_fmax, parse_utilisation
+from host.toolchain import overfull, parse_fmax, parse_utilisation
 
 __all__ = [
     "PARTS", "RegisteredPorts", "SerialHarness", "SynthResult", "find_multipliers",
@@ -321,6 +321,7 @@ class SynthResult:
     nextpnr_s: float = 0.0
     notes: list = field(default_factory=list)
     error: str = ""                 # the build failed: why (no figures)
+    fits: bool = True               # False: synthesised, but nextpnr found no room (no fmax)
 
     @property
     def met(self):
@@ -429,7 +430,20 @@ def synth_block(name, factory, part_name, workdir, *, seed=DEFAULT_SEED, ecp5_mo
         pnr += ["--json", "harness.json", part.constraint_flag, constraints,
                 part.allow_unconstrained]
     say(f"{name}/{part_name}: nextpnr ({mode}, seed {seed}, target {part.freq:g} MHz)")
-    res.nextpnr_s = _run(pnr, workdir, "nextpnr.out")
+    try:
+        res.nextpnr_s = _run(pnr, workdir, "nextpnr.out")
+    except RuntimeError:
+        room = overfull(workdir / "nextpnr.log", part.pnr_cell)
+        if room is None:
+            raise
+        # the resources stand (they are the netlist's); there is no fmax
+        res.pnr_cells, res.fits = room[0], False
+        res.notes.append(f"does not fit the part: nextpnr packed {room[0]:,} {part.pnr_cell} "
+                         f"({'harness included, ' if mode == 'harness' else ''}{room[1]:,} on the "
+                         f"part) and could not place them")
+        say(f"{name}/{part_name}: LUT4 {res.lut}, FF {res.ff}: does not fit ({room[0]} of {room[1]} "
+            f"{part.pnr_cell})")
+        return res
     res.fmax = parse_fmax(workdir / "report.json", workdir / "nextpnr.log")
     res.pnr_cells = parse_utilisation(workdir / "report.json", part.pnr_cell)
     say(f"{name}/{part_name}: LUT4 {res.lut}, carry {res.carry}, FF {res.ff}, EBR {res.ebr}, "
@@ -490,10 +504,11 @@ def render_section(results, command, versions, seed, ecp5_mode):
         for note in r.notes:
             notes.append(f"{r.block} on {r.part}: {note}")
             mark = f" [{len(notes)}]"
+        fmax, met = (f"{r.fmax:.1f}", "yes" if r.met else "no") if r.fits else ("-", "does not fit")
         lines.append(
             f"| {r.block}{mark} | {r.part} | {r.lut} | {r.carry} | {r.ff} | {r.ebr} | {spram} | "
-            f"{r.dsp} | {r.pnr_cells} | {r.fmax:.1f} | {r.target:g} | "
-            f"{'yes' if r.met else 'no'} | {r.mode} | {r.yosys_s:.1f} + {r.nextpnr_s:.1f} |")
+            f"{r.dsp} | {r.pnr_cells} | {fmax} | {r.target:g} | "
+            f"{met} | {r.mode} | {r.yosys_s:.1f} + {r.nextpnr_s:.1f} |")
     if notes:
         lines.append("")
         lines.extend(f"[{i}] {n}  " if i < len(notes) else f"[{i}] {n}"

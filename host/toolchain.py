@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-__all__ = ["SYNTH_EXTRA_HINT", "count_cells", "find_tool", "parse_fmax", "parse_utilisation",
+__all__ = ["SYNTH_EXTRA_HINT", "count_cells", "find_tool", "parse_fmax", "parse_utilisation", "overfull",
            "pick_clock", "utilisation"]
 
 SYNTH_EXTRA_HINT = "install the synth extra: pip install -e '.[synth]'"
@@ -84,6 +84,22 @@ def utilisation(report_path):
     report = json.loads(Path(report_path).read_text())
     return {cell: (int(v.get("used", 0)), int(v.get("available", 0)))
             for cell, v in report.get("utilization", {}).items()}
+
+
+_PLACEMENT_FAILED = re.compile(r"no BELs remaining|Unable to find legal placement")
+
+
+def overfull(log_path, cell):
+    """``(used, available)`` of ``cell`` when nextpnr's log says the design could not be placed
+    for want of room (the packer's count, which may exceed the part), else None."""
+    path = Path(log_path)
+    if not path.exists():
+        return None
+    text = path.read_text()
+    if not _PLACEMENT_FAILED.search(text):
+        return None
+    counts = re.findall(rf"{re.escape(cell)}:\s*(\d+)/\s*(\d+)", text)
+    return tuple(int(v) for v in counts[-1]) if counts else None
 
 
 def parse_utilisation(report_path, cell):

@@ -8,6 +8,7 @@ import pytest
 
 from benchmarks.synth import (DEFAULT_SEED, SECTION, SynthResult, parse_fmax, synth_block,
                               tool_versions, write_section)
+from host.toolchain import overfull
 from hw.catalog import BLOCKS
 
 
@@ -48,6 +49,20 @@ def test_fmax_from_log_when_no_report(tmp_path):
     log.write_text("Info: Max frequency for clock 'clk$SB_IO_IN_$glb_clk': 70.00 MHz (PASS at 48.00 MHz)\n"
                    "Info: Max frequency for clock 'clk$SB_IO_IN_$glb_clk': 72.62 MHz (PASS at 48.00 MHz)\n")
     assert parse_fmax(tmp_path / "missing.json", log) == 72.62
+
+
+def test_overfull_from_the_placer_log(tmp_path):
+    # nextpnr-ice40's words when a harnessed block packs into more logic cells than the UP5K has
+    log = tmp_path / "nextpnr.log"
+    log.write_text("Info: Device utilisation:\nInfo: \t         ICESTORM_LC:    7777/   5280   147%\n"
+                   "ERROR: Unable to place cell 'x_LC', no BELs remaining to implement cell type 'ICESTORM_LC'\n")
+    assert overfull(log, "ICESTORM_LC") == (7777, 5280)
+    log.write_text("Info: \t         ICESTORM_LC:    5261/   5280    99%\n"
+                   "ERROR: Unable to find legal placement for all cells, design is probably at utilisation limit.\n")
+    assert overfull(log, "ICESTORM_LC") == (5261, 5280)
+    log.write_text("Info: \t         ICESTORM_LC:    5261/   5280    99%\nInfo: Program finished normally.\n")
+    assert overfull(log, "ICESTORM_LC") is None            # placed: not overfull
+    assert overfull(tmp_path / "missing.log", "ICESTORM_LC") is None
 
 
 def test_write_section_replaces_only_its_section(tmp_path):
