@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 from .skid import registered
 
 __all__ = ["stall_advance", "register", "payload_register", "replicas", "flow", "CreditQueue", "NO_RW_CHECK",
-           "KEEP_REPLICAS", "DROP_LUT_RAM_HINTS", "after_read_script"]
+           "KEEP_REPLICAS", "DROP_LUT_RAM_HINTS", "HONOUR_NO_RW_CHECK", "after_read_script"]
 
 #: Attributes of a memory whose read and write ports never access the same word in the same
 #: cycle: Yosys then adds no collision logic after the block RAM's output (on ECP5 that logic
@@ -36,12 +36,30 @@ KEEP_REPLICAS = f"proc; setattr -set keep 1 w:*{REPLICA_TAG}* %ci1:+$dff,$adff[Q
 DROP_LUT_RAM_HINTS = "setattr -unset ram_style a:ram_style=distributed"
 
 
+#: ``NO_RW_CHECK`` for the read ports Amaranth writes as synchronous ones (its RTLIL, which the
+#: board build reads). Yosys honours ``no_rw_check`` only where ``memory_dff`` merges a register
+#: into an asynchronous read port (a design read as Verilog); a port that is synchronous from the
+#: start keeps "old data on a collision", and ``memory_libmap`` then builds that behaviour
+#: around every block RAM: a compare of the two addresses, a copy of the written word and a mux
+#: after the RAM's output, which also keeps the output register out of the RAM
+#: (``host.ebr_output_register``). Collected into ``$mem_v2`` cells, such a memory's collision
+#: mask (one bit per read and write port pair) is set to "don't care" when all its read ports are
+#: synchronous (a design read as Verilog has asynchronous ones here, left to ``memory_dff``).
+HONOUR_NO_RW_CHECK = "; ".join(["memory_collect"] + [
+    f"setparam -set RD_COLLISION_X_MASK {r * w}'b{'1' * (r * w)} t:$mem_v2 a:no_rw_check %i "
+    f"r:RD_PORTS={r} %i r:WR_PORTS={w} %i r:RD_CLK_ENABLE={r}'b{'1' * r} %i"
+    for r in range(1, 5) for w in range(1, 3)])
+
+
 def after_read_script(family: str) -> str:
     """The Yosys commands every flow runs right after reading the design, for an FPGA family
     (``"ecp5"`` or ``"ice40"``)."""
     if family not in ("ecp5", "ice40"):
         raise ValueError(f"unknown FPGA family {family!r}; expected 'ecp5' or 'ice40'")
-    return KEEP_REPLICAS + ("; " + DROP_LUT_RAM_HINTS if family == "ice40" else "")
+    commands = [KEEP_REPLICAS, HONOUR_NO_RW_CHECK]
+    if family == "ice40":
+        commands.append(DROP_LUT_RAM_HINTS)
+    return "; ".join(commands)
 
 
 def stall_advance(m: Module, unit) -> Signal:

