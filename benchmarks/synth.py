@@ -467,7 +467,8 @@ def render_section(results, command, versions, seed, ecp5_mode):
     lines.append("")
     lines.append("Flow: `yosys -p 'read_verilog block.v; synth_ice40 -top top'` (no `-dsp`) or "
                  "`synth_ecp5 -top top`, each after `hw.pipeline.after_read_script` (the register "
-                 "copies kept; on iCE40, the LUT RAM hints dropped); then `nextpnr-ice40 --up5k --package sg48 --freq 48` / "
+                 "copies kept; on iCE40, the LUT RAM hints dropped); then "
+                 "`nextpnr-ice40 --up5k --package sg48 --freq 48` / "
                  "`nextpnr-ecp5 --85k --package CABGA381 --freq 150`, with `--seed "
                  f"{seed} --timing-allow-fail --report report.json`. On ECP5, between the two, "
                  "`python -m host.ebr_output_register` makes each reset-less register on a block "

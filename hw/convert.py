@@ -43,10 +43,11 @@ class IntToFloat(wiring.Component):
         Float bit patterns. Zero gives +0; no input can overflow (``|x| <= 2**63``).
 
     Latency ``latency`` cycles, 5 for a width up to ``ONE_STAGE_LZ_WIDTH`` (24) and 7 above:
-    (1) magnitude (one adder: conditional negation); (2) leading zeros (wider inputs: the
-    groups' flags and counts, then the count); (3) normalise (barrel shifter; wider inputs: by
-    whole groups of 4, then by the rest) and both candidate exponents; (4) the rounding decision (the sticky bit is an OR of up to 55 bits); (5) round to
-    nearest even, pick the exponent, pack. Throughput one conversion per cycle. Back-pressure stalls the whole pipeline: ``i.ready`` is
+    (1) magnitude (one adder: conditional negation); (2) leading zeros (wider inputs: the groups'
+    flags and counts, then the count); (3) normalise (barrel shifter; wider inputs: by whole
+    groups of 4, then by the rest) and both candidate exponents; (4) the rounding decision (the
+    sticky bit is an OR of up to 55 bits); (5) round to nearest even, pick the exponent, pack.
+    Throughput one conversion per cycle. Back-pressure stalls the whole pipeline: ``i.ready`` is
     high whenever the output register is empty or being read (a combinational path from
     ``o.ready`` to ``i.ready``). No multiplier.
     """

@@ -44,19 +44,25 @@ DROP_LUT_RAM_HINTS = "setattr -unset ram_style a:ram_style=distributed"
 #: after the RAM's output, which also keeps the output register out of the RAM
 #: (``host.ebr_output_register``). Collected into ``$mem_v2`` cells, such a memory's collision
 #: mask (one bit per read and write port pair) is set to "don't care" when all its read ports are
-#: synchronous (a design read as Verilog has asynchronous ones here, left to ``memory_dff``).
+#: synchronous. Only for a design read as RTLIL: read as Verilog, the ports are asynchronous here
+#: and ``memory_dff`` honours the attribute itself.
 HONOUR_NO_RW_CHECK = "; ".join(["memory_collect"] + [
     f"setparam -set RD_COLLISION_X_MASK {r * w}'b{'1' * (r * w)} t:$mem_v2 a:no_rw_check %i "
     f"r:RD_PORTS={r} %i r:WR_PORTS={w} %i r:RD_CLK_ENABLE={r}'b{'1' * r} %i"
     for r in range(1, 5) for w in range(1, 3)])
 
 
-def after_read_script(family: str) -> str:
-    """The Yosys commands every flow runs right after reading the design, for an FPGA family
-    (``"ecp5"`` or ``"ice40"``)."""
+def after_read_script(family: str, source: str = "verilog") -> str:
+    """The Yosys commands a flow runs right after reading the design, for an FPGA family
+    (``"ecp5"`` or ``"ice40"``) and the form the design was read in (``"verilog"``, as the
+    per-block benchmark reads it, or ``"rtlil"``, as the board build does)."""
     if family not in ("ecp5", "ice40"):
         raise ValueError(f"unknown FPGA family {family!r}; expected 'ecp5' or 'ice40'")
-    commands = [KEEP_REPLICAS, HONOUR_NO_RW_CHECK]
+    if source not in ("verilog", "rtlil"):
+        raise ValueError(f"unknown design source {source!r}; expected 'verilog' or 'rtlil'")
+    commands = [KEEP_REPLICAS]
+    if source == "rtlil":
+        commands.append(HONOUR_NO_RW_CHECK)
     if family == "ice40":
         commands.append(DROP_LUT_RAM_HINTS)
     return "; ".join(commands)

@@ -190,9 +190,9 @@ class TernaryMatVec(wiring.Component):
     Structure: a two-bank activation memory (``lib.memory.Memory`` in slices of about
     ``LANES_PER_SLICE`` lanes, each with its own copy of the read and write addresses; a write
     through a copy of each beat per slice, then per-code enables; one read port); per lane a mux
-    selects ``+q``, ``-q`` or 0 (registered); a binary adder tree over the P lanes, registered every ``levels_per_stage``
-    levels, each node sized by ``acc_width`` of the lanes below it; a row accumulator; an output
-    FIFO.
+    selects ``+q``, ``-q`` or 0 (registered); a binary adder tree over the P lanes, registered
+    every ``levels_per_stage`` levels, each node sized by ``acc_width`` of the lanes below it; a
+    row accumulator; an output FIFO.
 
     Latency: the accumulator of a row is valid on ``o`` ``latency`` cycles after the row's last
     weight word was accepted (``ceil(K/P) - 1 + latency`` cycles after its first word, with the

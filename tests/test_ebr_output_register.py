@@ -114,7 +114,7 @@ def test_plain_register_becomes_the_output_register(tmp_path):
 
 def test_board_flow_reads_rtlil_and_gets_the_output_register(tmp_path):
     # the board build reads Amaranth's RTLIL, where the read port is synchronous from the start
-    netlist = _synth(tmp_path, RegisteredRead(), rtlil_with=after_read_script("ecp5"))
+    netlist = _synth(tmp_path, RegisteredRead(), rtlil_with=after_read_script("ecp5", "rtlil"))
     assert absorb_output_registers(netlist) == {"rams": 1, "registers": 16, "ports_left": 0}
 
 

@@ -62,6 +62,8 @@ def test_ice40_fails_with_the_hint(tmp_path):
     assert isinstance(out, str) and "no valid mapping found for memory" in out
 
 
-def test_unknown_family():
+def test_unknown_family_or_source():
     with pytest.raises(ValueError, match="unknown FPGA family"):
         after_read_script("xilinx")
+    with pytest.raises(ValueError, match="unknown design source"):
+        after_read_script("ecp5", "vhdl")
