@@ -568,7 +568,7 @@ class TokenEngine(wiring.Component):
             with m.State("LANE"):
                 m.d.sync += [w_lane.eq(div_rem), exp_addr.eq(b_addr)]
                 m.next = "ACCESS"
-            with m.State("ACCESS"):  # writes land; reads are issued (the read ports see b_addr)
+            with m.State("ACCESS"):  # writes go to the registers in front of the write ports; reads are issued
                 m.d.comb += access.eq(1)
                 m.d.sync += b_lane.eq(w_lane)
                 with m.If(~b_addr[ADDR_WIDTH - 1]):
@@ -621,11 +621,18 @@ class TokenEngine(wiring.Component):
                      offset >> 1, offset[0]) for b, bank in enumerate(embedding)]
         targets += [(memory, in_region(name, size), addr, byte)
                     for memory, (_, name, addr, byte, size) in zip((pg, aux, scratch), writes[1:])]
-        for memory, selected, addr, byte in targets:
+        # Each memory or bank is written from its own registers, a cycle after ACCESS (before any
+        # later request can read it): one address and enable driving all the banks' write ports
+        # would span the die.
+        for k, (memory, selected, addr, byte) in enumerate(targets):
             width = memory.shape // 8
             port = memory.write_port()
-            m.d.comb += [port.addr.eq(addr), port.data.eq(Cat(pending[:8 * (width - 1)], b_data)),
-                         port.en.eq(store & selected & (byte == width - 1))]
+            w_addr_q = replicas(f"bus_wr{k}_addr", port.addr.shape(), 1)[0]
+            w_data_q = replicas(f"bus_wr{k}_data", memory.shape, 1)[0]
+            w_en_q = Signal(name=f"bus_wr{k}_en")
+            m.d.sync += [w_addr_q.eq(addr), w_data_q.eq(Cat(pending[:8 * (width - 1)], b_data)),
+                         w_en_q.eq(store & selected & (byte == width - 1))]
+            m.d.comb += [port.addr.eq(w_addr_q), port.data.eq(w_data_q), port.en.eq(w_en_q)]
         # the bytes below a word's last one wait in pending
         for selected, byte, width in [(in_weights, w_lane, L)] + [
                 (in_region(name, size), byte, width) for width, name, _, byte, size in writes]:
@@ -656,10 +663,14 @@ class TokenEngine(wiring.Component):
         sources = {"weights": (in_weights, byte_of(held["weights"], b_lane, L))}
         sources.update({name: (in_region(name, size), pick(name, width)) for width, name, _, _, size in writes})
         sources["logits"] = (in_region("logits", vocab * 2), pick("logits", 2))
-        # the counter's word first, a register refreshed every cycle (the address and the snapshot
-        # are stable from ACCESS on, SELECT comes at least two cycles later), then its byte
+        # the counter's word first, in two registered steps refreshed every cycle (a word within
+        # each group of four, then the group; the address and the snapshot are stable from ACCESS
+        # on, SELECT comes BANKED_READ_LATENCY >= 3 cycles later), then its byte
+        words = list(snapshot)
+        group_words = [Signal(32, name=f"counter_group{g}") for g in range(-(-len(words) // 4))]
+        m.d.sync += [gw.eq(Array(words[4 * g:4 * g + 4])[offset[2:4]]) for g, gw in enumerate(group_words)]
         counter_word = Signal(32)
-        m.d.sync += counter_word.eq(snapshot[offset[2:]])
+        m.d.sync += counter_word.eq(Array(group_words)[offset[4:]])
         sources["counters"] = (in_region("counters", 4 * len(COUNTERS)), byte_of(counter_word, offset[:2], 4))
         picked = {name: Signal(8, name=f"bus_{name}_byte") for name in sources}
         with m.If(selecting):
