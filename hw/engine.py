@@ -69,11 +69,21 @@ def _table(m, name, values, index, shape=None):
     return sig
 
 
-def _banks(mem, name, shape, depth, init, bank_bits, attrs):
-    """A memory of ``depth`` words as banks of ``2**bank_bits`` words (the last one shorter)."""
+def _banks(mem, name, shape, depth, init, bank_bits, attrs, *, whole_last=False):
+    """A memory of ``depth`` words as banks of ``2**bank_bits`` words (the last one shorter).
+
+    ``whole_last``: the last bank's depth rounded up to a power of two. A depth in between lets
+    Yosys cascade block RAMs of a shallower, wider mode (1,216 words: three 512 x 36 RAMs deep),
+    whose outputs it then muxes, and a muxed output cannot be the RAM's own output register
+    (``host.ebr_output_register``); a power of two maps one RAM deep, as the full banks do."""
     size = 1 << bank_bits
-    return [mem(f"{name}{b}", shape, min(size, depth - b * size), init[b * size:(b + 1) * size], attrs)
-            for b in range(-(-depth // size))]
+    banks = []
+    for b in range(-(-depth // size)):
+        words = min(size, depth - b * size)
+        if whole_last:
+            words = 1 << (words - 1).bit_length()
+        banks.append(mem(f"{name}{b}", shape, words, init[b * size:(b + 1) * size], attrs))
+    return banks
 
 
 def _banked_read(m, name, banks, addr, bank_bits):
@@ -178,7 +188,7 @@ class TokenEngine(wiring.Component):
         # The model's block RAMs are written by the bus between steps only, and a bus read never
         # shares its cycle with a write: no collision logic after their outputs (NO_RW_CHECK).
         weights = _banks(mem, "weights", 8 * L, lay.weight_words, self._init("weights", L), WEIGHT_BANK_BITS,
-                         NO_RW_CHECK)
+                         NO_RW_CHECK, whole_last=True)
         embedding = _banks(mem, "embedding", 16, lay.embedding_words, self._init("embedding", 2),
                            EMBEDDING_BANK_BITS, NO_RW_CHECK)
         pg = mem("pg", 32, lay.pg_words, self._init("pg", 4), NO_RW_CHECK)
