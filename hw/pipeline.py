@@ -44,8 +44,9 @@ DROP_LUT_RAM_HINTS = "setattr -unset ram_style a:ram_style=distributed"
 #: after the RAM's output, which also keeps the output register out of the RAM
 #: (``host.ebr_output_register``). Collected into ``$mem_v2`` cells, such a memory's collision
 #: mask (one bit per read and write port pair) is set to "don't care" when all its read ports are
-#: synchronous. Only for a design read as RTLIL: read as Verilog, the ports are asynchronous here
-#: and ``memory_dff`` honours the attribute itself.
+#: synchronous (memories of up to 4 read and 2 write ports; the engine's have 1 or 2 and 1).
+#: Only for a design read as RTLIL: read as Verilog, the ports are asynchronous here and
+#: ``memory_dff`` honours the attribute itself.
 HONOUR_NO_RW_CHECK = "; ".join(["memory_collect"] + [
     f"setparam -set RD_COLLISION_X_MASK {r * w}'b{'1' * (r * w)} t:$mem_v2 a:no_rw_check %i "
     f"r:RD_PORTS={r} %i r:WR_PORTS={w} %i r:RD_CLK_ENABLE={r}'b{'1' * r} %i"

@@ -307,8 +307,8 @@ class TernaryMatVec(wiring.Component):
             ]
 
         # The write goes through two registers: a copy of the beat and of the loader's state per
-        # slice, then each lane's enable and code (the stream's valid and codes reach 13 slice
-        # copies, not every lane's write enable across the die). A beat lands in the memory two
+        # slice, then each lane's enable and code (the stream's valid and codes reach one copy per
+        # slice, not every lane's write enable across the die). A beat lands in the memory two
         # cycles after it is accepted.
         a_fire = self.a.valid & self.a.ready
         n_slices = len(slices)
