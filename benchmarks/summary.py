@@ -155,9 +155,10 @@ def render_boards(rec: dict) -> str:
         tiny = (f" Even the engine for the d = 16 test model synthesises to {synth['lut']:,} LUT4 and "
                 f"{synth['ff']:,} flip-flops (Yosys `synth_ecp5`, `python -m benchmarks.regression --record`), "
                 "against the UP5K's 5,280 logic cells." if synth else "")
-        lines += ["**iCE40 UP5K: not built, because the engine does not fit.** Its MLGRU engine alone at d = 192 "
-                  "needs 7,939 of the UP5K's 5,280 logic cells (per-block table above), and the element-wise "
-                  "units are sized for throughput, not area." + tiny + " The cycles per token in its column are "
+        lines += ["**iCE40 UP5K: not built, because the engine does not fit.** Its quantiser, MLGRU engine and "
+                  "GLU stage alone, sized for the UP5K model, each fill or exceed the UP5K's 5,280 logic cells "
+                  "(per-block table above: normquant_k256, mlgru_d128, glu_i256): the element-wise units are "
+                  "sized for throughput, not area." + tiny + " The cycles per token in its column are "
                   "from the simulation of the same engine for the UP5K model at 20 lanes (what the engine would "
                   "take per token); there is no fmax, so no tokens/s, weights/s or energy. The UP5K needs a "
                   "smaller, time-multiplexed engine (20 lanes is the board table's placeholder).", ""]
