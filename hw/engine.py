@@ -34,7 +34,7 @@ from .glu import GLUStage
 from .lmul import LMul
 from .mlgru import MLGRUEngine
 from .normquant import NormQuant
-from .pipeline import NO_RW_CHECK, replicas
+from .pipeline import NO_RW_CHECK, CreditQueue, replicas
 from .port import ADDR_WIDTH, TOKEN_WIDTH, engine_port
 from .skid import registered, registered_into
 from .ternary_matvec import TernaryMatVec, TritDecoder
@@ -43,15 +43,14 @@ __all__ = ["TokenEngine", "INVALID_TOKEN"]
 
 #: ``done`` answers a step whose token id is not below the vocabulary size with this id.
 INVALID_TOKEN = (1 << TOKEN_WIDTH) - 1
-#: log2 of the words per bank of the weights and of the embedding: one ECP5 block RAM deep (2048 x 9,
-#: 16384 x 1), so every block RAM output goes straight into a register (``_banked_read``).
+#: log2 of the words per bank of the weights, the embedding and the pg words: one ECP5 block RAM
+#: deep (2048 x 9, 16384 x 1, 512 x 36), so every block RAM output goes straight into a register
+#: (``_banked_read``).
 WEIGHT_BANK_BITS = 11
 EMBEDDING_BANK_BITS = 14
+PG_BANK_BITS = 9
 #: cycles from an address to its word out of ``_banked_read``
 BANKED_READ_LATENCY = 4
-#: one word per cycle through the read and the buffered FIFO (2 cycles; measured)
-WEIGHT_FIFO_DEPTH = BANKED_READ_LATENCY + 3
-EMBEDDING_FIFO_DEPTH = BANKED_READ_LATENCY + 4
 
 
 def codes_per_beat(lanes: int) -> int:
@@ -106,6 +105,34 @@ def _banked_read(m, name, banks, addr, bank_bits):
     m.d.sync += [sel[0].eq(addr >> bank_bits)] + [later.eq(sooner) for sooner, later in zip(sel, sel[1:])]
     m.d.sync += word.eq(Array(q)[sel[-1]] if len(q) > 1 else q[0])
     return word
+
+
+def _read_ahead(m, name, word, want, tag=None):
+    """Reads of a banked memory (``word``, out of ``_banked_read``) issued ahead of their use.
+
+    The caller drives the read address, ``want`` (a read is wanted at that address) and ``tag``
+    (carried with the word). Returns ``(issue, landed, out)``: ``issue`` is high when the read is
+    made, so the caller moves its address on; ``landed`` is high ``BANKED_READ_LATENCY`` cycles
+    later, when ``word`` is that read's word; ``out`` is a stream of the words (with their tags
+    when ``tag`` is given: ``out.payload.word``, ``out.payload.tag``) in the order they were read.
+
+    The read and the queue behind it never stall: a read is issued only with a credit of the
+    queue (``hw.pipeline.CreditQueue``), whose ``room`` is a register, so no consumer's ready
+    reaches the address or the block RAMs' enables. One read per cycle; ``out`` delivers a word
+    ``BANKED_READ_LATENCY + CreditQueue.LATENCY`` cycles after its read, at one per cycle."""
+    shape = word.shape() if tag is None else data.StructLayout({"word": word.shape(), "tag": tag.shape()})
+    m.submodules[f"{name}_queue"] = queue = CreditQueue(shape, CreditQueue.depth_for(BANKED_READ_LATENCY))
+    issue = Signal(name=f"{name}_issue")
+    inflight = Signal(BANKED_READ_LATENCY, name=f"{name}_inflight")  # reads made 1, 2, ... cycles ago
+    m.d.comb += [issue.eq(want & queue.room), queue.admit.eq(issue), queue.i.valid.eq(inflight[-1])]
+    m.d.sync += inflight.eq(Cat(issue, inflight))
+    if tag is None:
+        m.d.comb += queue.i.payload.eq(word)
+    else:
+        tags = [Signal(tag.shape(), name=f"{name}_tag{k + 1}", reset_less=True) for k in range(BANKED_READ_LATENCY)]
+        m.d.sync += [later.eq(sooner) for sooner, later in zip([tag] + tags, tags)]
+        m.d.comb += [queue.i.payload.word.eq(word), queue.i.payload.tag.eq(tags[-1])]
+    return issue, inflight[-1], queue.o
 
 
 class TokenEngine(wiring.Component):
@@ -191,7 +218,7 @@ class TokenEngine(wiring.Component):
                          NO_RW_CHECK, whole_last=True)
         embedding = _banks(mem, "embedding", 16, lay.embedding_words, self._init("embedding", 2),
                            EMBEDDING_BANK_BITS, NO_RW_CHECK)
-        pg = mem("pg", 32, lay.pg_words, self._init("pg", 4), NO_RW_CHECK)
+        pg = _banks(mem, "pg", 32, lay.pg_words, self._init("pg", 4), PG_BANK_BITS, NO_RW_CHECK, whole_last=True)
         aux = mem("aux", 16, lay.aux_words, self._init("aux", 2), NO_RW_CHECK)
         logits = mem("logits", 16, vocab, attrs=small)
         scratch = mem("scratch", 8, SCRATCH_BYTES, attrs=small)
@@ -221,31 +248,25 @@ class TokenEngine(wiring.Component):
             m.d.sync += [self.done.valid.eq(0), busy.eq(0)]
 
         # ---- the residual stream x: the token's embedding row, copied at the step's start ----------
-        # Each word goes into x and, through a short FIFO, to the first op's quantiser (its source
-        # "embedding"), so that op loads while the row is copied. A word is read only with a place
-        # for it in the FIFO (the read takes BANKED_READ_LATENCY cycles).
+        # Each word goes into x as it lands and, through the read's queue, to the first op's
+        # quantiser (its source "embedding"), so that op loads while the row is copied.
         emb_addr = Signal(range(lay.embedding_words))
         emb_word = _banked_read(m, "emb", embedding, emb_addr, EMBEDDING_BANK_BITS)
-        m.submodules.emb_fifo = emb_fifo = SyncFIFOBuffered(width=16, depth=EMBEDDING_FIFO_DEPTH)
         x_wr = x_mem.write_port()
-        copy_k = Signal(range(d + 1), init=d)  # d: idle
-        # rows copy_k 1, 2, ... BANKED_READ_LATENCY cycles ago (the last one lands now)
-        copy_valid = Signal(BANKED_READ_LATENCY)
-        copy_rows = [Signal(range(d), name=f"copy_row{k + 1}") for k in range(BANKED_READ_LATENCY)]
-        copy_row, copy_landed = copy_rows[-1], copy_valid[-1]
+        copy_k = Signal(range(d + 1), init=d)  # the next row to read; d: idle
+        copy_row = Signal(range(d))  # the next row to land (they land in order)
+        copying, copy_landed, emb_words = _read_ahead(m, "emb", emb_word, busy & (copy_k < d))
         token_base = Signal(range(lay.embedding_words))
         with m.If(start):
             # token * d as shifts and adds: a product by a constant would still claim a DSP block
-            m.d.sync += [copy_k.eq(0), token_base.eq(sum(self.step.payload << k for k in range(d.bit_length())
-                                                         if d >> k & 1))]
-        copying = busy & (copy_k < d) & (emb_fifo.level + sum(copy_valid) < EMBEDDING_FIFO_DEPTH)
-        m.d.sync += [copy_valid.eq(Cat(copying, copy_valid)),
-                     Cat(copy_rows).eq(Cat(copy_k[:len(copy_rows[0])], *copy_rows))]
-        m.d.comb += [emb_fifo.w_en.eq(copy_landed), emb_fifo.w_data.eq(emb_word)]
+            m.d.sync += [copy_k.eq(0), copy_row.eq(0),
+                         token_base.eq(sum(self.step.payload << k for k in range(d.bit_length()) if d >> k & 1))]
         with m.If(copying):
             m.d.sync += copy_k.eq(copy_k + 1)
-        with m.If(copy_landed & (copy_row == d - 1)):
-            m.d.sync += x_version.eq(x_version + 1)
+        with m.If(copy_landed):
+            m.d.sync += copy_row.eq(copy_row + 1)
+            with m.If(copy_row == d - 1):
+                m.d.sync += x_version.eq(x_version + 1)
 
         # ---- the feeder: op inputs into the quantiser ------------------------------------------
         f_op = Signal(range(n_ops + 1), init=n_ops)
@@ -254,30 +275,31 @@ class TokenEngine(wiring.Component):
         f_src = _table(m, "f_src", [SOURCES.index(op.source) for op in ops] + [0], f_op, (len(SOURCES) - 1).bit_length())
         f_cols = _table(m, "f_cols", [op.cols for op in ops] + [1], f_op)
         f_pg = _table(m, "f_pg", [op.pg_base for op in ops] + [0], f_op)
-        f_xver = _table(m, "f_xver", [op.x_version for op in ops] + [0], f_op)
+        # the x commits an element read from x waits for (0 for the other sources: no wait)
+        f_xver = _table(m, "f_xver", [op.x_version if op.source == "x" else 0 for op in ops] + [0], f_op)
         src_x, src_mlgru, src_glu, src_resid, src_emb = (SOURCES.index(s) for s in SOURCES)
         with m.If(start):
             m.d.sync += [f_op.eq(0), f_hdr.eq(1), f_k.eq(0)]
-        gen_valid = busy & (f_op < n_ops) & ((f_src != src_x) | (x_version >= f_xver))
 
-        lk = stream.Signature(data.StructLayout({"hdr": 1, "glu": 1, "mlgru": 1, "resid": 1, "emb": 1,
-                                                 "last": 1})).create()
-        lk_advance = ~lk.valid | lk.ready
-        gen_fire = gen_valid & lk_advance
-        pg_rd = pg.read_port()
-        x_rd_feed = x_mem.read_port()
+        # The feeder generates each op's header and elements, reading their pg words ahead into a
+        # queue (``_read_ahead``); the consumer at the queue's output joins each element with its
+        # x and waits for x where it must. The generator runs ahead of the consumer by the
+        # queue's depth, so the read's latency shows only at the step's start.
+        pg_addr = Signal(range(lay.pg_words))
+        pg_word = _banked_read(m, "pg", pg, pg_addr, PG_BANK_BITS)
+        lk_tag = Signal(data.StructLayout({"hdr": 1, "glu": 1, "mlgru": 1, "resid": 1, "emb": 1, "last": 1,
+                                           "k": len(f_k), "xver": len(x_version)}))
+        gen_fire, _, lk = _read_ahead(m, "pg", pg_word, busy & (f_op < n_ops), lk_tag)
+        m.d.comb += [lk_tag.hdr.eq(f_hdr), lk_tag.glu.eq(f_src == src_glu), lk_tag.mlgru.eq(f_src == src_mlgru),
+                     lk_tag.resid.eq(f_src == src_resid), lk_tag.emb.eq(f_src == src_emb),
+                     lk_tag.last.eq(f_k == f_cols - 1), lk_tag.k.eq(f_k), lk_tag.xver.eq(f_xver)]
         # the pg address of the element generated next, in a register kept in step with the
-        # feeder's state (the op tables and an adder in front of the block RAM's address pins
+        # feeder's state (the op tables and an adder in front of the block RAMs' address copies
         # were one of the device's slowest paths)
-        feed_pg_addr = Signal.like(pg_rd.addr)
+        feed_pg_addr = Signal.like(pg_addr)
         f_hdr_addr_next = _table(m, "f_hdr_addr_next", [op.pg_header for op in ops[1:]] + [0, 0], f_op)
         with m.If(start):
             m.d.sync += feed_pg_addr.eq(ops[0].pg_header)
-        m.d.comb += [x_rd_feed.addr.eq(f_k), x_rd_feed.en.eq(lk_advance)]
-        with m.If(lk_advance):
-            m.d.sync += [lk.valid.eq(gen_valid), lk.payload.hdr.eq(f_hdr), lk.payload.glu.eq(f_src == src_glu),
-                         lk.payload.mlgru.eq(f_src == src_mlgru), lk.payload.resid.eq(f_src == src_resid),
-                         lk.payload.emb.eq(f_src == src_emb), lk.payload.last.eq(f_k == f_cols - 1)]
         with m.If(gen_fire):
             with m.If(f_hdr & (f_src == src_glu)):
                 m.d.sync += [f_op.eq(f_op + 1), feed_pg_addr.eq(f_hdr_addr_next)]
@@ -291,38 +313,40 @@ class TokenEngine(wiring.Component):
         # headers: (c, eps) of an op, held from before its first element to after its last (the
         # units sample them with the first element; the next header of the same unit is sent
         # only after this op's last element, and for the GLU stage only after its whole vector)
-        word = pg_rd.data
+        word, head = lk.payload.word, lk.payload.tag
         nq_head, glu_head = Signal(32), Signal(32)
-        with m.If(lk.valid & lk.payload.hdr):
-            with m.If(lk.payload.glu):
+        with m.If(lk.valid & head.hdr):
+            with m.If(head.glu):
                 m.d.sync += glu_head.eq(word)
             with m.Else():
                 m.d.sync += nq_head.eq(word)
         m.d.comb += [quant.c.eq(nq_head[:16]), quant.eps.eq(nq_head[16:]),
                      glu.c.eq(glu_head[:16]), glu.eps.eq(glu_head[16:])]
 
-        # elements: x from memory or from the MLGRU engine, joined with (gain, pre)
-        element = lk.valid & ~lk.payload.hdr
-        # x from a stream (the MLGRU engine's output, the residual add's) or from memory
-        have_x = Mux(lk.payload.mlgru, mlgru.o.valid,
-                     Mux(lk.payload.resid, resid.o.valid, Mux(lk.payload.emb, emb_fifo.r_rdy, 1)))
-        # through a skid buffer: the pg word (a block RAM read) and the sources' mux would
-        # otherwise run into the quantiser's first L-Mul, and its ready back into the sources
+        # elements: x from a stream (the MLGRU engine's output, the residual add's, the embedding
+        # row's) or from memory once every write to x before it has landed, joined with (gain, pre)
+        element = lk.valid & ~head.hdr
+        x_rd_feed = x_mem.read_port(domain="comb")
+        m.d.comb += x_rd_feed.addr.eq(head.k)
+        have_x = Mux(head.mlgru, mlgru.o.valid,
+                     Mux(head.resid, resid.o.valid, Mux(head.emb, emb_words.valid, x_version >= head.xver)))
+        # through a skid buffer: the sources' mux would otherwise run into the quantiser's first
+        # L-Mul, and its ready back into the sources
         feed = registered_into(m, "quant_feed", quant.i)
         m.d.comb += [
             feed.valid.eq(element & have_x),
-            feed.payload.x.eq(Mux(lk.payload.mlgru, mlgru.o.payload,
-                                  Mux(lk.payload.resid, resid.o.payload.sum,
-                                      Mux(lk.payload.emb, emb_fifo.r_data, x_rd_feed.data)))),
+            feed.payload.x.eq(Mux(head.mlgru, mlgru.o.payload,
+                                  Mux(head.resid, resid.o.payload.sum,
+                                      Mux(head.emb, emb_words.payload, x_rd_feed.data)))),
             feed.payload.gain.eq(word[:16]),
             feed.payload.pre.eq(word[16:]),
-            feed.payload.last.eq(lk.payload.last),
-            mlgru.o.ready.eq(element & lk.payload.mlgru & feed.ready),
+            feed.payload.last.eq(head.last),
+            mlgru.o.ready.eq(element & head.mlgru & feed.ready),
             # every residual op is followed by an op that quantises its output: the sums are
             # written to x as the quantiser's feed takes them
-            resid.o.ready.eq(element & lk.payload.resid & feed.ready),
-            emb_fifo.r_en.eq(element & lk.payload.emb & feed.ready),
-            lk.ready.eq(lk.payload.hdr | (feed.ready & have_x)),
+            resid.o.ready.eq(element & head.resid & feed.ready),
+            emb_words.ready.eq(element & head.emb & feed.ready),
+            lk.ready.eq(head.hdr | (feed.ready & have_x)),
         ]
 
         # ---- the code router: commands and codes into the matrix-vector unit --------------------
@@ -355,18 +379,12 @@ class TokenEngine(wiring.Component):
         w_rd_addr = Signal(range(lay.weight_words + 1))
         w_word_out = _banked_read(m, "w", weights, w_rd_addr, WEIGHT_BANK_BITS)
         w_addr = Signal(range(lay.weight_words + 1), init=lay.weight_words)
-        w_inflight = Signal(BANKED_READ_LATENCY)  # words issued 1, 2, ... cycles ago
-        m.submodules.w_fifo = w_fifo = SyncFIFOBuffered(width=8 * L, depth=WEIGHT_FIFO_DEPTH)
-        w_issue = busy & (w_addr < lay.weight_words) & (w_fifo.level + sum(w_inflight) < WEIGHT_FIFO_DEPTH)
+        w_issue, _, w_words = _read_ahead(m, "w", w_word_out, busy & (w_addr < lay.weight_words))
         with m.If(start):
             m.d.sync += w_addr.eq(0)
         with m.Elif(w_issue):
             m.d.sync += w_addr.eq(w_addr + 1)
-        m.d.sync += w_inflight.eq(Cat(w_issue, w_inflight))
-        m.d.comb += [
-            w_fifo.w_en.eq(w_inflight[-1]), w_fifo.w_data.eq(w_word_out),
-            decoder.i.valid.eq(w_fifo.r_rdy), decoder.i.payload.eq(w_fifo.r_data), w_fifo.r_en.eq(decoder.i.ready),
-        ]
+        wiring.connect(m, w_words, decoder.i)
         # a skid buffer before the lanes: their ready (from the word counter) would otherwise run
         # through the decoder's stall into the FIFO's level logic (the device's critical path)
         words_in = registered(m, "w_skid", decoder.o)
@@ -627,10 +645,12 @@ class TokenEngine(wiring.Component):
         # (memory, selected, word address, byte within the word) per memory or bank
         targets = [(bank, in_weights & (w_word >> WEIGHT_BANK_BITS == b), w_word, w_lane)
                    for b, bank in enumerate(weights)]
-        targets += [(bank, in_region("embedding", lay.embedding_words * 2) & (offset >> (EMBEDDING_BANK_BITS + 1) == b),
-                     offset >> 1, offset[0]) for b, bank in enumerate(embedding)]
-        targets += [(memory, in_region(name, size), addr, byte)
-                    for memory, (_, name, addr, byte, size) in zip((pg, aux, scratch), writes[1:])]
+        banked = {"embedding": (embedding, EMBEDDING_BANK_BITS), "pg": (pg, PG_BANK_BITS),
+                  "aux": ([aux], 0), "scratch": ([scratch], 0)}
+        for _, name, addr, byte, size in writes:
+            banks, bank_bits = banked[name]
+            targets += [(bank, in_region(name, size) & ((addr >> bank_bits == b) if len(banks) > 1 else 1), addr, byte)
+                        for b, bank in enumerate(banks)]
         # Each memory or bank is written from its own registers, a cycle after ACCESS (before any
         # later request can read it): one address and enable driving all the banks' write ports
         # would span the die.
@@ -655,16 +675,16 @@ class TokenEngine(wiring.Component):
         m.d.comb += [
             w_rd_addr.eq(Mux(busy, w_addr, w_word)),
             emb_addr.eq(Mux(busy, token_base + copy_k, offset >> 1)),
-            pg_rd.addr.eq(Mux(busy, feed_pg_addr, offset >> 2)), pg_rd.en.eq(~busy | lk_advance),
+            pg_addr.eq(Mux(busy, feed_pg_addr, offset >> 2)),
             aux_rd.addr.eq(Mux(busy, post_aux_addr, offset >> 1)), aux_rd.en.eq(~busy | pl_advance),
             lg_rd.addr.eq(offset >> 1), sc_rd.addr.eq(offset),
         ]
         rdata = Signal(8)
-        ports = {"pg": pg_rd, "aux": aux_rd, "scratch": sc_rd, "logits": lg_rd}
+        ports = {"aux": aux_rd, "scratch": sc_rd, "logits": lg_rd}
         held = {name: Signal.like(port.data, name=f"bus_{name}_q") for name, port in ports.items()}
         m.d.sync += [held[name].eq(port.data) for name, port in ports.items()]
         # the banked memories' words come from their own registers, BANKED_READ_LATENCY cycles on
-        held.update(weights=w_word_out, embedding=emb_word)
+        held.update(weights=w_word_out, embedding=emb_word, pg=pg_word)
 
         def pick(name, width):
             return byte_of(held[name], offset[:max(1, (width - 1).bit_length())], width) if width > 1 else held[name]

@@ -21,6 +21,7 @@ def test_token_steps_match_golden(lower_bound, small_banks, monkeypatch):
         # several banks of weights (256 words) and embedding (128 words), as on the boards
         monkeypatch.setattr("hw.engine.WEIGHT_BANK_BITS", 8)
         monkeypatch.setattr("hw.engine.EMBEDDING_BANK_BITS", 7)
+        monkeypatch.setattr("hw.engine.PG_BANK_BITS", 5)
     config, device = tiny_engine_model(lower_bound=lower_bound)
     layout = DeviceLayout(config, lanes=TINY_LANES)
     dut = TokenEngine(layout)
