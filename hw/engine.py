@@ -34,10 +34,10 @@ from .glu import GLUStage
 from .lmul import LMul
 from .mlgru import MLGRUEngine
 from .normquant import NormQuant
-from .pipeline import NO_RW_CHECK, CreditQueue, replicas
+from .pipeline import NO_RW_CHECK, CreditQueue, CreditRing, replicas
 from .port import ADDR_WIDTH, TOKEN_WIDTH, engine_port
 from .skid import registered, registered_into
-from .ternary_matvec import TernaryMatVec, TritDecoder
+from .ternary_matvec import LANES_PER_SLICE, TernaryMatVec, TritDecoder
 
 __all__ = ["TokenEngine", "INVALID_TOKEN"]
 
@@ -49,8 +49,15 @@ INVALID_TOKEN = (1 << TOKEN_WIDTH) - 1
 WEIGHT_BANK_BITS = 11
 EMBEDDING_BANK_BITS = 14
 PG_BANK_BITS = 9
+#: bits of a word per column of block RAMs with their own registers (``_banks``): 8 RAMs of
+#: 2048 x 9 for the weights, 4 of 16384 x 1 for the embedding
+WEIGHT_COLUMN_BITS = 72
+EMBEDDING_COLUMN_BITS = 4
 #: cycles from an address to its word out of ``_banked_read``
 BANKED_READ_LATENCY = 4
+#: the weight words' ring in front of the lanes: deep enough for the read and the decoder at one
+#: word per cycle, and 16 deep costs no more distributed RAM than 9
+WEIGHT_RING_DEPTH = 16
 
 
 def codes_per_beat(lanes: int) -> int:
@@ -68,20 +75,32 @@ def _table(m, name, values, index, shape=None):
     return sig
 
 
-def _banks(mem, name, shape, depth, init, bank_bits, attrs, *, whole_last=False):
-    """A memory of ``depth`` words as banks of ``2**bank_bits`` words (the last one shorter).
+def _banks(mem, name, width, depth, init, bank_bits, attrs, *, whole_last=False, column_bits=None):
+    """A memory of ``depth`` words of ``width`` bits as banks of ``2**bank_bits`` words (the last
+    one shorter), each bank a list of memories holding ``column_bits`` of the word each (the
+    last one narrower; one holding the whole word without ``column_bits``).
+
+    The columns give each group of block RAMs its own address, data and enable registers: a
+    weight word is 35 block RAMs wide, and one register driving all their address pins spans
+    too much of the die for a cycle. Choose ``column_bits`` a multiple of the block RAM's width
+    in the bank's mode, so the columns need no more block RAMs than the whole word.
 
     ``whole_last``: the last bank's depth rounded up to a power of two. A depth in between lets
     Yosys cascade block RAMs of a shallower, wider mode (1,216 words: three 512 x 36 RAMs deep),
     whose outputs it then muxes, and a muxed output cannot be the RAM's own output register
     (``host.ebr_output_register``); a power of two maps one RAM deep, as the full banks do."""
     size = 1 << bank_bits
+    column_bits = column_bits or width
+    spans = [(lo, min(column_bits, width - lo)) for lo in range(0, width, column_bits)]
     banks = []
     for b in range(-(-depth // size)):
         words = min(size, depth - b * size)
         if whole_last:
             words = 1 << (words - 1).bit_length()
-        banks.append(mem(f"{name}{b}", shape, words, init[b * size:(b + 1) * size], attrs))
+        chunk = init[b * size:(b + 1) * size]
+        banks.append([mem(f"{name}{b}" if len(spans) == 1 else f"{name}{b}_{c}", bits, words,
+                          [(int(v) >> lo) & ((1 << bits) - 1) for v in chunk], attrs)
+                      for c, (lo, bits) in enumerate(spans)])
     return banks
 
 
@@ -89,25 +108,33 @@ def _banked_read(m, name, banks, addr, bank_bits):
     """The word at ``addr``, ``BANKED_READ_LATENCY`` (4) cycles later, in a register. The banks
     spread over the die, so each cycle spans one hop: the address into a copy beside each bank,
     the block RAM's output into its own register, the bank of ``addr`` picked into a register
-    beside the banks; the consumer is the fourth hop. The read ports are always enabled (a held
-    address rereads its word)."""
-    ports = [bank.read_port() for bank in banks]
-    # one address register per bank (a single one would drive every block RAM of the memory)
-    addr_q = replicas(f"{name}_addr", addr.shape(), len(banks))
-    # reset-less, so the build makes each one its block RAM's own output register
-    # (host.ebr_output_register: ~1 ns instead of ~5.8 ns from the clock)
-    q = [Signal(bank.shape, name=f"{name}_q{b}", reset_less=True) for b, bank in enumerate(banks)]
-    sel = [Signal(range(len(banks)), name=f"{name}_sel{k + 1}") for k in range(BANKED_READ_LATENCY - 1)]
-    word = Signal(banks[0].shape, name=f"{name}_word", reset_less=True)
-    m.d.sync += [a.eq(addr) for a in addr_q]
-    m.d.comb += [port.addr.eq(a) for port, a in zip(ports, addr_q)]  # truncated to the bank's depth
-    m.d.sync += [qb.eq(port.data) for qb, port in zip(q, ports)]
-    m.d.sync += [sel[0].eq(addr >> bank_bits)] + [later.eq(sooner) for sooner, later in zip(sel, sel[1:])]
-    m.d.sync += word.eq(Array(q)[sel[-1]] if len(q) > 1 else q[0])
+    beside the banks; the consumer is the fourth hop. Each column of the banks (``_banks``) has
+    its own address copies, bank pick and pick register. The read ports are always enabled (a
+    held address rereads its word)."""
+    parts = []
+    for c in range(len(banks[0])):
+        column = [bank[c] for bank in banks]
+        ports = [memory.read_port() for memory in column]
+        # one address register per bank and column (a single one would drive every block RAM of
+        # the memory)
+        addr_q = replicas(f"{name}_addr_c{c}_", addr.shape(), len(column))
+        # reset-less, so the build makes each one its block RAM's own output register
+        # (host.ebr_output_register: ~1 ns instead of ~5.8 ns from the clock)
+        q = [Signal(memory.shape, name=f"{name}_q{b}_c{c}", reset_less=True) for b, memory in enumerate(column)]
+        sel = [Signal(range(len(banks)), name=f"{name}_sel{k + 1}_c{c}") for k in range(BANKED_READ_LATENCY - 1)]
+        part = Signal(column[0].shape, name=f"{name}_word_c{c}", reset_less=True)
+        m.d.sync += [a.eq(addr) for a in addr_q]
+        m.d.comb += [port.addr.eq(a) for port, a in zip(ports, addr_q)]  # truncated to the bank's depth
+        m.d.sync += [qb.eq(port.data) for qb, port in zip(q, ports)]
+        m.d.sync += [sel[0].eq(addr >> bank_bits)] + [later.eq(sooner) for sooner, later in zip(sel, sel[1:])]
+        m.d.sync += part.eq(Array(q)[sel[-1]] if len(q) > 1 else q[0])
+        parts.append(part)
+    word = Signal(len(Cat(*parts)), name=f"{name}_word")
+    m.d.comb += word.eq(Cat(*parts))
     return word
 
 
-def _read_ahead(m, name, word, want, tag=None):
+def _read_ahead(m, name, word, want, tag=None, *, stage=None, queue=None):
     """Reads of a banked memory (``word``, out of ``_banked_read``) issued ahead of their use.
 
     The caller drives the read address, ``want`` (a read is wanted at that address) and ``tag``
@@ -119,16 +146,28 @@ def _read_ahead(m, name, word, want, tag=None):
     The read and the queue behind it never stall: a read is issued only with a credit of the
     queue (``hw.pipeline.CreditQueue``), whose ``room`` is a register, so no consumer's ready
     reaches the address or the block RAMs' enables. One read per cycle; ``out`` delivers a word
-    ``BANKED_READ_LATENCY + CreditQueue.LATENCY`` cycles after its read, at one per cycle."""
+    ``BANKED_READ_LATENCY + CreditQueue.LATENCY`` cycles after its read, at one per cycle.
+
+    ``stage``: a unit the words pass through on their way into the queue (a ``TritDecoder``),
+    run without a stall (its ``o.ready`` is 1). ``queue``: the queue (a ``CreditQueue`` or a
+    ``CreditRing`` deep enough for the read and the stage, which the caller adds as a
+    submodule); by default a ``CreditQueue`` that lets one read a cycle through."""
     shape = word.shape() if tag is None else data.StructLayout({"word": word.shape(), "tag": tag.shape()})
-    m.submodules[f"{name}_queue"] = queue = CreditQueue(shape, CreditQueue.depth_for(BANKED_READ_LATENCY))
+    if queue is None:
+        m.submodules[f"{name}_queue"] = queue = CreditQueue(shape, CreditQueue.depth_for(BANKED_READ_LATENCY))
     issue = Signal(name=f"{name}_issue")
     inflight = Signal(BANKED_READ_LATENCY, name=f"{name}_inflight")  # reads made 1, 2, ... cycles ago
-    m.d.comb += [issue.eq(want & queue.room), queue.admit.eq(issue), queue.i.valid.eq(inflight[-1])]
+    m.d.comb += [issue.eq(want & queue.room), queue.admit.eq(issue)]
     m.d.sync += inflight.eq(Cat(issue, inflight))
-    if tag is None:
-        m.d.comb += queue.i.payload.eq(word)
+    if stage is not None:
+        if tag is not None:
+            raise ValueError("a stage carries no tags")
+        m.d.comb += [stage.i.valid.eq(inflight[-1]), stage.i.payload.eq(word), stage.o.ready.eq(1),
+                     queue.i.valid.eq(stage.o.valid), queue.i.payload.eq(stage.o.payload)]
+    elif tag is None:
+        m.d.comb += [queue.i.valid.eq(inflight[-1]), queue.i.payload.eq(word)]
     else:
+        m.d.comb += queue.i.valid.eq(inflight[-1])
         tags = [Signal(tag.shape(), name=f"{name}_tag{k + 1}", reset_less=True) for k in range(BANKED_READ_LATENCY)]
         m.d.sync += [later.eq(sooner) for sooner, later in zip([tag] + tags, tags)]
         m.d.comb += [queue.i.payload.word.eq(word), queue.i.payload.tag.eq(tags[-1])]
@@ -215,9 +254,9 @@ class TokenEngine(wiring.Component):
         # The model's block RAMs are written by the bus between steps only, and a bus read never
         # shares its cycle with a write: no collision logic after their outputs (NO_RW_CHECK).
         weights = _banks(mem, "weights", 8 * L, lay.weight_words, self._init("weights", L), WEIGHT_BANK_BITS,
-                         NO_RW_CHECK, whole_last=True)
+                         NO_RW_CHECK, whole_last=True, column_bits=WEIGHT_COLUMN_BITS)
         embedding = _banks(mem, "embedding", 16, lay.embedding_words, self._init("embedding", 2),
-                           EMBEDDING_BANK_BITS, NO_RW_CHECK)
+                           EMBEDDING_BANK_BITS, NO_RW_CHECK, column_bits=EMBEDDING_COLUMN_BITS)
         pg = _banks(mem, "pg", 32, lay.pg_words, self._init("pg", 4), PG_BANK_BITS, NO_RW_CHECK, whole_last=True)
         aux = mem("aux", 16, lay.aux_words, self._init("aux", 2), NO_RW_CHECK)
         logits = mem("logits", 16, vocab, attrs=small)
@@ -379,17 +418,18 @@ class TokenEngine(wiring.Component):
         w_rd_addr = Signal(range(lay.weight_words + 1))
         w_word_out = _banked_read(m, "w", weights, w_rd_addr, WEIGHT_BANK_BITS)
         w_addr = Signal(range(lay.weight_words + 1), init=lay.weight_words)
-        w_issue, _, w_words = _read_ahead(m, "w", w_word_out, busy & (w_addr < lay.weight_words))
+        # The words are decoded on their way into a ring that the lanes read directly: the lanes'
+        # ready moves only the ring's read address copies, and no stall enable reaches the 2 P
+        # trit bits (a skid buffer's enable across them was one of the device's slowest nets).
+        m.submodules.w_ring = w_ring = CreditRing(tmv.w.payload.shape(), WEIGHT_RING_DEPTH,
+                                                  slices=-(-P // LANES_PER_SLICE))
+        w_issue, _, w_words = _read_ahead(m, "w", w_word_out, busy & (w_addr < lay.weight_words),
+                                          stage=decoder, queue=w_ring)
         with m.If(start):
             m.d.sync += w_addr.eq(0)
         with m.Elif(w_issue):
             m.d.sync += w_addr.eq(w_addr + 1)
-        wiring.connect(m, w_words, decoder.i)
-        # a skid buffer before the lanes: their ready (from the word counter) would otherwise run
-        # through the decoder's stall into the FIFO's level logic (the device's critical path)
-        words_in = registered(m, "w_skid", decoder.o)
-        m.d.comb += [tmv.w.valid.eq(words_in.valid), tmv.w.payload.eq(words_in.payload),
-                     words_in.ready.eq(tmv.w.ready)]
+        wiring.connect(m, w_words, tmv.w)
 
         # ---- the post stage: rescale each accumulator and route it ------------------------------
         p_op = Signal(range(n_ops + 1), init=n_ops)
@@ -569,10 +609,14 @@ class TokenEngine(wiring.Component):
         # by a restoring division by L otherwise
         exp_addr = Signal(ADDR_WIDTH)
         w_word, w_lane, b_lane = Signal(range(lay.weight_words + 1)), Signal(range(L)), Signal(range(L))
-        # restoring division: the divisor L * 2**k and the quotient bit 2**k shift right a place a
-        # cycle (registers, so no barrel shifter sits in the compare-subtract path)
+        # restoring division, a quotient bit per two cycles: the divisor L * 2**k and the quotient
+        # bit 2**k shift right a place each (registers, so no barrel shifter sits in the
+        # compare-subtract path), and the comparison lands in a register before the subtraction
+        # (a compare's carry chain and the enable of every register it steers, in one cycle, were
+        # among the device's slowest paths; a bus access that is not sequential is rare)
         div_rem, div_bit = Signal(ADDR_WIDTH), Signal(range(ADDR_WIDTH))
         trial, q_bit = Signal(2 * ADDR_WIDTH), Signal(ADDR_WIDTH)
+        div_ge = Signal()
         access, selecting, reading = Signal(), Signal(), Signal()
         with m.FSM(name="bus") as bus_fsm:
             with m.State("IDLE"):
@@ -585,9 +629,13 @@ class TokenEngine(wiring.Component):
                         m.next = "DIVIDE"
                     with m.Else():
                         m.next = "ACCESS"
-            with m.State("DIVIDE"):  # one quotient bit per cycle
+            with m.State("DIVIDE"):
+                m.d.sync += div_ge.eq(div_rem >= trial)
+                m.next = "SUBTRACT"
+            with m.State("SUBTRACT"):
+                m.next = "DIVIDE"
                 m.d.sync += [trial.eq(trial >> 1), q_bit.eq(q_bit >> 1)]
-                with m.If(div_rem >= trial):
+                with m.If(div_ge):
                     m.d.sync += [div_rem.eq(div_rem - trial), w_word.eq(w_word | q_bit[:len(w_word)])]
                 with m.If(div_bit == 0):
                     m.next = "LANE"
@@ -642,27 +690,32 @@ class TokenEngine(wiring.Component):
             (2, "aux", offset >> 1, offset[0], lay.aux_words * 2),
             (1, "scratch", offset, Const(0, 1), SCRATCH_BYTES),
         ]
-        # (memory, selected, word address, byte within the word) per memory or bank
-        targets = [(bank, in_weights & (w_word >> WEIGHT_BANK_BITS == b), w_word, w_lane)
+        # (columns of the bank, selected, word address, byte within the word, word bytes) per
+        # memory or bank
+        targets = [(bank, in_weights & (w_word >> WEIGHT_BANK_BITS == b), w_word, w_lane, L)
                    for b, bank in enumerate(weights)]
         banked = {"embedding": (embedding, EMBEDDING_BANK_BITS), "pg": (pg, PG_BANK_BITS),
-                  "aux": ([aux], 0), "scratch": ([scratch], 0)}
-        for _, name, addr, byte, size in writes:
+                  "aux": ([[aux]], 0), "scratch": ([[scratch]], 0)}
+        for width, name, addr, byte, size in writes:
             banks, bank_bits = banked[name]
-            targets += [(bank, in_region(name, size) & ((addr >> bank_bits == b) if len(banks) > 1 else 1), addr, byte)
-                        for b, bank in enumerate(banks)]
-        # Each memory or bank is written from its own registers, a cycle after ACCESS (before any
-        # later request can read it): one address and enable driving all the banks' write ports
-        # would span the die.
-        for k, (memory, selected, addr, byte) in enumerate(targets):
-            width = memory.shape // 8
-            port = memory.write_port()
-            w_addr_q = replicas(f"bus_wr{k}_addr", port.addr.shape(), 1)[0]
-            w_data_q = replicas(f"bus_wr{k}_data", memory.shape, 1)[0]
-            w_en_q = Signal(name=f"bus_wr{k}_en")
-            m.d.sync += [w_addr_q.eq(addr), w_data_q.eq(Cat(pending[:8 * (width - 1)], b_data)),
-                         w_en_q.eq(store & selected & (byte == width - 1))]
-            m.d.comb += [port.addr.eq(w_addr_q), port.data.eq(w_data_q), port.en.eq(w_en_q)]
+            targets += [(bank, in_region(name, size) & ((addr >> bank_bits == b) if len(banks) > 1 else 1),
+                         addr, byte, width) for b, bank in enumerate(banks)]
+        # Each memory or column is written from its own registers, a cycle after ACCESS (before
+        # any later request can read it): one address and enable driving all the banks' write
+        # ports would span the die.
+        k = 0
+        for bank, selected, addr, byte, width in targets:
+            word, lo = Cat(pending[:8 * (width - 1)], b_data), 0
+            for memory in bank:
+                port = memory.write_port()
+                bits = len(port.data)
+                w_addr_q = replicas(f"bus_wr{k}_addr", port.addr.shape(), 1)[0]
+                w_data_q = replicas(f"bus_wr{k}_data", bits, 1)[0]
+                w_en_q = Signal(name=f"bus_wr{k}_en")
+                m.d.sync += [w_addr_q.eq(addr), w_data_q.eq(word[lo:lo + bits]),
+                             w_en_q.eq(store & selected & (byte == width - 1))]
+                m.d.comb += [port.addr.eq(w_addr_q), port.data.eq(w_data_q), port.en.eq(w_en_q)]
+                k, lo = k + 1, lo + bits
         # the bytes below a word's last one wait in pending
         for selected, byte, width in [(in_weights, w_lane, L)] + [
                 (in_region(name, size), byte, width) for width, name, _, byte, size in writes]:

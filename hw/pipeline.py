@@ -9,13 +9,13 @@ for it, tie every ``ready`` inside the chain to 1, and so have no stall enable f
 hundreds of flip-flops.
 """
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Shape, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .skid import registered
 
-__all__ = ["stall_advance", "register", "payload_register", "replicas", "flow", "CreditQueue", "NO_RW_CHECK",
+__all__ = ["stall_advance", "register", "payload_register", "replicas", "flow", "CreditQueue", "CreditRing", "NO_RW_CHECK",
            "KEEP_REPLICAS", "DROP_LUT_RAM_HINTS", "HONOUR_NO_RW_CHECK", "after_read_script"]
 
 #: Attributes of a memory whose read and write ports never access the same word in the same
@@ -175,13 +175,86 @@ class CreditQueue(wiring.Component):
         m.d.comb += [self.o.valid.eq(out.valid), self.o.payload.eq(out.payload),
                      out.ready.eq(self.o.ready)]
 
-        # credits in use: admitted and not yet delivered; ``room`` for the next cycle from two
-        # comparisons of the current count, so no comparison waits for the count's adder
-        used = Signal(range(self.depth + 1))
+        _credits(m, self.depth, self.admit, self.o.valid & self.o.ready, self.room)
+        return m
+
+
+def _credits(m: Module, depth: int, admit, taken, room):
+    """Drive ``room`` (a register, initially 1): high while fewer than ``depth`` elements are
+    admitted and not yet taken from the queue's output."""
+    # ``room`` for the next cycle from two comparisons of the current count, so no comparison
+    # waits for the count's adder
+    used = Signal(range(depth + 1))
+    m.d.sync += used.eq(used + admit - taken)
+    with m.If(admit & ~taken):
+        m.d.sync += room.eq(used < depth - 1)
+    with m.Elif(taken & ~admit):
+        m.d.sync += room.eq(1)
+
+
+class CreditRing(wiring.Component):
+    """A credit queue (as ``CreditQueue``) whose output comes straight from its storage, for a
+    wide word that a consumer across the die takes into its own register.
+
+    ``o.payload`` is the asynchronous read of a ring in distributed RAM at a registered address:
+    taking a word moves the read address on and nothing else, so no stall enable reaches the
+    data bits. The ring is cut into ``slices`` groups of bits, each with its own registered
+    copy of the written word, the write address and enable, and the read address (one register
+    driving the address pins of the whole ring would span the die).
+
+    Latency ``i`` to ``o`` ``LATENCY`` (2) cycles: the slices' write registers, then the write.
+    Throughput one element per cycle; a chain of latency ``L`` in front runs at one element per
+    cycle with ``depth >= depth_for(L)``. ``o.payload`` is combinational (a LUT RAM read after a
+    register): the consumer registers it. ``room`` is a register; back-pressure on ``o`` fills
+    the ring, then ``room`` falls: nothing is lost or reordered.
+    """
+
+    LATENCY = 2
+
+    @classmethod
+    def depth_for(cls, latency: int) -> int:
+        """The depth that lets a chain of ``latency`` cycles run at one element per cycle."""
+        return latency + cls.LATENCY + 1
+
+    def __init__(self, shape, depth: int, slices: int = 1):
+        if not isinstance(depth, int) or isinstance(depth, bool) or depth < 2:
+            raise ValueError(f"depth must be an integer >= 2, got {depth!r}")
+        width = Shape.cast(shape).width
+        if not isinstance(slices, int) or isinstance(slices, bool) or not 1 <= slices <= width:
+            raise ValueError(f"slices must be an integer from 1 to the word's {width} bits, got {slices!r}")
+        self.shape, self.depth, self.slices = shape, depth, slices
+        super().__init__({
+            "admit": In(1),
+            "room": Out(1, init=1),
+            "i": In(stream.Signature(shape)),
+            "o": Out(stream.Signature(shape)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        width = Shape.cast(self.shape).width
+        per = -(-width // self.slices)
+        spans = [(lo, min(per, width - lo)) for lo in range(0, width, per)]
+        wrap = lambda addr: Mux(addr == self.depth - 1, 0, addr + 1)  # noqa: E731
+        w_addr = Signal(range(self.depth))
+        with m.If(self.i.valid):
+            m.d.sync += w_addr.eq(wrap(w_addr))
         taken = self.o.valid & self.o.ready
-        m.d.sync += used.eq(used + self.admit - taken)
-        with m.If(self.admit & ~taken):
-            m.d.sync += self.room.eq(used < self.depth - 1)
-        with m.Elif(taken & ~self.admit):
-            m.d.sync += self.room.eq(1)
+        in_bits, out_bits = self.i.payload.as_value(), self.o.payload.as_value()
+        for k, (lo, bits) in enumerate(spans):
+            m.submodules[f"ring{k}"] = ring = memory.Memory(shape=bits, depth=self.depth, init=[])
+            write, read = ring.write_port(), ring.read_port(domain="comb")
+            (wa,), (ra,) = (replicas(f"{what}{k}", w_addr.shape(), 1, reset_less=False) for what in ("w_addr", "r_addr"))
+            (wd,) = replicas(f"w_data{k}", bits, 1)
+            we = Signal(name=f"w_en{k}")
+            m.d.sync += [wa.eq(w_addr), wd.eq(in_bits[lo:lo + bits]), we.eq(self.i.valid)]
+            with m.If(taken):
+                m.d.sync += ra.eq(wrap(ra))
+            m.d.comb += [write.addr.eq(wa), write.data.eq(wd), write.en.eq(we),
+                         read.addr.eq(ra), out_bits[lo:lo + bits].eq(read.data)]
+        landed = Signal()  # a word is written this cycle
+        stored = Signal(range(self.depth + 1))  # written, not yet taken
+        m.d.sync += [landed.eq(self.i.valid), stored.eq(stored + landed - taken)]
+        m.d.comb += [self.i.ready.eq(1), self.o.valid.eq(stored != 0)]
+        _credits(m, self.depth, self.admit, taken, self.room)
         return m
