@@ -656,11 +656,12 @@ class TokenEngine(wiring.Component):
                 with m.If(~b_write):
                     m.next = "READ1"
             # the memories' words land in registers: a cycle for the small memories, one per hop
-            # for the banked ones (the weights word's address moves on after ACCESS, so SELECT
-            # is exactly BANKED_READ_LATENCY cycles after it)
-            for k in range(1, BANKED_READ_LATENCY):
+            # for the banked ones, and one more for the weights word's groups of bytes (its
+            # address moves on after ACCESS, so its groups are taken exactly
+            # BANKED_READ_LATENCY cycles after it, and SELECT comes a cycle later)
+            for k in range(1, BANKED_READ_LATENCY + 1):
                 with m.State(f"READ{k}"):
-                    m.next = f"READ{k + 1}" if k + 1 < BANKED_READ_LATENCY else "SELECT"
+                    m.next = f"READ{k + 1}" if k < BANKED_READ_LATENCY else "SELECT"
             with m.State("SELECT"):  # each memory's byte is picked from its registered word
                 m.d.comb += selecting.eq(1)
                 m.next = "MERGE"
@@ -742,8 +743,13 @@ class TokenEngine(wiring.Component):
         def pick(name, width):
             return byte_of(held[name], offset[:max(1, (width - 1).bit_length())], width) if width > 1 else held[name]
 
-        # two stages: each memory's byte, then the addressed one (one wide mux would span the die)
-        sources = {"weights": (in_weights, byte_of(held["weights"], b_lane, L))}
+        # two stages: each memory's byte, then the addressed one (one wide mux would span the die);
+        # the weights word's byte in two more, registered every cycle: a byte within each group of
+        # eight, then the group
+        groups = [Signal(8, name=f"bus_weights_group{g}") for g in range(-(-L // 8))]
+        m.d.sync += [group.eq(byte_of(held["weights"][64 * g:], b_lane[:3], min(8, L - 8 * g)))
+                     for g, group in enumerate(groups)]
+        sources = {"weights": (in_weights, Array(groups)[b_lane[3:]] if len(groups) > 1 else groups[0])}
         sources.update({name: (in_region(name, size), pick(name, width)) for width, name, _, _, size in writes})
         sources["logits"] = (in_region("logits", vocab * 2), pick("logits", 2))
         # the counter's word first, in two registered steps refreshed every cycle (a word within

@@ -40,6 +40,8 @@ CODE_MAX = 127
 
 #: Lanes per slice of the activation memory, each slice with its own copy of the addresses.
 LANES_PER_SLICE = 16
+#: the most slices one register of a code beat drives (``TernaryMatVec.beat_copies``)
+SLICES_PER_BEAT_COPY = 4
 
 #: Synthesis attribute that keeps a small ROM out of block RAM (Yosys ``memory_libmap``).
 ROM_AS_LOGIC = {"ram_style": "logic"}
@@ -203,12 +205,14 @@ class TernaryMatVec(wiring.Component):
 
     Throughput: P weights (one word) per cycle. Write W = N ceil(K/P) for a matrix's word count
     and B = ceil(K/C) for its code beats. With no stalls, a lone matrix's last accumulator is
-    valid ``B + W + 2 + latency`` cycles after the cycle its command is accepted (B cycles of
-    codes, three until the last beat has landed and the bank is marked full, W words, the
+    valid ``B + W + load_latency - 1 + latency`` cycles after the cycle its command is accepted
+    (B cycles of codes; ``load_latency``, 3, or 4 with more than ``SLICES_PER_BEAT_COPY`` slices,
+    until the last beat has landed and the bank is marked full; W words; the
     pipeline). The codes of the next matrix load into the other bank (one cycle for its command,
     B for its codes) while the previous one computes, so back-to-back matrices run at one word per
     cycle with no gap whenever ``W_{m-1} >= B_m + 1``, and a run of matrices then costs
-    ``sum W + B_0 + 2 + latency`` cycles: the fixed overhead is the first load and the pipeline.
+    ``sum W + B_0 + load_latency - 1 + latency`` cycles: the fixed overhead is the first load and
+    the pipeline.
     A bank is taken for the next load but one only after its last word, so load-bound runs take
     longer (``tests/test_hw_ternary_matvec.predicted_cycles`` has the exact recurrence).
 
@@ -240,6 +244,14 @@ class TernaryMatVec(wiring.Component):
         self.tree_levels = (self.lanes - 1).bit_length()  # ceil(log2 P)
         self.tree_stages = -(-self.tree_levels // levels_per_stage)
         self.latency = 5 + self.tree_stages
+        # the lanes of each slice of the activation memory (whole beats, about LANES_PER_SLICE),
+        # and the code beats' copies between the loader and the slices (see ``elaborate``)
+        per_slice = self.codes_per_beat * max(1, LANES_PER_SLICE // self.codes_per_beat)
+        self.slices = [range(lo, min(lo + per_slice, self.lanes)) for lo in range(0, self.lanes, per_slice)]
+        n_slices = len(self.slices)
+        self.beat_copies = -(-n_slices // SLICES_PER_BEAT_COPY) if n_slices > SLICES_PER_BEAT_COPY else 1
+        # cycles from a vector's last code beat accepted to its bank marked full
+        self.load_latency = 3 if self.beat_copies == 1 else 4
         # rows in flight from a first word's acceptance to its accumulator leaving the FIFO, plus
         # the cycle the freed credit takes to reach w.ready: one-word rows never wait for credit
         self.fifo_depth = self.latency + 2
@@ -260,8 +272,7 @@ class TernaryMatVec(wiring.Component):
         # own copy of the write and read addresses: one address register would drive the LUT RAM
         # of every lane, across the die.
         C = self.codes_per_beat
-        per_slice = C * max(1, LANES_PER_SLICE // C)
-        slices = [range(lo, min(lo + per_slice, P)) for lo in range(0, P, per_slice)]
+        slices, per_slice = self.slices, len(self.slices[0])
         act_wr, act_rd = [], []
         for k, lanes in enumerate(slices):
             mem = Memory(shape=data.ArrayLayout(signed(8), len(lanes)), depth=2 * bank_words, init=[])
@@ -306,25 +317,32 @@ class TernaryMatVec(wiring.Component):
                 ld_addr.eq(Mux(ld_bank, bank_words, 0)),
             ]
 
-        # The write goes through two registers: a copy of the beat and of the loader's state per
+        # The write goes through registers: a copy of the beat and of the loader's state per
         # slice, then each lane's enable and code (the stream's valid and codes reach one copy per
-        # slice, not every lane's write enable across the die). A beat lands in the memory two
-        # cycles after it is accepted.
+        # slice, not every lane's write enable across the die). With more than
+        # SLICES_PER_BEAT_COPY slices the beat first goes into a copy per group of slices, so no
+        # register drives more than that many copies. A beat lands in the memory
+        # ``load_latency - 1`` cycles after it is accepted.
         a_fire = self.a.valid & self.a.ready
         n_slices = len(slices)
-        b_fire = replicas("act_b_fire", 1, n_slices, reset_less=False)
-        b_addr = replicas("act_b_addr", range(2 * bank_words), n_slices)
-        b_codes = replicas("act_b_codes", self.a.payload.shape(), n_slices)
-        b_lane, b_above = replicas("act_b_lane", G, n_slices), replicas("act_b_above", G, n_slices)
-        b_last = replicas("act_b_last", 1, n_slices)
-        # (ld_left <= j) for the beat's codes j >= 1: which of them are past the vector's end
-        b_short = replicas("act_b_short", C, n_slices)
+        beat = {  # field: (value, shape); ``short`` is (ld_left <= j) for the beat's codes j >= 1
+            "fire": (a_fire, 1), "addr": (ld_addr, range(2 * bank_words)), "codes": (self.a.payload, self.a.payload.shape()),
+            "lane": (ld_lane, G), "above": (ld_above, G), "last": (ld_last, 1),
+            "short": (Cat(*(ld_left <= j for j in range(C))), C),
+        }
+        source = {name: [value] * n_slices for name, (value, _) in beat.items()}
+        if self.beat_copies > 1:
+            for name, (value, shape) in beat.items():
+                mid = replicas(f"act_m_{name}", shape, self.beat_copies, reset_less=name != "fire")
+                m.d.sync += [copy.eq(value) for copy in mid]
+                source[name] = [mid[k * self.beat_copies // n_slices] for k in range(n_slices)]
+        b = {name: replicas(f"act_b_{name}", shape, n_slices, reset_less=name != "fire")
+             for name, (_, shape) in beat.items()}
+        b_fire, b_addr, b_codes, b_lane, b_above, b_last, b_short = (b[name] for name in beat)
         wr_addr = replicas("act_wr_addr", range(2 * bank_words), n_slices)
         for k, lanes in enumerate(slices):
-            m.d.sync += [b_fire[k].eq(a_fire), b_addr[k].eq(ld_addr), b_codes[k].eq(self.a.payload),
-                         b_lane[k].eq(ld_lane), b_above[k].eq(ld_above), b_last[k].eq(ld_last),
-                         b_short[k].eq(Cat(*(ld_left <= j for j in range(C)))),
-                         wr_addr[k].eq(b_addr[k])]
+            m.d.sync += [b[name][k].eq(source[name][k]) for name in beat]
+            m.d.sync += wr_addr[k].eq(b_addr[k])
             m.d.comb += act_wr[k].addr.eq(wr_addr[k])
             for n, i in enumerate(lanes):
                 # lanes after the vector's last code are written with 0 (so padding trits read as 0)
@@ -336,12 +354,13 @@ class TernaryMatVec(wiring.Component):
                              code.eq(Mux(past_end, 0, b_codes[k][j]))]
                 m.d.comb += [act_wr[k].en[n].eq(en), act_wr[k].data[n].eq(code)]
         # the bank is marked full when its last beat has landed
-        commit, commit_bank = Signal(2), Signal()
-        m.d.sync += commit.eq(Cat(a_fire & ld_last, commit[0]))
-        with m.If(commit[1]):
-            for b in range(2):
-                with m.If(commit_bank == b):
-                    m.d.sync += full[b].eq(1)
+        commit = Signal(self.load_latency - 1)  # a last beat accepted 1, 2, ... cycles ago
+        commit_bank = Signal(self.load_latency - 1)  # its bank
+        m.d.sync += [commit.eq(Cat(a_fire & ld_last, commit)), commit_bank.eq(Cat(ld_bank, commit_bank))]
+        with m.If(commit[-1]):
+            for bank in range(2):
+                with m.If(commit_bank[-1] == bank):
+                    m.d.sync += full[bank].eq(1)
         with m.If(a_fire):
             m.d.sync += [ld_left.eq(ld_left - C), ld_last.eq(ld_left <= 2 * C)]
             with m.If(ld_lane[G - 1]):
@@ -350,7 +369,7 @@ class TernaryMatVec(wiring.Component):
             with m.Else():
                 m.d.sync += [ld_lane.eq(ld_lane << 1), ld_above.eq(ld_above << 1)]
             with m.If(ld_last):
-                m.d.sync += [ld_busy.eq(0), ld_bank.eq(~ld_bank), commit_bank.eq(ld_bank)]
+                m.d.sync += [ld_busy.eq(0), ld_bank.eq(~ld_bank)]
                 for b in range(2):
                     with m.If(ld_bank == b):
                         m.d.sync += [job_rows_m1[b].eq(ld_rows_m1), job_words_m1[b].eq(ld_word)]

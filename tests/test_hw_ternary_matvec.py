@@ -230,12 +230,12 @@ def measure(dut, jobs):
     return log
 
 
-def predicted_cycles(shapes, lanes, latency, per_beat=1):
+def predicted_cycles(shapes, lanes, latency, per_beat=1, load_latency=3):
     """The docstring's timing: cycles from the first command's acceptance to the last accumulator.
 
     Matrix m's command is taken at c[m] (once the loader is idle and its bank is free), its B beats
-    follow, and its bank is full at c[m] + B + 3; its W words stream from
-    f[m] = max(c[m] + B + 3, e[m-1] + 1) to e[m] = f[m] + W - 1 (one word per cycle). Its bank is
+    follow, and its bank is full at c[m] + B + load_latency; its W words stream from
+    f[m] = max(c[m] + B + load_latency, e[m-1] + 1) to e[m] = f[m] + W - 1 (one word per cycle). Its bank is
     free again from e[m] + 1, so the next command but one needs c[m+2] >= e[m] + 1."""
     words = [n * -(-k // lanes) for n, k in shapes]
     beats = [-(-k // per_beat) for _, k in shapes]
@@ -243,18 +243,21 @@ def predicted_cycles(shapes, lanes, latency, per_beat=1):
     for m, (w, b) in enumerate(zip(words, beats)):
         if m:
             c.append(max(c[m - 1] + beats[m - 1] + 1, e[m - 2] + 1 if m >= 2 else 0))
-        e.append(max(c[m] + b + 3, e[m - 1] + 1 if m else 0) + w - 1)
+        e.append(max(c[m] + b + load_latency, e[m - 1] + 1 if m else 0) + w - 1)
     return e[-1] + latency
 
 
-@pytest.mark.parametrize("lanes, levels, latency, per_beat", [(8, 1, 8, 1), (32, 1, 10, 1), (32, 2, 8, 1),
-                                                              (10, 1, 9, 1), (10, 1, 9, 5)])
-def test_latency_and_throughput(lanes, levels, latency, per_beat):
+@pytest.mark.parametrize("lanes, levels, latency, per_beat, load_latency", [
+    (8, 1, 8, 1, 3), (32, 1, 10, 1, 3), (32, 2, 8, 1, 3), (10, 1, 9, 1, 3), (10, 1, 9, 5, 3),
+    # six slices of 15 lanes: the beats go through a copy per group of slices, a cycle more
+    (90, 1, 12, 5, 4)])
+def test_latency_and_throughput(lanes, levels, latency, per_beat, load_latency):
     """The docstring's figures: latency from a row's last word to its accumulator; a lone matrix in
-    ceil(K/C) + 2 + N ceil(K/P) + latency cycles; back-to-back matrices at one word per cycle with the
-    next vector's load hidden; one-word rows at one row per cycle; load-bound runs as predicted."""
+    ceil(K/C) + load_latency - 1 + N ceil(K/P) + latency cycles; back-to-back matrices at one word per
+    cycle with the next vector's load hidden; one-word rows at one row per cycle; load-bound runs as
+    predicted."""
     dut = TernaryMatVec(lanes, 64, 96, levels_per_stage=levels, codes_per_beat=per_beat)
-    assert dut.latency == latency
+    assert (dut.latency, dut.load_latency) == (latency, load_latency)
     rng = np.random.default_rng(lanes)
     report = []
     for shapes in ([(1, 1)], [(1, 96)], [(64, lanes)], [(24, 96)], [(24, 96), (60, 50), (64, 96), (64, 3)],
@@ -271,8 +274,8 @@ def test_latency_and_throughput(lanes, levels, latency, per_beat):
         beats = [-(-k // per_beat) for _, k in shapes]
         if all(w >= b + 1 for w, b in zip(words, beats[1:])):  # loads hidden
             assert log["w"][-1] - log["w"][0] + 1 == sum(words)  # one word per cycle throughout
-            assert cycles == beats[0] + 2 + sum(words) + latency
-        assert cycles == predicted_cycles(shapes, lanes, latency, per_beat)
+            assert cycles == beats[0] + load_latency - 1 + sum(words) + latency
+        assert cycles == predicted_cycles(shapes, lanes, latency, per_beat, load_latency)
     print("\n".join(report))
 
 
