@@ -465,10 +465,14 @@ class TokenEngine(wiring.Component):
             m.d.sync += p_row.eq(p_row + 1)
             with m.If(last_row):
                 m.d.sync += [p_row.eq(0), p_run.eq(0), p_op.eq(p_op + 1)]
-        # argmax on the head's integer accumulators; strict ">" keeps the lowest index on ties
+        # argmax on the head's integer accumulators; strict ">" keeps the lowest index on ties. The
+        # accumulator is compared a cycle after it is taken (the comparison and the enable it
+        # steers, straight after the lanes' output, were a slow path); ``done`` comes far later.
+        head_acc, head_row, head_valid = Signal.like(tmv.o.payload), Signal.like(p_row), Signal()
+        m.d.sync += [head_acc.eq(tmv.o.payload), head_row.eq(p_row), head_valid.eq(acc_fire & p_head)]
         best = Signal.like(tmv.o.payload)
-        with m.If(acc_fire & p_head & ((p_row == 0) | (tmv.o.payload > best))):
-            m.d.sync += [best.eq(tmv.o.payload), argmax.eq(p_row)]
+        with m.If(head_valid & ((head_row == 0) | (head_acc > best))):
+            m.d.sync += [best.eq(head_acc), argmax.eq(head_row)]
 
         side_out = data.View(side, side_fifo.r_data)
         m.d.comb += [
@@ -602,9 +606,27 @@ class TokenEngine(wiring.Component):
         # ---- the bus: byte access between steps --------------------------------------------------
         req = self.bus.payload
         b_addr, b_write, b_data = Signal(ADDR_WIDTH), Signal(), Signal(8)
-        region = b_addr[REGION_SHIFT:]
         offset = b_addr[:REGION_SHIFT]
-        in_weights = b_addr < lay.weight_words * L
+        bus_taken = self.bus.valid & self.bus.ready
+
+        def decoded(name, condition):
+            """``condition`` of the request's address, in a register beside ``b_addr`` (a wide
+            compare of ``b_addr`` in front of the enables it steers was a slow path)."""
+            flag = Signal(name=f"bus_is_{name}")
+            with m.If(bus_taken):
+                m.d.sync += flag.eq(condition(req.addr))
+            return flag
+
+        in_weights = decoded("weights", lambda addr: addr < lay.weight_words * L)
+        regions = {}
+
+        def in_region(name, size_bytes):
+            if name not in regions:
+                regions[name] = decoded(name, lambda addr: (addr[REGION_SHIFT:] == REGIONS[name] >> REGION_SHIFT)
+                                        & (addr[:REGION_SHIFT] < size_bytes))
+            return regions[name]
+
+        at_counters = decoded("counters_base", lambda addr: addr == REGIONS["counters"])
         # weights: the word and lane of a byte address, tracked for sequential access and found
         # by a restoring division by L otherwise
         exp_addr = Signal(ADDR_WIDTH)
@@ -650,7 +672,7 @@ class TokenEngine(wiring.Component):
                 with m.If(~b_addr[ADDR_WIDTH - 1]):
                     m.d.sync += [exp_addr.eq(b_addr + 1), w_lane.eq(Mux(w_lane == L - 1, 0, w_lane + 1)),
                                  w_word.eq(w_word + (w_lane == L - 1))]
-                with m.If(~b_write & (b_addr == REGIONS["counters"])):
+                with m.If(~b_write & at_counters):
                     m.d.sync += [snapshot[k].eq(counters[name]) for k, name in enumerate(COUNTERS)]
                 m.next = "IDLE"
                 with m.If(~b_write):
@@ -673,9 +695,6 @@ class TokenEngine(wiring.Component):
                 with m.If(self.rdata.ready):
                     m.next = "IDLE"
         m.d.comb += bus_idle.eq(bus_fsm.ongoing("IDLE"))
-
-        def in_region(name, size_bytes):
-            return (region == REGIONS[name] >> REGION_SHIFT) & (offset < size_bytes)
 
         def byte_of(value, index, count):
             return Array(value[8 * k:8 * (k + 1)] for k in range(count))[index]
