@@ -49,10 +49,11 @@ INVALID_TOKEN = (1 << TOKEN_WIDTH) - 1
 WEIGHT_BANK_BITS = 11
 EMBEDDING_BANK_BITS = 14
 PG_BANK_BITS = 9
-#: bits of a word per column of block RAMs with their own registers (``_banks``): 8 RAMs of
-#: 2048 x 9 for the weights, 4 of 16384 x 1 for the embedding
-WEIGHT_COLUMN_BITS = 72
-EMBEDDING_COLUMN_BITS = 4
+#: bits of a word per column of block RAMs with their own registers (``_banks``): one RAM of
+#: 2048 x 9 for the weights, two of 16384 x 1 for the embedding (with 8 RAMs a column, the bus
+#: write address still routed 13 ns to the RAMs of a column, spread along the die's RAM rows)
+WEIGHT_COLUMN_BITS = 9
+EMBEDDING_COLUMN_BITS = 2
 #: cycles from an address to its word out of ``_banked_read``
 BANKED_READ_LATENCY = 4
 #: the weight words' ring in front of the lanes: deep enough for the read and the decoder at one
@@ -391,7 +392,11 @@ class TokenEngine(wiring.Component):
         # ---- the code router: commands and codes into the matrix-vector unit --------------------
         r_op = Signal(range(n_ops + 1), init=n_ops)
         r_codes = Signal()  # the command is sent, the codes follow
-        r_glu = _table(m, "r_glu", [op.source == "glu" for op in ops] + [0], r_op, 1)
+        # the op's code source, in a register a cycle behind r_op: the codes of the op after r_op
+        # moves on come at least two cycles later (its command first), and the table and the
+        # source mux in one cycle before the lanes' code copies were the device's critical path
+        r_glu = Signal()
+        m.d.sync += r_glu.eq(_table(m, "r_glu_next", [op.source == "glu" for op in ops] + [0], r_op, 1))
         with m.If(start):
             m.d.sync += [r_op.eq(0), r_codes.eq(0)]
         m.d.comb += [
