@@ -220,7 +220,7 @@ class TernaryMatVec(wiring.Component):
     matrix m must not wait for its weights to be accepted (separate sources, or codes first).
 
     Back-pressure: every ``ready`` is a function of registers only (no combinational path from
-    any ``valid`` or ``ready`` to another stream's ``ready``). The datapath never stalls: a row
+    any ``valid`` or ``ready`` to another stream's ``ready``); ``w.ready`` is a register itself. The datapath never stalls: a row
     reserves its FIFO entry when its first word is accepted, and ``w.ready`` drops at a row
     boundary while all ``fifo_depth`` entries are reserved, so a stalled ``o`` stops the weights
     at the next row start (after at most ``fifo_depth`` rows); the code loader then stops once
@@ -383,15 +383,25 @@ class TernaryMatVec(wiring.Component):
         rd_addr_q = replicas("act_rd_addr", range(2 * bank_words), len(slices))
         m.d.sync += [a.eq(rd_addr) for a in rd_addr_q]
         pending = Signal(range(self.fifo_depth + 1))  # FIFO entries reserved by rows started
-        active = Mux(cp_bank, full[1], full[0])
         row_start = word_idx == 0
         last_word = word_idx == Mux(cp_bank, job_words_m1[1], job_words_m1[0])
         last_row = row_idx == Mux(cp_bank, job_rows_m1[1], job_rows_m1[0])
-        m.d.comb += [
-            self.w.ready.eq(active & (~row_start | (pending < self.fifo_depth))),
-            *(port.addr.eq(addr) for port, addr in zip(act_rd, rd_addr_q)),
-        ]
+        m.d.comb += [port.addr.eq(addr) for port, addr in zip(act_rd, rd_addr_q)]
+        # ``w.ready`` is a register: "the bank in use is full, and a row goes on or a FIFO entry is
+        # free" (``pending < fifo_depth``) of the next cycle's state, computed from this cycle's (the word source's read addresses across
+        # the die follow it, so it must leave a register, not the bank and row logic)
+        ready = Signal()
+        m.d.comb += self.w.ready.eq(ready)
         w_fire = self.w.valid & self.w.ready
+        o_fire = self.o.valid & self.o.ready
+        reserve = w_fire & row_start
+        done_bank = w_fire & last_word & last_row  # the bank's last word: it is freed
+        next_bank = cp_bank ^ done_bank
+        next_full = [(full[b] & ~(done_bank & (cp_bank == b))) | (commit[-1] & (commit_bank[-1] == b)) for b in range(2)]
+        next_row_start = Mux(w_fire, last_word, row_start)
+        next_pending = pending + reserve - o_fire
+        m.d.sync += ready.eq(Mux(next_bank, next_full[1], next_full[0])
+                             & (~next_row_start | (next_pending < self.fifo_depth)))
         with m.If(w_fire):
             with m.If(last_word):
                 m.d.sync += word_idx.eq(0)
@@ -468,8 +478,6 @@ class TernaryMatVec(wiring.Component):
             fifo.r_en.eq(self.o.ready),
         ]
 
-        o_fire = self.o.valid & self.o.ready
-        reserve = w_fire & row_start
         with m.If(reserve & ~o_fire):
             m.d.sync += pending.eq(pending + 1)
         with m.Elif(o_fire & ~reserve):
