@@ -43,12 +43,13 @@ __all__ = ["TokenEngine", "INVALID_TOKEN"]
 
 #: ``done`` answers a step whose token id is not below the vocabulary size with this id.
 INVALID_TOKEN = (1 << TOKEN_WIDTH) - 1
-#: log2 of the words per bank of the weights, the embedding and the pg words: one ECP5 block RAM
-#: deep (2048 x 9, 16384 x 1, 512 x 36), so every block RAM output goes straight into a register
+#: log2 of the words per bank of the weights, the embedding, the pg and the aux words: one ECP5
+#: block RAM deep (2048 x 9, 16384 x 1, 512 x 36, 1024 x 18), so every block RAM output goes straight into a register
 #: (``_banked_read``).
 WEIGHT_BANK_BITS = 11
 EMBEDDING_BANK_BITS = 14
 PG_BANK_BITS = 9
+AUX_BANK_BITS = 10
 #: bits of a word per column of block RAMs with their own registers (``_banks``): one RAM of
 #: 2048 x 9 for the weights, two of 16384 x 1 for the embedding (with 8 RAMs a column, the bus
 #: write address still routed 13 ns to the RAMs of a column, spread along the die's RAM rows)
@@ -259,7 +260,7 @@ class TokenEngine(wiring.Component):
         embedding = _banks(mem, "embedding", 16, lay.embedding_words, self._init("embedding", 2),
                            EMBEDDING_BANK_BITS, NO_RW_CHECK, column_bits=EMBEDDING_COLUMN_BITS)
         pg = _banks(mem, "pg", 32, lay.pg_words, self._init("pg", 4), PG_BANK_BITS, NO_RW_CHECK, whole_last=True)
-        aux = mem("aux", 16, lay.aux_words, self._init("aux", 2), NO_RW_CHECK)
+        aux = _banks(mem, "aux", 16, lay.aux_words, self._init("aux", 2), AUX_BANK_BITS, NO_RW_CHECK, whole_last=True)
         logits = mem("logits", 16, vocab, attrs=small)
         scratch = mem("scratch", 8, SCRATCH_BYTES, attrs=small)
         x_mem = mem("x", 16, d, attrs=small)
@@ -494,19 +495,36 @@ class TokenEngine(wiring.Component):
         # lookup stage: everything a destination needs about row r, read with the value
         pl = stream.Signature(data.StructLayout({"value": 16, "tag": post_tag})).create()
         pl_advance = ~pl.valid | pl.ready
-        v_dest = _table(m, "v_dest", [DESTS.index(op.dest) for op in ops] + [0], v_tag.op, 3)
-        v_aux = _table(m, "v_aux", [op.aux_base for op in ops] + [0], v_tag.op)
-        bi_rd, bf_rd, aux_rd, x_rd_post = buf_i.read_port(), buf_f.read_port(), aux.read_port(), x_mem.read_port()
+        bi_rd, bf_rd, x_rd_post = buf_i.read_port(), buf_f.read_port(), x_mem.read_port()
         row_d = v_tag.row[:max(1, (d - 1).bit_length())]
         m.d.comb += [
             value_s.ready.eq(pl_advance),
             bi_rd.addr.eq(row_d), bf_rd.addr.eq(row_d), x_rd_post.addr.eq(row_d),
             bi_rd.en.eq(pl_advance), bf_rd.en.eq(pl_advance), x_rd_post.en.eq(pl_advance),
         ]
-        post_aux_addr = v_aux + Mux(v_dest == DESTS.index("glu"), v_tag.row >> 1, v_tag.row)
         with m.If(pl_advance):
             m.d.sync += [pl.valid.eq(value_s.valid), pl.payload.value.eq(value_s.payload.product),
                          pl.payload.tag.eq(v_tag)]
+
+        # The aux words (the MLGRU's keep per row, the GLU's gain per row pair) are read ahead,
+        # op by op in the order the post stage takes them, into a queue (``_read_ahead``).
+        aux_ops = [op for op in ops if op.dest == "glu" or op.use_keep]
+        aux_counts = [op.rows // 2 if op.dest == "glu" else op.rows for op in aux_ops]
+        aux_addr = Signal(range(lay.aux_words))
+        aux_word = _banked_read(m, "aux", aux, aux_addr, AUX_BANK_BITS)
+        a_op = Signal(range(len(aux_ops) + 1), init=len(aux_ops))
+        a_k = Signal(range(max(aux_counts)))
+        feed_aux_addr = Signal.like(aux_addr)
+        aux_issue, _, aux_words = _read_ahead(m, "aux", aux_word, busy & (a_op < len(aux_ops)))
+        a_count = _table(m, "a_count", aux_counts + [1], a_op)
+        a_next_base = _table(m, "a_next_base", [op.aux_base for op in aux_ops[1:]] + [0, 0], a_op)
+        with m.If(start):
+            m.d.sync += [a_op.eq(0), a_k.eq(0), feed_aux_addr.eq(aux_ops[0].aux_base)]
+        with m.Elif(aux_issue):
+            with m.If(a_k == a_count - 1):
+                m.d.sync += [a_op.eq(a_op + 1), a_k.eq(0), feed_aux_addr.eq(a_next_base)]
+            with m.Else():
+                m.d.sync += [a_k.eq(a_k + 1), feed_aux_addr.eq(feed_aux_addr + 1)]
 
         tag = pl.payload.tag
         dest = _table(m, "dest", [DESTS.index(op.dest) for op in ops] + [0], tag.op, 3)
@@ -524,13 +542,14 @@ class TokenEngine(wiring.Component):
             lg_wr.addr.eq(tag.row), lg_wr.data.eq(value), lg_wr.en.eq(is_dest["logits"]),
         ]
         # MLGRU: i and f from their buffers, keep from aux
+        has_keep = ~use_keep | aux_words.valid
         m.d.comb += [
-            mlgru_in.valid.eq(is_dest["mlgru"]),
+            mlgru_in.valid.eq(is_dest["mlgru"] & has_keep),
             mlgru_in.payload.i.eq(bi_rd.data), mlgru_in.payload.f.eq(bf_rd.data), mlgru_in.payload.g.eq(value),
             mlgru_in.payload.first.eq(first),
         ]
         if cfg.use_lower_bound:
-            m.d.comb += [mlgru_in.payload.keep.eq(aux_rd.data), mlgru_in.payload.use_keep.eq(use_keep)]
+            m.d.comb += [mlgru_in.payload.keep.eq(aux_words.payload), mlgru_in.payload.use_keep.eq(use_keep)]
         # residual: x[r] + value, written back to x
         rt = data.View(resid_tag, resid_in.payload.tag)
         m.d.comb += [
@@ -544,17 +563,18 @@ class TokenEngine(wiring.Component):
         with m.If(is_dest["glu"] & ~odd):
             m.d.sync += held.eq(value)
         m.d.comb += [
-            glu_in.valid.eq(is_dest["glu"] & odd),
-            glu_in.payload.gate.eq(held), glu_in.payload.y.eq(value), glu_in.payload.gain.eq(aux_rd.data),
+            glu_in.valid.eq(is_dest["glu"] & odd & aux_words.valid),
+            glu_in.payload.gate.eq(held), glu_in.payload.y.eq(value), glu_in.payload.gain.eq(aux_words.payload),
             glu_in.payload.last.eq(tag.last),
+            aux_words.ready.eq((is_dest["mlgru"] & use_keep & mlgru_in.ready) | (is_dest["glu"] & odd & glu_in.ready)),
         ]
         with m.Switch(dest):
             with m.Case(DESTS.index("mlgru")):
-                m.d.comb += pl.ready.eq(mlgru_in.ready)
+                m.d.comb += pl.ready.eq(mlgru_in.ready & has_keep)
             with m.Case(DESTS.index("resid")):
                 m.d.comb += pl.ready.eq(resid_in.ready)
             with m.Case(DESTS.index("glu")):
-                m.d.comb += pl.ready.eq(~odd | glu_in.ready)
+                m.d.comb += pl.ready.eq(~odd | (glu_in.ready & aux_words.valid))
             with m.Default():
                 m.d.comb += pl.ready.eq(1)
         with m.If(is_dest["logits"] & tag.last):
@@ -720,7 +740,7 @@ class TokenEngine(wiring.Component):
         targets = [(bank, in_weights & (w_word >> WEIGHT_BANK_BITS == b), w_word, w_lane, L)
                    for b, bank in enumerate(weights)]
         banked = {"embedding": (embedding, EMBEDDING_BANK_BITS), "pg": (pg, PG_BANK_BITS),
-                  "aux": ([[aux]], 0), "scratch": ([[scratch]], 0)}
+                  "aux": (aux, AUX_BANK_BITS), "scratch": ([[scratch]], 0)}
         for width, name, addr, byte, size in writes:
             banks, bank_bits = banked[name]
             targets += [(bank, in_region(name, size) & ((addr >> bank_bits == b) if len(banks) > 1 else 1),
@@ -754,15 +774,15 @@ class TokenEngine(wiring.Component):
             w_rd_addr.eq(Mux(busy, w_addr, w_word)),
             emb_addr.eq(Mux(busy, token_base + copy_k, offset >> 1)),
             pg_addr.eq(Mux(busy, feed_pg_addr, offset >> 2)),
-            aux_rd.addr.eq(Mux(busy, post_aux_addr, offset >> 1)), aux_rd.en.eq(~busy | pl_advance),
+            aux_addr.eq(Mux(busy, feed_aux_addr, offset >> 1)),
             lg_rd.addr.eq(offset >> 1), sc_rd.addr.eq(offset),
         ]
         rdata = Signal(8)
-        ports = {"aux": aux_rd, "scratch": sc_rd, "logits": lg_rd}
+        ports = {"scratch": sc_rd, "logits": lg_rd}
         held = {name: Signal.like(port.data, name=f"bus_{name}_q") for name, port in ports.items()}
         m.d.sync += [held[name].eq(port.data) for name, port in ports.items()]
         # the banked memories' words come from their own registers, BANKED_READ_LATENCY cycles on
-        held.update(weights=w_word_out, embedding=emb_word, pg=pg_word)
+        held.update(weights=w_word_out, embedding=emb_word, pg=pg_word, aux=aux_word)
 
         def pick(name, width):
             return byte_of(held[name], offset[:max(1, (width - 1).bit_length())], width) if width > 1 else held[name]

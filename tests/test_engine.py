@@ -18,11 +18,12 @@ from sim.engine_model import TINY_LANES, tiny_engine_model
 @pytest.mark.parametrize("lower_bound, small_banks", [(True, False), (False, False), (True, True)])
 def test_token_steps_match_golden(lower_bound, small_banks, monkeypatch):
     if small_banks:
-        # several banks of weights (256 words), embedding (128 words) and pg words (32), and
+        # several banks of weights (256 words), embedding (128 words), pg and aux words (32), and
         # several columns of weights and embedding, the last one narrower, as on the boards
         monkeypatch.setattr("hw.engine.WEIGHT_BANK_BITS", 8)
         monkeypatch.setattr("hw.engine.EMBEDDING_BANK_BITS", 7)
         monkeypatch.setattr("hw.engine.PG_BANK_BITS", 5)
+        monkeypatch.setattr("hw.engine.AUX_BANK_BITS", 5)
         monkeypatch.setattr("hw.engine.WEIGHT_COLUMN_BITS", 9)
         monkeypatch.setattr("hw.engine.EMBEDDING_COLUMN_BITS", 5)
     config, device = tiny_engine_model(lower_bound=lower_bound)
