@@ -55,8 +55,9 @@ AUX_BANK_BITS = 10
 #: write address still routed 13 ns to the RAMs of a column, spread along the die's RAM rows)
 WEIGHT_COLUMN_BITS = 9
 EMBEDDING_COLUMN_BITS = 2
-#: cycles from an address to its word out of ``_banked_read``
-BANKED_READ_LATENCY = 4
+#: cycles from an address to its word out of ``_banked_read``, and to the block RAMs' address pins
+BANKED_READ_LATENCY = 5
+BANK_ADDRESS_LATENCY = 2
 #: the weight words' ring in front of the lanes: deep enough for the read and the decoder at one
 #: word per cycle, and 16 deep costs no more distributed RAM than 9
 WEIGHT_RING_DEPTH = 16
@@ -107,33 +108,39 @@ def _banks(mem, name, width, depth, init, bank_bits, attrs, *, whole_last=False,
 
 
 def _banked_read(m, name, banks, addr, bank_bits):
-    """The word at ``addr``, ``BANKED_READ_LATENCY`` (4) cycles later, in a register. The banks
-    spread over the die, so each cycle spans one hop: the address into a copy beside each bank,
-    the block RAM's output into its own register, the bank of ``addr`` picked into a register
-    beside the banks; the consumer is the fourth hop. Each column of the banks (``_banks``) has
-    its own address copies, bank pick and pick register. The read ports are always enabled (a
-    held address rereads its word)."""
+    """The word at ``addr``, ``BANKED_READ_LATENCY`` (5) cycles later, in a register; and the
+    address registers of the block RAMs (``[bank][column]``), which hold ``addr`` of
+    ``BANK_ADDRESS_LATENCY`` (2) cycles before.
+
+    The banks spread over the die, so each cycle spans one hop: the address into a copy per group
+    of block RAMs, then into a copy beside each bank's column (``_banks``), the block RAM's output
+    into its own register, the bank of ``addr`` picked into a register per column beside the
+    banks; the consumer is the fifth hop. The read ports are always enabled (a held address
+    rereads its word). The bus writes through the same address registers (``TokenEngine``)."""
+    n_banks, n_columns = len(banks), len(banks[0])
+    # the copies beside the RAMs, in groups of about sqrt(count), each group fed by its own copy
+    per_group = max(1, round((n_banks * n_columns) ** 0.5))
+    groups = replicas(f"{name}_addr_g", addr.shape(), -(-n_banks * n_columns // per_group))
+    addrs = [replicas(f"{name}_addr_b{b}_c", addr.shape(), n_columns) for b in range(n_banks)]
+    m.d.sync += [group.eq(addr) for group in groups]
+    m.d.sync += [addrs[b][c].eq(groups[(b * n_columns + c) // per_group]) for b in range(n_banks) for c in range(n_columns)]
     parts = []
-    for c in range(len(banks[0])):
+    for c in range(n_columns):
         column = [bank[c] for bank in banks]
         ports = [memory.read_port() for memory in column]
-        # one address register per bank and column (a single one would drive every block RAM of
-        # the memory)
-        addr_q = replicas(f"{name}_addr_c{c}_", addr.shape(), len(column))
+        m.d.comb += [port.addr.eq(addrs[b][c]) for b, port in enumerate(ports)]  # truncated to the bank's depth
         # reset-less, so the build makes each one its block RAM's own output register
         # (host.ebr_output_register: ~1 ns instead of ~5.8 ns from the clock)
         q = [Signal(memory.shape, name=f"{name}_q{b}_c{c}", reset_less=True) for b, memory in enumerate(column)]
-        sel = [Signal(range(len(banks)), name=f"{name}_sel{k + 1}_c{c}") for k in range(BANKED_READ_LATENCY - 1)]
+        sel = [Signal(range(n_banks), name=f"{name}_sel{k + 1}_c{c}") for k in range(BANKED_READ_LATENCY - 1)]
         part = Signal(column[0].shape, name=f"{name}_word_c{c}", reset_less=True)
-        m.d.sync += [a.eq(addr) for a in addr_q]
-        m.d.comb += [port.addr.eq(a) for port, a in zip(ports, addr_q)]  # truncated to the bank's depth
         m.d.sync += [qb.eq(port.data) for qb, port in zip(q, ports)]
         m.d.sync += [sel[0].eq(addr >> bank_bits)] + [later.eq(sooner) for sooner, later in zip(sel, sel[1:])]
         m.d.sync += part.eq(Array(q)[sel[-1]] if len(q) > 1 else q[0])
         parts.append(part)
     word = Signal(len(Cat(*parts)), name=f"{name}_word")
     m.d.comb += word.eq(Cat(*parts))
-    return word
+    return word, addrs
 
 
 def _read_ahead(m, name, word, want, tag=None, *, stage=None, queue=None):
@@ -292,7 +299,7 @@ class TokenEngine(wiring.Component):
         # Each word goes into x as it lands and, through the read's queue, to the first op's
         # quantiser (its source "embedding"), so that op loads while the row is copied.
         emb_addr = Signal(range(lay.embedding_words))
-        emb_word = _banked_read(m, "emb", embedding, emb_addr, EMBEDDING_BANK_BITS)
+        emb_word, emb_addrs = _banked_read(m, "emb", embedding, emb_addr, EMBEDDING_BANK_BITS)
         x_wr = x_mem.write_port()
         copy_k = Signal(range(d + 1), init=d)  # the next row to read; d: idle
         copy_row = Signal(range(d))  # the next row to land (they land in order)
@@ -327,7 +334,7 @@ class TokenEngine(wiring.Component):
         # x and waits for x where it must. The generator runs ahead of the consumer by the
         # queue's depth, so the read's latency shows only at the step's start.
         pg_addr = Signal(range(lay.pg_words))
-        pg_word = _banked_read(m, "pg", pg, pg_addr, PG_BANK_BITS)
+        pg_word, pg_addrs = _banked_read(m, "pg", pg, pg_addr, PG_BANK_BITS)
         lk_tag = Signal(data.StructLayout({"hdr": 1, "glu": 1, "mlgru": 1, "resid": 1, "emb": 1, "last": 1,
                                            "k": len(f_k), "xver": len(x_version)}))
         gen_fire, _, lk = _read_ahead(m, "pg", pg_word, busy & (f_op < n_ops), lk_tag)
@@ -422,7 +429,7 @@ class TokenEngine(wiring.Component):
         # ---- the weight reader: every word of the step, in order --------------------------------
         # a word comes out BANKED_READ_LATENCY cycles after its address (the engine's or the bus's)
         w_rd_addr = Signal(range(lay.weight_words + 1))
-        w_word_out = _banked_read(m, "w", weights, w_rd_addr, WEIGHT_BANK_BITS)
+        w_word_out, w_addrs = _banked_read(m, "w", weights, w_rd_addr, WEIGHT_BANK_BITS)
         w_addr = Signal(range(lay.weight_words + 1), init=lay.weight_words)
         # The words are decoded on their way into a ring that the lanes read directly: the lanes'
         # ready moves only the ring's read address copies, and no stall enable reaches the 2 P
@@ -511,7 +518,7 @@ class TokenEngine(wiring.Component):
         aux_ops = [op for op in ops if op.dest == "glu" or op.use_keep]
         aux_counts = [op.rows // 2 if op.dest == "glu" else op.rows for op in aux_ops]
         aux_addr = Signal(range(lay.aux_words))
-        aux_word = _banked_read(m, "aux", aux, aux_addr, AUX_BANK_BITS)
+        aux_word, aux_addrs = _banked_read(m, "aux", aux, aux_addr, AUX_BANK_BITS)
         a_op = Signal(range(len(aux_ops) + 1), init=len(aux_ops))
         a_k = Signal(range(max(aux_counts)))
         feed_aux_addr = Signal.like(aux_addr)
@@ -735,31 +742,39 @@ class TokenEngine(wiring.Component):
             (2, "aux", offset >> 1, offset[0], lay.aux_words * 2),
             (1, "scratch", offset, Const(0, 1), SCRATCH_BYTES),
         ]
-        # (columns of the bank, selected, word address, byte within the word, word bytes) per
-        # memory or bank
-        targets = [(bank, in_weights & (w_word >> WEIGHT_BANK_BITS == b), w_word, w_lane, L)
+        # (columns of the bank, their address registers or None, selected, word address, byte
+        # within the word, word bytes) per memory or bank
+        targets = [(bank, w_addrs[b], in_weights & (w_word >> WEIGHT_BANK_BITS == b), w_word, w_lane, L)
                    for b, bank in enumerate(weights)]
-        banked = {"embedding": (embedding, EMBEDDING_BANK_BITS), "pg": (pg, PG_BANK_BITS),
-                  "aux": (aux, AUX_BANK_BITS), "scratch": ([[scratch]], 0)}
+        banked = {"embedding": (embedding, emb_addrs, EMBEDDING_BANK_BITS), "pg": (pg, pg_addrs, PG_BANK_BITS),
+                  "aux": (aux, aux_addrs, AUX_BANK_BITS), "scratch": ([[scratch]], [None], 0)}
         for width, name, addr, byte, size in writes:
-            banks, bank_bits = banked[name]
-            targets += [(bank, in_region(name, size) & ((addr >> bank_bits == b) if len(banks) > 1 else 1),
-                         addr, byte, width) for b, bank in enumerate(banks)]
-        # Each memory or column is written from its own registers, a cycle after ACCESS (before
-        # any later request can read it): one address and enable driving all the banks' write
-        # ports would span the die.
+            banks, addrs, bank_bits = banked[name]
+            targets += [(bank, bank_addrs, in_region(name, size) & ((addr >> bank_bits == b) if len(banks) > 1 else 1),
+                         addr, byte, width) for b, (bank, bank_addrs) in enumerate(zip(banks, addrs))]
+        # Each memory or column is written from its own registers (one address and enable driving
+        # all the banks' write ports would span the die). A banked memory is written at the
+        # address its read port has, BANK_ADDRESS_LATENCY cycles after ACCESS: between steps the
+        # reads are addressed by the bus's address, so the write needs no address registers of
+        # its own; its enable and data follow in as many registers. Before any later request can
+        # read it.
         k = 0
-        for bank, selected, addr, byte, width in targets:
+        for bank, bank_addrs, selected, addr, byte, width in targets:
             word, lo = Cat(pending[:8 * (width - 1)], b_data), 0
-            for memory in bank:
+            stages = 1 if bank_addrs is None else BANK_ADDRESS_LATENCY
+            for c, memory in enumerate(bank):
                 port = memory.write_port()
                 bits = len(port.data)
-                w_addr_q = replicas(f"bus_wr{k}_addr", port.addr.shape(), 1)[0]
-                w_data_q = replicas(f"bus_wr{k}_data", bits, 1)[0]
-                w_en_q = Signal(name=f"bus_wr{k}_en")
-                m.d.sync += [w_addr_q.eq(addr), w_data_q.eq(word[lo:lo + bits]),
-                             w_en_q.eq(store & selected & (byte == width - 1))]
-                m.d.comb += [port.addr.eq(w_addr_q), port.data.eq(w_data_q), port.en.eq(w_en_q)]
+                data_q = replicas(f"bus_wr{k}_data", bits, stages)
+                en_q = [Signal(name=f"bus_wr{k}_en{n}") for n in range(stages)]
+                m.d.sync += [data_q[0].eq(word[lo:lo + bits]), en_q[0].eq(store & selected & (byte == width - 1))]
+                m.d.sync += [reg[n].eq(reg[n - 1]) for reg in (data_q, en_q) for n in range(1, stages)]
+                if bank_addrs is None:
+                    addr_q = replicas(f"bus_wr{k}_addr", port.addr.shape(), 1)[0]
+                    m.d.sync += addr_q.eq(addr)
+                else:
+                    addr_q = bank_addrs[c]
+                m.d.comb += [port.addr.eq(addr_q), port.data.eq(data_q[-1]), port.en.eq(en_q[-1])]
                 k, lo = k + 1, lo + bits
         # the bytes below a word's last one wait in pending
         for selected, byte, width in [(in_weights, w_lane, L)] + [
