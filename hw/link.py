@@ -384,8 +384,8 @@ class Link(wiring.Component):
         crc32 = Signal(32)
 
         # Request decoding, from the executor's copy of the descriptor (taken when it is popped,
-        # so the receiver can fill the descriptor again meanwhile). The checks take two registered
-        # stages (the command's fields, then the range's sum and the verdict): states CHECK, VERDICT.
+        # so the receiver can fill the descriptor again meanwhile). The checks take three registered
+        # stages (the command's fields, the range's end, the verdict): states CHECK, RANGE, VERDICT.
         e_args, e_len = Signal.like(d_args), Signal.like(d_len)
         e_status, e_region = Signal(8), Signal()
         arg_addr = e_args[:32]
@@ -413,7 +413,10 @@ class Link(wiring.Component):
                 if cmd not in (Command.READ, Command.CHECKSUM):
                     with m.Case(cmd):
                         m.d.sync += [known.eq(1), length_ok.eq(e_len == 4 + n)]
-        range_bad = checks_range & ((arg_addr + range_len) > ADDR_SPACE)
+        range_end = Signal(33)
+        range_checked = Signal()
+        m.d.sync += [range_end.eq(arg_addr + range_len), range_checked.eq(checks_range)]
+        range_bad = range_checked & (range_end > ADDR_SPACE)
         error = Signal(8)
         m.d.sync += error.eq(0)
         with m.If(e_status != 0):
@@ -460,6 +463,8 @@ class Link(wiring.Component):
                                  busy.eq(0)]
                     m.next = "H_CMD"
             with m.State("CHECK"):  # the command's fields are registered
+                m.next = "RANGE"
+            with m.State("RANGE"):  # the range's end is registered
                 m.next = "VERDICT"
             with m.State("VERDICT"):  # the verdict is registered
                 m.next = "DISPATCH"
