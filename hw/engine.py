@@ -639,14 +639,13 @@ class TokenEngine(wiring.Component):
         req = self.bus.payload
         b_addr, b_write, b_data = Signal(ADDR_WIDTH), Signal(), Signal(8)
         offset = b_addr[:REGION_SHIFT]
-        bus_taken = self.bus.valid & self.bus.ready
 
         def decoded(name, condition):
-            """``condition`` of the request's address, in a register beside ``b_addr`` (a wide
-            compare of ``b_addr`` in front of the enables it steers was a slow path)."""
+            """``condition`` of the request's address, in a register refreshed every cycle from
+            ``b_addr`` (valid from the state after DECODE on: a wide compare of the address in
+            front of the enables it steers was a slow path)."""
             flag = Signal(name=f"bus_is_{name}")
-            with m.If(bus_taken):
-                m.d.sync += flag.eq(condition(req.addr))
+            m.d.sync += flag.eq(condition(b_addr))
             return flag
 
         in_weights = decoded("weights", lambda addr: addr < lay.weight_words * L)
@@ -671,18 +670,23 @@ class TokenEngine(wiring.Component):
         div_rem, div_bit = Signal(ADDR_WIDTH), Signal(range(ADDR_WIDTH))
         trial, q_bit = Signal(2 * ADDR_WIDTH), Signal(ADDR_WIDTH)
         div_ge = Signal()
+        # the quotient builds up in its own register and moves into w_word (which addresses the
+        # weight banks) when the division ends: the division's enables stay local
+        quotient = Signal.like(w_word)
         access, selecting, reading = Signal(), Signal(), Signal()
         with m.FSM(name="bus") as bus_fsm:
             with m.State("IDLE"):
                 m.d.comb += self.bus.ready.eq(~busy & ~self.done.valid & ~self.step.valid)
                 with m.If(self.bus.valid & self.bus.ready):
                     m.d.sync += [b_addr.eq(req.addr), b_write.eq(req.write), b_data.eq(req.data)]
-                    with m.If(~req.addr[ADDR_WIDTH - 1] & (req.addr != exp_addr)):
-                        m.d.sync += [div_rem.eq(req.addr), div_bit.eq(ADDR_WIDTH - 2), w_word.eq(0),
-                                     trial.eq(L << (ADDR_WIDTH - 2)), q_bit.eq(1 << (ADDR_WIDTH - 2))]
-                        m.next = "DIVIDE"
-                    with m.Else():
-                        m.next = "ACCESS"
+                    m.next = "DECODE"
+            with m.State("DECODE"):  # the address's regions land in registers (``decoded``)
+                with m.If(~b_addr[ADDR_WIDTH - 1] & (b_addr != exp_addr)):
+                    m.d.sync += [div_rem.eq(b_addr), div_bit.eq(ADDR_WIDTH - 2), quotient.eq(0),
+                                 trial.eq(L << (ADDR_WIDTH - 2)), q_bit.eq(1 << (ADDR_WIDTH - 2))]
+                    m.next = "DIVIDE"
+                with m.Else():
+                    m.next = "ACCESS"
             with m.State("DIVIDE"):
                 m.d.sync += div_ge.eq(div_rem >= trial)
                 m.next = "SUBTRACT"
@@ -690,13 +694,13 @@ class TokenEngine(wiring.Component):
                 m.next = "DIVIDE"
                 m.d.sync += [trial.eq(trial >> 1), q_bit.eq(q_bit >> 1)]
                 with m.If(div_ge):
-                    m.d.sync += [div_rem.eq(div_rem - trial), w_word.eq(w_word | q_bit[:len(w_word)])]
+                    m.d.sync += [div_rem.eq(div_rem - trial), quotient.eq(quotient | q_bit[:len(quotient)])]
                 with m.If(div_bit == 0):
                     m.next = "LANE"
                 with m.Else():
                     m.d.sync += div_bit.eq(div_bit - 1)
             with m.State("LANE"):
-                m.d.sync += [w_lane.eq(div_rem), exp_addr.eq(b_addr)]
+                m.d.sync += [w_word.eq(quotient), w_lane.eq(div_rem), exp_addr.eq(b_addr)]
                 m.next = "ACCESS"
             with m.State("ACCESS"):  # writes go to the registers in front of the write ports; reads are issued
                 m.d.comb += access.eq(1)
