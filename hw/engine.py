@@ -143,29 +143,32 @@ def _banked_read(m, name, banks, addr, bank_bits):
     return word, addrs
 
 
-def _read_ahead(m, name, word, want, tag=None, *, stage=None, queue=None):
+def _read_ahead(m, name, word, want, tag=None, *, stage=None, queue=None, latency=None):
     """Reads of a banked memory (``word``, out of ``_banked_read``) issued ahead of their use.
 
     The caller drives the read address, ``want`` (a read is wanted at that address) and ``tag``
     (carried with the word). Returns ``(issue, landed, out)``: ``issue`` is high when the read is
-    made, so the caller moves its address on; ``landed`` is high ``BANKED_READ_LATENCY`` cycles
+    made, so the caller moves its address on; ``landed`` is high ``latency`` cycles
     later, when ``word`` is that read's word; ``out`` is a stream of the words (with their tags
     when ``tag`` is given: ``out.payload.word``, ``out.payload.tag``) in the order they were read.
 
     The read and the queue behind it never stall: a read is issued only with a credit of the
     queue (``hw.pipeline.CreditQueue``), whose ``room`` is a register, so no consumer's ready
     reaches the address or the block RAMs' enables. One read per cycle; ``out`` delivers a word
-    ``BANKED_READ_LATENCY + CreditQueue.LATENCY`` cycles after its read, at one per cycle.
+    ``latency + CreditQueue.LATENCY`` cycles after its read, at one per cycle.
 
     ``stage``: a unit the words pass through on their way into the queue (a ``TritDecoder``),
     run without a stall (its ``o.ready`` is 1). ``queue``: the queue (a ``CreditQueue`` or a
     ``CreditRing`` deep enough for the read and the stage, which the caller adds as a
-    submodule); by default a ``CreditQueue`` that lets one read a cycle through."""
+    submodule); by default a ``CreditQueue`` that lets one read a cycle through. ``latency``:
+    the cycles from the address to ``word``, when the caller registers the banks' word further
+    (default ``BANKED_READ_LATENCY``)."""
+    latency = BANKED_READ_LATENCY if latency is None else latency
     shape = word.shape() if tag is None else data.StructLayout({"word": word.shape(), "tag": tag.shape()})
     if queue is None:
-        m.submodules[f"{name}_queue"] = queue = CreditQueue(shape, CreditQueue.depth_for(BANKED_READ_LATENCY))
+        m.submodules[f"{name}_queue"] = queue = CreditQueue(shape, CreditQueue.depth_for(latency))
     issue = Signal(name=f"{name}_issue")
-    inflight = Signal(BANKED_READ_LATENCY, name=f"{name}_inflight")  # reads made 1, 2, ... cycles ago
+    inflight = Signal(latency, name=f"{name}_inflight")  # reads made 1, 2, ... cycles ago
     m.d.comb += [issue.eq(want & queue.room), queue.admit.eq(issue)]
     m.d.sync += inflight.eq(Cat(issue, inflight))
     if stage is not None:
@@ -177,7 +180,7 @@ def _read_ahead(m, name, word, want, tag=None, *, stage=None, queue=None):
         m.d.comb += [queue.i.valid.eq(inflight[-1]), queue.i.payload.eq(word)]
     else:
         m.d.comb += queue.i.valid.eq(inflight[-1])
-        tags = [Signal(tag.shape(), name=f"{name}_tag{k + 1}", reset_less=True) for k in range(BANKED_READ_LATENCY)]
+        tags = [Signal(tag.shape(), name=f"{name}_tag{k + 1}", reset_less=True) for k in range(latency)]
         m.d.sync += [later.eq(sooner) for sooner, later in zip([tag] + tags, tags)]
         m.d.comb += [queue.i.payload.word.eq(word), queue.i.payload.tag.eq(tags[-1])]
     return issue, inflight[-1], queue.o
@@ -323,24 +326,34 @@ class TokenEngine(wiring.Component):
         f_src = _table(m, "f_src", [SOURCES.index(op.source) for op in ops] + [0], f_op, (len(SOURCES) - 1).bit_length())
         f_cols = _table(m, "f_cols", [op.cols for op in ops] + [1], f_op)
         f_pg = _table(m, "f_pg", [op.pg_base for op in ops] + [0], f_op)
-        # the x commits an element read from x waits for (0 for the other sources: no wait)
-        f_xver = _table(m, "f_xver", [op.x_version if op.source == "x" else 0 for op in ops] + [0], f_op)
+        # the x commits an element read from x waits for
+        f_xver = _table(m, "f_xver", [op.x_version for op in ops] + [0], f_op)
         src_x, src_mlgru, src_glu, src_resid, src_emb = (SOURCES.index(s) for s in SOURCES)
         with m.If(start):
             m.d.sync += [f_op.eq(0), f_hdr.eq(1), f_k.eq(0)]
 
-        # The feeder generates each op's header and elements, reading their pg words ahead into a
-        # queue (``_read_ahead``); the consumer at the queue's output joins each element with its
-        # x and waits for x where it must. The generator runs ahead of the consumer by the
-        # queue's depth, so the read's latency shows only at the step's start.
+        # The feeder generates each op's header and elements, reading their pg words (and x, for
+        # an op that reads x from memory, once every write to x before it has landed) ahead into
+        # a queue (``_read_ahead``); the consumer at the queue's output joins each element with
+        # its x from a stream where the op takes one. The generator runs ahead of the consumer by
+        # the queue's depth, so the read's latency shows only at the step's start and where an
+        # op waits for x (where the quantiser's gap between two vectors hides it).
         pg_addr = Signal(range(lay.pg_words))
         pg_word, pg_addrs = _banked_read(m, "pg", pg, pg_addr, PG_BANK_BITS)
-        lk_tag = Signal(data.StructLayout({"hdr": 1, "glu": 1, "mlgru": 1, "resid": 1, "emb": 1, "last": 1,
-                                           "k": len(f_k), "xver": len(x_version)}))
-        gen_fire, _, lk = _read_ahead(m, "pg", pg_word, busy & (f_op < n_ops), lk_tag)
+        # x read at the element's issue (a registered read), then delayed to land with its pg word
+        x_rd_feed = x_mem.read_port()
+        m.d.comb += x_rd_feed.addr.eq(f_k)
+        x_landing = x_rd_feed.data
+        for k in range(BANKED_READ_LATENCY - 1):
+            later = Signal(16, name=f"feed_x{k + 1}", reset_less=True)
+            m.d.sync += later.eq(x_landing)
+            x_landing = later
+        lk_tag = Signal(data.StructLayout({"hdr": 1, "glu": 1, "mlgru": 1, "resid": 1, "emb": 1, "last": 1}))
+        x_ready = f_hdr | (f_src != src_x) | (x_version >= f_xver)
+        gen_fire, _, lk = _read_ahead(m, "pg", Cat(pg_word, x_landing), busy & (f_op < n_ops) & x_ready, lk_tag)
         m.d.comb += [lk_tag.hdr.eq(f_hdr), lk_tag.glu.eq(f_src == src_glu), lk_tag.mlgru.eq(f_src == src_mlgru),
                      lk_tag.resid.eq(f_src == src_resid), lk_tag.emb.eq(f_src == src_emb),
-                     lk_tag.last.eq(f_k == f_cols - 1), lk_tag.k.eq(f_k), lk_tag.xver.eq(f_xver)]
+                     lk_tag.last.eq(f_k == f_cols - 1)]
         # the pg address of the element generated next, in a register kept in step with the
         # feeder's state (the op tables and an adder in front of the block RAMs' address copies
         # were one of the device's slowest paths)
@@ -361,7 +374,7 @@ class TokenEngine(wiring.Component):
         # headers: (c, eps) of an op, held from before its first element to after its last (the
         # units sample them with the first element; the next header of the same unit is sent
         # only after this op's last element, and for the GLU stage only after its whole vector)
-        word, head = lk.payload.word, lk.payload.tag
+        word, x_read, head = lk.payload.word[:32], lk.payload.word[32:], lk.payload.tag
         nq_head, glu_head = Signal(32), Signal(32)
         with m.If(lk.valid & head.hdr):
             with m.If(head.glu):
@@ -372,12 +385,9 @@ class TokenEngine(wiring.Component):
                      glu.c.eq(glu_head[:16]), glu.eps.eq(glu_head[16:])]
 
         # elements: x from a stream (the MLGRU engine's output, the residual add's, the embedding
-        # row's) or from memory once every write to x before it has landed, joined with (gain, pre)
+        # row's) or as read from memory, joined with (gain, pre)
         element = lk.valid & ~head.hdr
-        x_rd_feed = x_mem.read_port(domain="comb")
-        m.d.comb += x_rd_feed.addr.eq(head.k)
-        have_x = Mux(head.mlgru, mlgru.o.valid,
-                     Mux(head.resid, resid.o.valid, Mux(head.emb, emb_words.valid, x_version >= head.xver)))
+        have_x = Mux(head.mlgru, mlgru.o.valid, Mux(head.resid, resid.o.valid, Mux(head.emb, emb_words.valid, 1)))
         # through a skid buffer: the sources' mux would otherwise run into the quantiser's first
         # L-Mul, and its ready back into the sources
         feed = registered_into(m, "quant_feed", quant.i)
@@ -385,7 +395,7 @@ class TokenEngine(wiring.Component):
             feed.valid.eq(element & have_x),
             feed.payload.x.eq(Mux(head.mlgru, mlgru.o.payload,
                                   Mux(head.resid, resid.o.payload.sum,
-                                      Mux(head.emb, emb_words.payload, x_rd_feed.data)))),
+                                      Mux(head.emb, emb_words.payload, x_read)))),
             feed.payload.gain.eq(word[:16]),
             feed.payload.pre.eq(word[16:]),
             feed.payload.last.eq(head.last),
@@ -436,8 +446,12 @@ class TokenEngine(wiring.Component):
         # trit bits (a skid buffer's enable across them was one of the device's slowest nets).
         m.submodules.w_ring = w_ring = CreditRing(tmv.w.payload.shape(), WEIGHT_RING_DEPTH,
                                                   slices=-(-P // LANES_PER_SLICE))
-        w_issue, _, w_words = _read_ahead(m, "w", w_word_out, busy & (w_addr < lay.weight_words),
-                                          stage=decoder, queue=w_ring)
+        # and through one more register on their way to the decoder: the banks' pick registers
+        # sit beside their block RAMs, across the die (13 ns of routing to the decoder in one hop)
+        w_word_mid = Signal.like(w_word_out, name="w_word_mid", reset_less=True)
+        m.d.sync += w_word_mid.eq(w_word_out)
+        w_issue, _, w_words = _read_ahead(m, "w", w_word_mid, busy & (w_addr < lay.weight_words),
+                                          stage=decoder, queue=w_ring, latency=BANKED_READ_LATENCY + 1)
         with m.If(start):
             m.d.sync += w_addr.eq(0)
         with m.Elif(w_issue):
