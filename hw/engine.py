@@ -493,13 +493,18 @@ class TokenEngine(wiring.Component):
             with m.If(last_row):
                 m.d.sync += [p_row.eq(0), p_run.eq(0), p_op.eq(p_op + 1)]
         # argmax on the head's integer accumulators; strict ">" keeps the lowest index on ties. The
-        # accumulator is compared a cycle after it is taken (the comparison and the enable it
-        # steers, straight after the lanes' output, were a slow path); ``done`` comes far later.
+        # accumulator is compared two cycles after it is taken, through two copies: the comparison
+        # and the enable it steers, straight after the lanes' output or one hop from it, were
+        # slow paths (the copies let the comparison sit beside ``best``); ``done`` comes far later.
         head_acc, head_row, head_valid = Signal.like(tmv.o.payload), Signal.like(p_row), Signal()
         m.d.sync += [head_acc.eq(tmv.o.payload), head_row.eq(p_row), head_valid.eq(acc_fire & p_head)]
+        cmp_acc, cmp_row = Signal.like(head_acc, name="cmp_acc"), Signal.like(head_row, name="cmp_row")
+        cmp_valid, cmp_first = Signal(name="cmp_valid"), Signal(name="cmp_first")
+        m.d.sync += [cmp_acc.eq(head_acc), cmp_row.eq(head_row), cmp_valid.eq(head_valid),
+                     cmp_first.eq(head_row == 0)]
         best = Signal.like(tmv.o.payload)
-        with m.If(head_valid & ((head_row == 0) | (head_acc > best))):
-            m.d.sync += [best.eq(head_acc), argmax.eq(head_row)]
+        with m.If(cmp_valid & (cmp_first | (cmp_acc > best))):
+            m.d.sync += [best.eq(cmp_acc), argmax.eq(cmp_row)]
 
         side_out = data.View(side, side_fifo.r_data)
         m.d.comb += [

@@ -97,7 +97,7 @@ class NormQuant(wiring.Component):
     the pipeline's drain), while the next vector loads into the other bank; the **scale** (8
     scalar steps: conversion, its exponent offset and range, addition, rsqrt, two L-Muls, about
     40 cycles) while the next vector streams out. With no stalls: a vector's first beat leaves
-    ``FIRST_BEAT_LATENCY`` (28) cycles after its last element was accepted, one beat per cycle;
+    ``FIRST_BEAT_LATENCY`` (29) cycles after its last element was accepted, one beat per cycle;
     its scale ``SCALE_LATENCY`` (38) cycles after its last beat; and the next vector's elements
     are accepted after ``LOAD_GAP`` (8) idle cycles (the last element's way into the buffer),
     the stream-out being free again by then for vectors of K >= ceil(K / W) + 30 or so.
@@ -109,10 +109,10 @@ class NormQuant(wiring.Component):
     sum over, then the load of the one after). No multiplier.
     """
 
-    # stream-out, beat issued to code: the address copies, the read port, the masking register,
+    # stream-out, beat issued to code: the address copies, the read port, its copy, the masking register,
     # L-Mul, conversion
-    CODE_CHAIN = 3 + LMul.LATENCY + FloatToInt8.LATENCY
-    FIRST_BEAT_LATENCY, SCALE_LATENCY, LOAD_GAP = 28, 38, 8  # the docstring's, checked by a test
+    CODE_CHAIN = 4 + LMul.LATENCY + FloatToInt8.LATENCY
+    FIRST_BEAT_LATENCY, SCALE_LATENCY, LOAD_GAP = 29, 38, 8  # the docstring's, checked by a test
 
     def __init__(self, max_len: int, with_pre: bool = True, codes_per_beat: int = 1):
         self.max_len = _check_positive("max_len", max_len)
@@ -244,24 +244,27 @@ class NormQuant(wiring.Component):
         # The stream-out chain never stalls: a beat is read only with a place reserved for its
         # codes in the queue at the chain's end (the squares are always taken).
         m.submodules.codes_queue = codes_queue = CreditQueue(normquant_code(W), CreditQueue.depth_for(self.CODE_CHAIN))
-        # Three registered stages: the read address reaches each memory through its own copy (one
+        # Four registered stages: the read address reaches each memory through its own copy (one
         # register's enable or value driving every lane's LUT RAM would span them), the memories'
-        # read ports, then a register that zeroes the lanes after the vector's end in its last
-        # beat (their codes and squares are then 0).
+        # read ports, a plain copy of the read data (so the read port's register can sit beside
+        # its LUT RAM, away from the L-Muls), then a register that zeroes the lanes after the
+        # vector's end in its last beat (their codes and squares are then 0).
         addr_copies = replicas("buf_r_addr", range(2 * words), 2 * W)
         m.d.sync += [a.eq(read_addr) for a in addr_copies]
         m.d.comb += [port.addr.eq(a) for port, a in zip(u_read + v_read, addr_copies)]
-        q_valid, q_tail, r_valid, r_tail, r2_valid, r2_tail = (Signal(name=n) for n in (
-            "q_valid", "q_tail", "r_valid", "r_tail", "r2_valid", "r2_tail"))
+        q_valid, q_tail, r_valid, r_tail, r1_valid, r1_tail, r2_valid, r2_tail = (Signal(name=n) for n in (
+            "q_valid", "q_tail", "r_valid", "r_tail", "r1_valid", "r1_tail", "r2_valid", "r2_tail"))
+        u1, v1 = Signal(shape, name="u_read_copy", reset_less=True), Signal(shape, name="v_read_copy", reset_less=True)
         u2, v2 = Signal(shape, reset_less=True), Signal(shape, reset_less=True)
         issue = streaming & unread & codes_queue.room
         m.d.comb += codes_queue.admit.eq(issue)
         m.d.sync += [q_valid.eq(issue), q_tail.eq(read_word == s_last_word),
-                     r_valid.eq(q_valid), r_tail.eq(q_tail), r2_valid.eq(r_valid), r2_tail.eq(r_tail)]
-        lanes_in = Mux(r_tail, s_tail, all_lanes)
+                     r_valid.eq(q_valid), r_tail.eq(q_tail), r1_valid.eq(r_valid), r1_tail.eq(r_tail),
+                     r2_valid.eq(r1_valid), r2_tail.eq(r1_tail)]
+        lanes_in = Mux(r1_tail, s_tail, all_lanes)
         for j in range(W):
-            m.d.sync += [u2[j].eq(Mux(lanes_in[j], u_read[j].data, 0)),
-                         v2[j].eq(Mux(lanes_in[j], v_read[j].data, 0))]
+            m.d.sync += [u1[j].eq(u_read[j].data), v1[j].eq(v_read[j].data),
+                         u2[j].eq(Mux(lanes_in[j], u1[j], 0)), v2[j].eq(Mux(lanes_in[j], v1[j], 0))]
         with m.If(issue):
             m.d.sync += [read_word.eq(read_word + 1), read_addr.eq(read_addr + 1)]
             with m.If(read_word == s_last_word):
