@@ -287,6 +287,9 @@ class TernaryMatVec(wiring.Component):
         full = [Signal(name=f"full{b}") for b in range(2)]
         job_rows_m1 = [Signal(range(self.max_rows), name=f"job{b}_rows_m1") for b in range(2)]
         job_words_m1 = [Signal(range(bank_words), name=f"job{b}_words_m1") for b in range(2)]
+        # the job's rows and row words are 1: registered beside them, for the compute's flags
+        job_one_row = [Signal(name=f"job{b}_one_row") for b in range(2)]
+        job_one_word = [Signal(name=f"job{b}_one_word") for b in range(2)]
 
         # ---- code loader: beat j of C codes goes to lanes jC .. jC + C - 1 (modulo P) ---------
         G = P // C  # beats per word
@@ -372,7 +375,8 @@ class TernaryMatVec(wiring.Component):
                 m.d.sync += [ld_busy.eq(0), ld_bank.eq(~ld_bank)]
                 for b in range(2):
                     with m.If(ld_bank == b):
-                        m.d.sync += [job_rows_m1[b].eq(ld_rows_m1), job_words_m1[b].eq(ld_word)]
+                        m.d.sync += [job_rows_m1[b].eq(ld_rows_m1), job_words_m1[b].eq(ld_word),
+                                     job_one_row[b].eq(ld_rows_m1 == 0), job_one_word[b].eq(ld_word == 0)]
 
         # ---- compute: word sequencing ------------------------------------------------------------
         cp_bank = Signal()
@@ -382,14 +386,21 @@ class TernaryMatVec(wiring.Component):
         # the read address reaches each slice through its own copy, a cycle later
         rd_addr_q = replicas("act_rd_addr", range(2 * bank_words), len(slices))
         m.d.sync += [a.eq(rd_addr) for a in rd_addr_q]
-        pending = Signal(range(self.fifo_depth + 1))  # FIFO entries reserved by rows started
-        row_start = word_idx == 0
-        last_word = word_idx == Mux(cp_bank, job_words_m1[1], job_words_m1[0])
-        last_row = row_idx == Mux(cp_bank, job_rows_m1[1], job_rows_m1[0])
+        # FIFO entries reserved by rows started, as a thermometer code (``pending[k]``: more than
+        # k), so that "an entry is free" after this cycle's reserve and release is one LUT
+        pending = Signal(self.fifo_depth)
+        # The word and row flags are registers, kept in step with ``word_idx`` and ``row_idx``:
+        # ``w.ready`` depends on them, and equality compares against the job's sizes there were the
+        # slowest path of the device. A flag for "at the first word" (row) picks the job's
+        # one-word (one-row) flag, else the registered compare made when the index last moved.
+        row_start, row_first = Signal(init=1), Signal(init=1)
+        word_at_end, row_at_end = Signal(), Signal()  # index == the job's last, given not the first
+        last_word = Mux(row_start, Mux(cp_bank, job_one_word[1], job_one_word[0]), word_at_end)
+        last_row = Mux(row_first, Mux(cp_bank, job_one_row[1], job_one_row[0]), row_at_end)
         m.d.comb += [port.addr.eq(addr) for port, addr in zip(act_rd, rd_addr_q)]
         # ``w.ready`` is a register: "the bank in use is full, and a row goes on or a FIFO entry is
-        # free" (``pending < fifo_depth``) of the next cycle's state, computed from this cycle's (the word source's read addresses across
-        # the die follow it, so it must leave a register, not the bank and row logic)
+        # free" of the next cycle's state, computed from this cycle's (the word source's read
+        # addresses across the die follow it, so it must leave a register, not the bank and row logic)
         ready = Signal()
         m.d.comb += self.w.ready.eq(ready)
         w_fire = self.w.valid & self.w.ready
@@ -399,21 +410,28 @@ class TernaryMatVec(wiring.Component):
         next_bank = cp_bank ^ done_bank
         next_full = [(full[b] & ~(done_bank & (cp_bank == b))) | (commit[-1] & (commit_bank[-1] == b)) for b in range(2)]
         next_row_start = Mux(w_fire, last_word, row_start)
-        next_pending = pending + reserve - o_fire
-        m.d.sync += ready.eq(Mux(next_bank, next_full[1], next_full[0])
-                             & (~next_row_start | (next_pending < self.fifo_depth)))
+        all_reserved = pending[-1]  # as it will be: one more, one less, or as it is
+        next_all_reserved = Mux(reserve & ~o_fire, pending[-2] if self.fifo_depth > 1 else 1,
+                                Mux(o_fire & ~reserve, 0, all_reserved))
+        m.d.sync += ready.eq(Mux(next_bank, next_full[1], next_full[0]) & (~next_row_start | ~next_all_reserved))
+        words_m1 = Mux(cp_bank, job_words_m1[1], job_words_m1[0])
+        rows_m1 = Mux(cp_bank, job_rows_m1[1], job_rows_m1[0])
         with m.If(w_fire):
+            m.d.sync += row_start.eq(last_word)
             with m.If(last_word):
                 m.d.sync += word_idx.eq(0)
                 with m.If(last_row):
-                    m.d.sync += [row_idx.eq(0), cp_bank.eq(~cp_bank), rd_addr.eq(Mux(cp_bank, 0, bank_words))]
+                    m.d.sync += [row_idx.eq(0), row_first.eq(1),
+                                 cp_bank.eq(~cp_bank), rd_addr.eq(Mux(cp_bank, 0, bank_words))]
                     for b in range(2):
                         with m.If(cp_bank == b):
                             m.d.sync += full[b].eq(0)
                 with m.Else():
-                    m.d.sync += [row_idx.eq(row_idx + 1), rd_addr.eq(Mux(cp_bank, bank_words, 0))]
+                    m.d.sync += [row_idx.eq(row_idx + 1), row_first.eq(0), row_at_end.eq(row_idx + 1 == rows_m1),
+                                 rd_addr.eq(Mux(cp_bank, bank_words, 0))]
             with m.Else():
-                m.d.sync += [word_idx.eq(word_idx + 1), rd_addr.eq(rd_addr + 1)]
+                m.d.sync += [word_idx.eq(word_idx + 1), word_at_end.eq(word_idx + 1 == words_m1),
+                             rd_addr.eq(rd_addr + 1)]
 
         # stage 0: the word waits while its activations' address travels to the slices
         s0_valid, s0_first, s0_last = Signal(), Signal(), Signal()
@@ -479,7 +497,7 @@ class TernaryMatVec(wiring.Component):
         ]
 
         with m.If(reserve & ~o_fire):
-            m.d.sync += pending.eq(pending + 1)
+            m.d.sync += pending.eq(Cat(1, pending[:-1]))
         with m.Elif(o_fire & ~reserve):
-            m.d.sync += pending.eq(pending - 1)
+            m.d.sync += pending.eq(pending[1:])
         return m
