@@ -161,8 +161,31 @@ def render_boards(rec: dict) -> str:
                   "sized for throughput, not area." + tiny + " The cycles per token in its column are "
                   "from the simulation of the same engine for the UP5K model at 20 lanes (what the engine would "
                   "take per token); there is no fmax, so no tokens/s, weights/s or energy. The UP5K needs a "
-                  "smaller, time-multiplexed engine (20 lanes is the board table's placeholder).", ""]
+                  "smaller, time-multiplexed engine (20 lanes is the board table's placeholder).", "",
+                  _up5k_memory(), ""]
     return "\n".join(lines)
+
+
+def _up5k_memory() -> str:
+    """The second reason, from the layout and the part's memories: the model does not fit either."""
+    from golden.config import ModelConfig
+    from golden.image import DeviceLayout
+    from .boards import MODELS
+
+    board = BOARDS["icebreaker"]
+    root = Path(__file__).resolve().parent.parent
+    layout = DeviceLayout(ModelConfig.load(root / MODELS["icebreaker"]), board.lanes)
+    regions = layout.region_bytes
+    spram = 4 * 256 * 1024 // 8                 # 4 SPRAM x 256 Kbit (anchors.md)
+    rest = layout.image_bytes - regions["embedding"]
+    return (f"**Nor does the model's image fit the engine's memories.** `{MODELS['icebreaker']}` takes "
+            f"{layout.image_bytes:,} bytes on chip (" + ", ".join(f"{k} {v:,}" for k, v in regions.items())
+            + f"; `golden.image.DeviceLayout.region_bytes`), against {board.block_ram_bytes:,} bytes of block "
+            f"RAM ({board.block_ram}), where the engine's memories go; `mmfree build --board icebreaker` "
+            "refuses it before synthesis (`host.build.check_fits`). Even the block RAM and the "
+            f"{spram:,} bytes of SPRAM together ({board.block_ram_bytes + spram:,}) are short of it. A UP5K "
+            f"engine would keep the weights, pg and aux words ({rest:,} bytes) in SPRAM and read the one "
+            f"embedding row a token needs ({2 * layout.config.hidden_size} bytes) from the board's SPI flash.")
 
 
 def _si(x, unit=""):

@@ -48,6 +48,8 @@ REGIONS = {
 REGION_SHIFT = 20  # regions are told apart by address bits [20, 24)
 SCRATCH_BYTES = 64
 ZERO_TRITS_BYTE = 121  # five zero trits: the padding of a row's last word
+BF16_BYTES = 2  # embedding and aux words
+PG_WORD_BYTES = 4  # gain | pre << 16
 
 #: The activity counters, 32 bits each, in address order (docs/architecture.md).
 COUNTERS = (
@@ -154,6 +156,21 @@ class DeviceLayout:
     def lane_slots(self) -> int:
         """Lane-cycles the weights occupy (rows padded to whole words): cycles of pure streaming."""
         return self.weight_words
+
+    @property
+    def region_bytes(self) -> dict[str, int]:
+        """Bytes of each writable region of the image, from the dimensions alone (no weights)."""
+        return {
+            "weights": self.weight_words * self.word_bytes,
+            "embedding": BF16_BYTES * self.embedding_words,
+            "pg": PG_WORD_BYTES * self.pg_words,
+            "aux": BF16_BYTES * self.aux_words,
+        }
+
+    @property
+    def image_bytes(self) -> int:
+        """On-chip memory the model's image takes, before any buffer of the engine's own."""
+        return sum(self.region_bytes.values())
 
     def describe(self) -> dict:
         c = self.config

@@ -33,7 +33,7 @@ from hw.boards import BOARDS, BoardTop, get_board
 from hw.pipeline import after_read_script
 from host.toolchain import count_cells, find_tool, parse_fmax, utilisation
 
-__all__ = ["BuildError", "BuildResult", "build", "constraints_text", "core_factory",
+__all__ = ["BuildError", "BuildResult", "build", "check_fits", "constraints_text", "core_factory",
            "stderr_progress", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,14 +123,30 @@ def core_factory(model, board):
     """(factory, description, placeholder) for ``mmfree build``: the device core
     (``hw.top.core_for_model``) for the model's dimensions and the board's lane count."""
     from golden.config import ModelConfig
+    from golden.image import DeviceLayout
     from hw.top import core_for_model
 
     config = ModelConfig.load(model)
-    lanes = get_board(board).lanes
+    brd = get_board(board)
+    lanes = brd.lanes
+    check_fits(DeviceLayout(config, lanes), brd)
 
     def engine(*, divisor):
         return core_for_model(config, lanes=lanes, divisor=divisor)
     return engine, f"token engine for {model} ({lanes} lanes)", False
+
+
+def check_fits(layout, board):
+    """ValueError unless the model's image fits the board's block RAM (a lower bound on what the
+    engine needs: its own buffers come on top), so a model that cannot fit is refused in a second
+    rather than after minutes of synthesis."""
+    need, have = layout.image_bytes, board.block_ram_bytes
+    if need > have:
+        regions = ", ".join(f"{name} {size:,}" for name, size in layout.region_bytes.items())
+        raise ValueError(
+            f"the model does not fit {board.name}: its image takes {need:,} bytes ({regions}), "
+            f"{need / have:.1f}x the {have:,} bytes of the part's block RAM ({board.block_ram}), "
+            "where the engine keeps the model; choose a smaller model or another board")
 
 
 # --- build -----------------------------------------------------------------------------------------

@@ -17,13 +17,21 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from host.build import (CONSTRAINTS_DIR, FAMILIES, _pick_core_clock, build,
+from host.build import (CONSTRAINTS_DIR, FAMILIES, _pick_core_clock, build, check_fits,
                         constraints_text, core_factory, read_figures)
 from hw.boards import BAUD, BOARDS, BoardTop, LockReset, uart_divisor
 from hw.boards.pll import ecp5_pll, ice40_pll
 from hw.boards.standin import UartEchoStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
+#: A model small enough for every board's block RAM (the shipped UP5K model is not: see below).
+SMALL = dict(vocab_size=64, hidden_size=16, num_hidden_layers=2)  # 10,420 bytes at 20 lanes
+
+
+def small_model_dir(path):
+    from synthetic import small_config
+    small_config(**SMALL).save(path / "config.json")
+    return path
 
 
 # --- PLL searches ----------------------------------------------------------------------------------
@@ -296,12 +304,15 @@ def test_cli_build_help_names_the_device_core():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--board", "icebreaker", "--model", "models/mmfree-up5k", "--clock-mhz", "10"], "PLL"),
-    (["--board", "icebreaker", "--model", "models/mmfree-up5k", "--clock-mhz", "25"], "baud"),
+    (["--board", "icebreaker", "--model", "SMALL", "--clock-mhz", "10"], "PLL"),
+    (["--board", "icebreaker", "--model", "SMALL", "--clock-mhz", "25"], "baud"),
     (["--board", "ulx3s-85f", "--model", "no/such/model"], "config.json"),
+    (["--board", "icebreaker", "--model", "models/mmfree-up5k"], "does not fit icebreaker"),
 ])
 def test_cli_build_errors_are_one_line(argv, message, tmp_path):
-    proc = run_cli("build", *argv, "--out", str(tmp_path))
+    model = small_model_dir(tmp_path)
+    argv = [str(model) if a == "SMALL" else a for a in argv]
+    proc = run_cli("build", *argv, "--out", str(tmp_path / "out"))
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mmfree: error: ") and message in lines[0]
@@ -366,13 +377,14 @@ def test_cli_build_json(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("board, model", [("icebreaker", "mmfree-up5k"),
-                                          ("ulx3s-85f", "mmfree-ecp5")])
-def test_engine_plugs_into_the_board_top(board, model):
+@pytest.mark.parametrize("board, model", [("icebreaker", None), ("ulx3s-85f", "mmfree-ecp5")])
+def test_engine_plugs_into_the_board_top(board, model, tmp_path):
     # Elaboration and Amaranth's build files only (no tools): the real core top meets the
     # contract, takes the board's lanes and divisor, and the constraints stay the committed ones.
+    # No shipped model fits the iCEBreaker's block RAM: a small one stands in.
     from host.build import _plan
-    factory, name, placeholder = core_factory(ROOT / "models" / model, board)
+    model_dir = ROOT / "models" / model if model else small_model_dir(tmp_path)
+    factory, name, placeholder = core_factory(model_dir, board)
     assert not placeholder
     top, plan = _plan(board, factory, None, 1)
     assert getattr(top.core, "divisor", top.divisor) == top.divisor
@@ -386,3 +398,41 @@ def test_cli_board_choices_are_the_board_table():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     board = next(a for a in sub.choices["build"]._actions if a.dest == "board")
     assert list(board.choices) == list(BOARDS)
+
+
+def test_image_size_from_the_dimensions_is_the_image():
+    # DeviceLayout.region_bytes (dimensions only) against the image built from the weights
+    from golden.bitexact import DeviceModel
+    from golden.checkpoint import load_checkpoint
+    from golden.image import DeviceLayout
+    for model, board in (("mmfree-up5k", "icebreaker"), ("mmfree-ecp5", "ulx3s-85f")):
+        config, params = load_checkpoint(ROOT / "models" / model)
+        layout = DeviceLayout(config, BOARDS[board].lanes)
+        image = layout.image(DeviceModel.from_params(config, params))
+        assert layout.region_bytes == {name: len(data) for name, data in image.items()}
+
+
+def test_block_ram_of_the_parts():
+    # the datasheets' figures (anchors.md): UP5K 30 x 4 Kbit EBR, LFE5U-85F 208 x 18 Kbit EBR
+    assert BOARDS["icebreaker"].block_ram_bytes == 15_360
+    assert BOARDS["ulx3s-85f"].block_ram_bytes == 479_232
+
+
+def test_a_model_too_large_for_the_block_ram_is_refused_before_synthesis():
+    from golden.config import ModelConfig
+    from golden.image import DeviceLayout
+    up5k = DeviceLayout(ModelConfig.load(ROOT / "models/mmfree-up5k"), BOARDS["icebreaker"].lanes)
+    assert up5k.image_bytes == 150_580          # 77,824 + 65,536 + 5,684 + 1,536 (its regions)
+    with pytest.raises(ValueError, match=r"does not fit icebreaker: its image takes 150,580 bytes.*"
+                                         r"9\.8x the 15,360 bytes"):
+        check_fits(up5k, BOARDS["icebreaker"])
+    with pytest.raises(ValueError, match="does not fit icebreaker"):
+        core_factory(ROOT / "models/mmfree-up5k", "icebreaker")
+    ecp5 = DeviceLayout(ModelConfig.load(ROOT / "models/mmfree-ecp5"), BOARDS["ulx3s-85f"].lanes)
+    check_fits(ecp5, BOARDS["ulx3s-85f"])       # 401,932 of 479,232 bytes
+    # the boundary: exactly the block RAM fits, one byte more does not
+    import dataclasses
+    exact = dataclasses.replace(BOARDS["ulx3s-85f"], block_ram_bytes=ecp5.image_bytes)
+    check_fits(ecp5, exact)
+    with pytest.raises(ValueError):
+        check_fits(ecp5, dataclasses.replace(exact, block_ram_bytes=ecp5.image_bytes - 1))

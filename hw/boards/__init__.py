@@ -42,6 +42,10 @@ class Board:
                             # until the engine has been placed and routed on the board
     constraints: str        # file under constraints/ holding what the build emits
     bitstream: str          # product file name the build writes
+    block_ram_bytes: int    # the part's block RAM, where the engine's memories go (9-bit bytes on
+                            # ECP5: its words are 36 bits wide); iCE40 SPRAM is not counted: the
+                            # engine does not use it
+    block_ram: str          # what that is, for messages
 
     @property
     def ref_mhz(self):
@@ -58,10 +62,12 @@ class Board:
 BOARDS = {
     "icebreaker": Board(
         name="icebreaker", platform=ICEBreakerPlatform, family="ice40", clock_mhz=24.0,
-        baud=BAUD, lanes=20, constraints="icebreaker.pcf", bitstream="top.bin"),
+        baud=BAUD, lanes=20, constraints="icebreaker.pcf", bitstream="top.bin",
+        block_ram_bytes=30 * 4096 // 8, block_ram="30 EBR x 4 Kbit (iCE40 UP5K)"),
     "ulx3s-85f": Board(
         name="ulx3s-85f", platform=ULX3S_85F_Platform, family="ecp5", clock_mhz=100.0,
-        baud=BAUD, lanes=195, constraints="ulx3s-85f.lpf", bitstream="top.bit"),
+        baud=BAUD, lanes=195, constraints="ulx3s-85f.lpf", bitstream="top.bit",
+        block_ram_bytes=208 * 18432 // 8, block_ram="208 EBR x 18 Kbit (ECP5 LFE5U-85F)"),
 }
 
 
