@@ -58,6 +58,10 @@ EMBEDDING_COLUMN_BITS = 2
 #: cycles from an address to its word out of ``_banked_read``, and to the block RAMs' address pins
 BANKED_READ_LATENCY = 5
 BANK_ADDRESS_LATENCY = 2
+#: the weights' banks are picked in two stages (a bank within each pair, then the pair): their
+#: block RAMs lie in EBR rows across the die, and one 4-way pick register took 12 ns of routing
+WEIGHT_PICK_STAGES = 2
+WEIGHT_READ_LATENCY = BANKED_READ_LATENCY + WEIGHT_PICK_STAGES - 1
 #: the weight words' ring in front of the lanes: deep enough for the read and the decoder at one
 #: word per cycle, and 16 deep costs no more distributed RAM than 9
 WEIGHT_RING_DEPTH = 16
@@ -107,16 +111,20 @@ def _banks(mem, name, width, depth, init, bank_bits, attrs, *, whole_last=False,
     return banks
 
 
-def _banked_read(m, name, banks, addr, bank_bits):
-    """The word at ``addr``, ``BANKED_READ_LATENCY`` (5) cycles later, in a register; and the
-    address registers of the block RAMs (``[bank][column]``), which hold ``addr`` of
-    ``BANK_ADDRESS_LATENCY`` (2) cycles before.
+def _banked_read(m, name, banks, addr, bank_bits, pick_stages=1):
+    """The word at ``addr``, ``BANKED_READ_LATENCY + pick_stages - 1`` (5 or 6) cycles later, in
+    a register; and the address registers of the block RAMs (``[bank][column]``), which hold
+    ``addr`` of ``BANK_ADDRESS_LATENCY`` (2) cycles before.
 
     The banks spread over the die, so each cycle spans one hop: the address into a copy per group
     of block RAMs, then into a copy beside each bank's column (``_banks``), the block RAM's output
     into its own register, the bank of ``addr`` picked into a register per column beside the
-    banks; the consumer is the fifth hop. The read ports are always enabled (a held address
-    rereads its word). The bus writes through the same address registers (``TokenEngine``)."""
+    banks (with ``pick_stages`` 2: a bank within each pair, then the pair); the consumer is the
+    next hop. The read ports are always enabled (a held address rereads its word). The bus
+    writes through the same address registers (``TokenEngine``)."""
+    if pick_stages not in (1, 2):
+        raise ValueError(f"pick_stages must be 1 or 2, got {pick_stages!r}")
+    latency = BANKED_READ_LATENCY + pick_stages - 1
     n_banks, n_columns = len(banks), len(banks[0])
     # the copies beside the RAMs, in groups of about sqrt(count), each group fed by its own copy
     per_group = max(1, round((n_banks * n_columns) ** 0.5))
@@ -132,10 +140,16 @@ def _banked_read(m, name, banks, addr, bank_bits):
         # reset-less, so the build makes each one its block RAM's own output register
         # (host.ebr_output_register: ~1 ns instead of ~5.8 ns from the clock)
         q = [Signal(memory.shape, name=f"{name}_q{b}_c{c}", reset_less=True) for b, memory in enumerate(column)]
-        sel = [Signal(range(n_banks), name=f"{name}_sel{k + 1}_c{c}") for k in range(BANKED_READ_LATENCY - 1)]
+        sel = [Signal(range(n_banks), name=f"{name}_sel{k + 1}_c{c}") for k in range(latency - 1)]
         part = Signal(column[0].shape, name=f"{name}_word_c{c}", reset_less=True)
         m.d.sync += [qb.eq(port.data) for qb, port in zip(q, ports)]
         m.d.sync += [sel[0].eq(addr >> bank_bits)] + [later.eq(sooner) for sooner, later in zip(sel, sel[1:])]
+        if pick_stages == 2:
+            pairs = [Signal(column[0].shape, name=f"{name}_pair{k}_c{c}", reset_less=True)
+                     for k in range(-(-n_banks // 2))]
+            m.d.sync += [pair.eq(Array(q[2 * k:2 * k + 2])[sel[-2][0]] if len(q[2 * k:]) > 1 else q[2 * k])
+                         for k, pair in enumerate(pairs)]
+            q, sel = pairs, sel[:-1] + [sel[-1] >> 1]
         m.d.sync += part.eq(Array(q)[sel[-1]] if len(q) > 1 else q[0])
         parts.append(part)
     word = Signal(len(Cat(*parts)), name=f"{name}_word")
@@ -437,9 +451,9 @@ class TokenEngine(wiring.Component):
             m.d.sync += [r_codes.eq(0), r_op.eq(r_op + 1)]
 
         # ---- the weight reader: every word of the step, in order --------------------------------
-        # a word comes out BANKED_READ_LATENCY cycles after its address (the engine's or the bus's)
+        # a word comes out WEIGHT_READ_LATENCY cycles after its address (the engine's or the bus's)
         w_rd_addr = Signal(range(lay.weight_words + 1))
-        w_word_out, w_addrs = _banked_read(m, "w", weights, w_rd_addr, WEIGHT_BANK_BITS)
+        w_word_out, w_addrs = _banked_read(m, "w", weights, w_rd_addr, WEIGHT_BANK_BITS, WEIGHT_PICK_STAGES)
         w_addr = Signal(range(lay.weight_words + 1), init=lay.weight_words)
         # The words are decoded on their way into a ring that the lanes read directly: the lanes'
         # ready moves only the ring's read address copies, and no stall enable reaches the 2 P
@@ -451,7 +465,7 @@ class TokenEngine(wiring.Component):
         w_word_mid = Signal.like(w_word_out, name="w_word_mid", reset_less=True)
         m.d.sync += w_word_mid.eq(w_word_out)
         w_issue, _, w_words = _read_ahead(m, "w", w_word_mid, busy & (w_addr < lay.weight_words),
-                                          stage=decoder, queue=w_ring, latency=BANKED_READ_LATENCY + 1)
+                                          stage=decoder, queue=w_ring, latency=WEIGHT_READ_LATENCY + 1)
         with m.If(start):
             m.d.sync += w_addr.eq(0)
         with m.Elif(w_issue):
@@ -735,10 +749,11 @@ class TokenEngine(wiring.Component):
             # the memories' words land in registers: a cycle for the small memories, one per hop
             # for the banked ones, and one more for the weights word's groups of bytes (its
             # address moves on after ACCESS, so its groups are taken exactly
-            # BANKED_READ_LATENCY cycles after it, and SELECT comes a cycle later)
-            for k in range(1, BANKED_READ_LATENCY + 1):
+            # WEIGHT_READ_LATENCY cycles after it, and SELECT comes a cycle later; the other
+            # memories' addresses hold, so they wait as long)
+            for k in range(1, WEIGHT_READ_LATENCY + 1):
                 with m.State(f"READ{k}"):
-                    m.next = f"READ{k + 1}" if k < BANKED_READ_LATENCY else "SELECT"
+                    m.next = f"READ{k + 1}" if k < WEIGHT_READ_LATENCY else "SELECT"
             with m.State("SELECT"):  # each memory's byte is picked from its registered word
                 m.d.comb += selecting.eq(1)
                 m.next = "MERGE"

@@ -205,7 +205,7 @@ class CreditRing(wiring.Component):
     Latency ``i`` to ``o`` ``LATENCY`` (2) cycles: the slices' write registers, then the write.
     Throughput one element per cycle; a chain of latency ``L`` in front runs at one element per
     cycle with ``depth >= depth_for(L)``. ``o.payload`` is combinational (a LUT RAM read after a
-    register): the consumer registers it. ``room`` is a register; back-pressure on ``o`` fills
+    register): the consumer registers it. ``o.valid`` and ``room`` are registers; back-pressure on ``o`` fills
     the ring, then ``room`` falls: nothing is lost or reordered.
     """
 
@@ -239,7 +239,11 @@ class CreditRing(wiring.Component):
         w_addr = Signal(range(self.depth))
         with m.If(self.i.valid):
             m.d.sync += w_addr.eq(wrap(w_addr))
-        taken = self.o.valid & self.o.ready
+        # ``o.valid`` a register of its own, beside the consumer, and a copy for the ring's own
+        # read addresses: the consumer's state then starts from registers near it
+        valid_out, valid_here = replicas("o_valid", 1, 2, reset_less=False)
+        m.d.comb += self.o.valid.eq(valid_out)
+        taken = valid_here & self.o.ready
         in_bits, out_bits = self.i.payload.as_value(), self.o.payload.as_value()
         for k, (lo, bits) in enumerate(spans):
             m.submodules[f"ring{k}"] = ring = memory.Memory(shape=bits, depth=self.depth, init=[])
@@ -255,6 +259,9 @@ class CreditRing(wiring.Component):
         landed = Signal()  # a word is written this cycle
         stored = Signal(range(self.depth + 1))  # written, not yet taken
         m.d.sync += [landed.eq(self.i.valid), stored.eq(stored + landed - taken)]
-        m.d.comb += [self.i.ready.eq(1), self.o.valid.eq(stored != 0)]
+        # "stored + landed - taken != 0" without the adder: nothing is taken from an empty ring
+        next_valid = landed | (stored > 1) | ((stored == 1) & ~taken)
+        m.d.sync += [valid_out.eq(next_valid), valid_here.eq(next_valid)]
+        m.d.comb += self.i.ready.eq(1)
         _credits(m, self.depth, self.admit, taken, self.room)
         return m
