@@ -6,7 +6,7 @@
 Starts the simulated board (the device core under Verilator, ``sim.board``) for the model, uploads
 the model through the host runtime, then runs ``--runs`` device generations of ``--tokens``
 tokens. The UART runs at ``--divisor`` clock cycles per bit, by default the board's own: its core
-clock over its baud rate from ``hw.boards.BOARDS`` (33 on the ULX3S: 100 MHz, 3 Mbaud), so the link
+clock over its baud rate from ``hw.boards.BOARDS`` (25 on the ULX3S: 75 MHz, 3 Mbaud), so the link
 is measured at the board's line rate in clock cycles; the core is built for that divisor.
 
 Simulated cycles come from the device's own ``cycles`` counter, so the link efficiency (payload
@@ -206,7 +206,7 @@ def main(argv=None):
     ap.add_argument("--board", default="ulx3s-85f", help="board whose lanes, clock and baud rate to use")
     ap.add_argument("--divisor", type=int, default=None,
                     help=f"UART clock cycles per bit (>= {MIN_DIVISOR}; default: the board's, "
-                         "round(clock / baud), 33 on ulx3s-85f)")
+                         "round(clock / baud), 25 on ulx3s-85f)")
     ap.add_argument("--tokens", type=int, default=16, help="tokens per timed generation (>= 2)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--no-write", action="store_true")

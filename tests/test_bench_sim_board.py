@@ -1,6 +1,6 @@
 """benchmarks/sim_board.py: the UART divisor it runs at and the figures it derives (no Verilator).
 
-The expected values come from the boards' published figures (the ULX3S core at 100 MHz and the
+The expected values come from the boards' published figures (the ULX3S core at 75 MHz and the
 iCEBreaker's at 24 MHz, both USB UARTs at 3 Mbaud) and from the frame format in docs/protocol.md,
 not from the code under test.
 """
@@ -15,8 +15,8 @@ from benchmarks.sim_board import board_divisor, check_divisor, figures, main, re
 
 
 def test_the_boards_own_divisor():
-    # 100 MHz / 3 Mbaud = 33.3 and 24 MHz / 3 Mbaud = 8 clock cycles per bit
-    assert board_divisor("ulx3s-85f") == 33
+    # 75 MHz / 3 Mbaud = 25 and 24 MHz / 3 Mbaud = 8 clock cycles per bit
+    assert board_divisor("ulx3s-85f") == 25
     assert board_divisor("icebreaker") == 8
     for board in hw.boards.BOARDS.values():
         assert board_divisor(board) == round(board.clock_mhz * 1e6 / board.baud)
@@ -60,8 +60,8 @@ def test_the_board_divisor_is_what_measure_gets(monkeypatch, capsys):
     monkeypatch.setattr(sim_board, "measure", fake_measure)
     with pytest.raises(SystemExit):
         main(["--no-write"])
-    assert seen == {"board": "ulx3s-85f", "divisor": 33}
-    assert "UART divisor: 33" in capsys.readouterr().err
+    assert seen == {"board": "ulx3s-85f", "divisor": 25}
+    assert "UART divisor: 25" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--board", "icebreaker", "--divisor", "12", "--no-write"])
     assert seen == {"board": "icebreaker", "divisor": 12}
@@ -78,7 +78,7 @@ class _Layout:
 
 
 def _result(upload_cycles, runs):
-    return {"layout": _Layout(), "board": hw.boards.BOARDS["ulx3s-85f"], "divisor": 33,
+    return {"layout": _Layout(), "board": hw.boards.BOARDS["ulx3s-85f"], "divisor": 25,
             "start_s": 1.0, "payload": 1000, "upload_cycles": upload_cycles, "upload_wall": 2.0,
             "upload_cpu": 1.0, "verify_cycles": 1000, "runs": runs}
 
@@ -89,28 +89,28 @@ def _run(fixed, per_token, n=16, busy=13_000):
 
 
 def test_figures_from_counters():
-    # 1000 bytes at 10 bits of 33 cycles each fill 330,000 cycles of line exactly
-    f = figures(_result(330_000, [_run(50_000, 14_000)]))
+    # 1000 bytes at 10 bits of 25 cycles each fill 250,000 cycles of line exactly
+    f = figures(_result(250_000, [_run(50_000, 14_000)]))
     assert f["efficiency"] == pytest.approx(1.0)
-    assert figures(_result(412_500, [_run(50_000, 14_000)]))["efficiency"] == pytest.approx(0.8)
-    assert f["upload_s_at_clock"] == pytest.approx(330_000 / 100e6)
-    # the fixed cost of the command cancels; 14,000 cycles per token at 100 MHz
+    assert figures(_result(312_500, [_run(50_000, 14_000)]))["efficiency"] == pytest.approx(0.8)
+    assert f["upload_s_at_clock"] == pytest.approx(250_000 / 75e6)
+    # the fixed cost of the command cancels; 14,000 cycles per token at 75 MHz
     assert f["steady_per_token"] == pytest.approx(14_000)
-    assert f["steady_tokens_per_s"] == pytest.approx(100e6 / 14_000)
-    assert f["busy_tokens_per_s"] == pytest.approx(100e6 / 13_000)
+    assert f["steady_tokens_per_s"] == pytest.approx(75e6 / 14_000)
+    assert f["busy_tokens_per_s"] == pytest.approx(75e6 / 13_000)
     assert f["whole_per_token"] == pytest.approx((50_000 + 16 * 14_000) / 16)
-    # 11 wire bytes of 10 bits at 33 cycles per bit
-    assert f["reply_cycles"] == 3630
-    assert f["link_tokens_per_s"] == pytest.approx(100e6 / 3630)
+    # 11 wire bytes of 10 bits at 25 cycles per bit
+    assert f["reply_cycles"] == 2750
+    assert f["link_tokens_per_s"] == pytest.approx(75e6 / 2750)
     # medians over runs
-    f3 = figures(_result(330_000, [_run(50_000, 14_000), _run(60_000, 15_000), _run(40_000, 90_000)]))
+    f3 = figures(_result(250_000, [_run(50_000, 14_000), _run(60_000, 15_000), _run(40_000, 90_000)]))
     assert f3["steady_per_token"] == pytest.approx(15_000)
 
 
 def test_section_names_the_divisor():
-    text = render(_result(330_000, [_run(50_000, 14_000)]), "python -m benchmarks.sim_board")
+    text = render(_result(250_000, [_run(50_000, 14_000)]), "python -m benchmarks.sim_board")
     assert text.startswith(sim_board.TITLE + "\n")
-    assert "UART at 33 clocks per bit (the ulx3s-85f's own: 100 MHz / 3,000,000 baud" in text
+    assert "UART at 25 clocks per bit (the ulx3s-85f's own: 75 MHz / 3,000,000 baud" in text
     assert "**100.0%**" in text
-    other = dict(_result(330_000, [_run(50_000, 14_000)]), divisor=4)
-    assert "UART at 4 clocks per bit (not the ulx3s-85f's 33" in render(other, "cmd")
+    other = dict(_result(250_000, [_run(50_000, 14_000)]), divisor=4)
+    assert "UART at 4 clocks per bit (not the ulx3s-85f's 25" in render(other, "cmd")

@@ -120,7 +120,7 @@ def test_pll_rejects_unreachable(search, fin, fout):
 def test_board_defaults():
     assert BOARDS["icebreaker"].ref_mhz == 12 and BOARDS["ulx3s-85f"].ref_mhz == 25
     assert BOARDS["icebreaker"].pll().fout_mhz == 24
-    assert BOARDS["ulx3s-85f"].pll().fout_mhz == 100
+    assert BOARDS["ulx3s-85f"].pll().fout_mhz == 75  # ecppll -i 25 -o 75: VCO 600 MHz / 8
     assert all(b.baud == BAUD == 3_000_000 for b in BOARDS.values())
 
 
@@ -260,7 +260,7 @@ def test_constraints_name_the_pins_and_the_core_clock():
     assert f"set_frequency {BoardTop.CLOCK_NET} 24.0" in pcf
     lpf = (CONSTRAINTS_DIR / "ulx3s-85f.lpf").read_text()
     assert 'LOCATE COMP "uart_0__tx__io" SITE "L4"' in lpf
-    assert f'FREQUENCY NET "{BoardTop.CLOCK_NET}" 100000000.0 HZ' in lpf
+    assert f'FREQUENCY NET "{BoardTop.CLOCK_NET}" 75000000.0 HZ' in lpf
 
 
 # --- report parsing, command line ------------------------------------------------------------------
