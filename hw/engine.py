@@ -32,7 +32,6 @@ from .convert import IntToFloat
 from .fadd import FAdd
 from .glu import GLUStage
 from .lmul import LMul
-from .lutram import BankedLutRam
 from .mlgru import MLGRUEngine
 from .normquant import NormQuant
 from .pipeline import NO_RW_CHECK, CreditQueue, CreditRing, replicas
@@ -355,15 +354,11 @@ class TokenEngine(wiring.Component):
         # op waits for x (where the quantiser's gap between two vectors hides it).
         pg_addr = Signal(range(lay.pg_words))
         pg_word, pg_addrs = _banked_read(m, "pg", pg, pg_addr, PG_BANK_BITS)
-        # x read at the element's issue, then delayed to land with its pg word. The feeder reads
-        # its own copy of x, in banks (``BankedLutRam``): the post stage's read of x waits on its
-        # stage's enable, this one on nothing, and a 192-word LUT RAM behind one read register
-        # was a slow path.
-        m.submodules.x_feed = x_feed = BankedLutRam(16, d, bank_words=32, attrs=small)
-        m.d.comb += [x_feed.w_addr.eq(x_wr.addr), x_feed.w_data.eq(x_wr.data), x_feed.w_en.eq(x_wr.en),
-                     x_feed.r_addr.eq(f_k)]
-        x_landing = x_feed.r_data
-        for k in range(BANKED_READ_LATENCY - BankedLutRam.LATENCY):
+        # x read at the element's issue (a registered read), then delayed to land with its pg word
+        x_rd_feed = x_mem.read_port()
+        m.d.comb += x_rd_feed.addr.eq(f_k)
+        x_landing = x_rd_feed.data
+        for k in range(BANKED_READ_LATENCY - 1):
             later = Signal(16, name=f"feed_x{k + 1}", reset_less=True)
             m.d.sync += later.eq(x_landing)
             x_landing = later
