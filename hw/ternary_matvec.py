@@ -303,7 +303,6 @@ class TernaryMatVec(wiring.Component):
         ld_addr = Signal(range(2 * bank_words))
         ld_rows_m1 = Signal(range(self.max_rows))
         ld_last = Signal()  # the current beat is the vector's last (ld_left <= C, registered)
-        ld_short = Signal(C)  # (ld_left <= j) for the beat's codes j, registered like ld_last
         ld_free = Mux(ld_bank, ~full[1], ~full[0])
         m.d.comb += [
             self.cmd.ready.eq(~ld_busy & ld_free),
@@ -314,7 +313,6 @@ class TernaryMatVec(wiring.Component):
                 ld_busy.eq(1),
                 ld_left.eq(self.cmd.payload.cols),
                 ld_last.eq(self.cmd.payload.cols <= C),
-                ld_short.eq(Cat(*(self.cmd.payload.cols <= j for j in range(C)))),
                 ld_rows_m1.eq(self.cmd.payload.rows - 1),
                 ld_lane.eq(1),
                 ld_above.eq(after_first),
@@ -333,7 +331,7 @@ class TernaryMatVec(wiring.Component):
         beat = {  # field: (value, shape); ``short`` is (ld_left <= j) for the beat's codes j >= 1
             "fire": (a_fire, 1), "addr": (ld_addr, range(2 * bank_words)), "codes": (self.a.payload, self.a.payload.shape()),
             "lane": (ld_lane, G), "above": (ld_above, G), "last": (ld_last, 1),
-            "short": (ld_short, C),
+            "short": (Cat(*(ld_left <= j for j in range(C))), C),
         }
         source = {name: [value] * n_slices for name, (value, _) in beat.items()}
         if self.beat_copies > 1:
@@ -367,8 +365,7 @@ class TernaryMatVec(wiring.Component):
                 with m.If(commit_bank[-1] == bank):
                     m.d.sync += full[bank].eq(1)
         with m.If(a_fire):
-            m.d.sync += [ld_left.eq(ld_left - C), ld_last.eq(ld_left <= 2 * C),
-                         ld_short.eq(Cat(*(ld_left <= j + C for j in range(C))))]
+            m.d.sync += [ld_left.eq(ld_left - C), ld_last.eq(ld_left <= 2 * C)]
             with m.If(ld_lane[G - 1]):
                 m.d.sync += [ld_lane.eq(1), ld_above.eq(after_first),
                              ld_word.eq(ld_word + 1), ld_addr.eq(ld_addr + 1)]
