@@ -710,10 +710,7 @@ class TokenEngine(wiring.Component):
         # among the device's slowest paths; a bus access that is not sequential is rare)
         div_rem, div_bit = Signal(ADDR_WIDTH), Signal(range(ADDR_WIDTH))
         trial, q_bit = Signal(2 * ADDR_WIDTH), Signal(ADDR_WIDTH)
-        # SUBTRACT's enables are registers set in DIVIDE (so no state decode sits in front of the
-        # ~70 flip-flops they steer): div_ge, the comparison, and div_step, "this is SUBTRACT"
-        div_ge, div_step = Signal(), Signal()
-        m.d.sync += [div_ge.eq(0), div_step.eq(0)]
+        div_ge = Signal()
         # the quotient builds up in its own register and moves into w_word (which addresses the
         # weight banks) when the division ends: the division's enables stay local
         quotient = Signal.like(w_word)
@@ -732,10 +729,13 @@ class TokenEngine(wiring.Component):
                 with m.Else():
                     m.next = "ACCESS"
             with m.State("DIVIDE"):
-                m.d.sync += [div_ge.eq(div_rem >= trial), div_step.eq(1)]
+                m.d.sync += div_ge.eq(div_rem >= trial)
                 m.next = "SUBTRACT"
-            with m.State("SUBTRACT"):  # div_step is high (see below)
+            with m.State("SUBTRACT"):
                 m.next = "DIVIDE"
+                m.d.sync += [trial.eq(trial >> 1), q_bit.eq(q_bit >> 1)]
+                with m.If(div_ge):
+                    m.d.sync += [div_rem.eq(div_rem - trial), quotient.eq(quotient | q_bit[:len(quotient)])]
                 with m.If(div_bit == 0):
                     m.next = "LANE"
                 with m.Else():
@@ -773,10 +773,6 @@ class TokenEngine(wiring.Component):
                 with m.If(self.rdata.ready):
                     m.next = "IDLE"
         m.d.comb += bus_idle.eq(bus_fsm.ongoing("IDLE"))
-        with m.If(div_step):
-            m.d.sync += [trial.eq(trial >> 1), q_bit.eq(q_bit >> 1)]
-        with m.If(div_ge):
-            m.d.sync += [div_rem.eq(div_rem - trial), quotient.eq(quotient | q_bit[:len(quotient)])]
 
         def byte_of(value, index, count):
             return Array(value[8 * k:8 * (k + 1)] for k in range(count))[index]
