@@ -492,15 +492,7 @@ class TokenEngine(wiring.Component):
         side = data.StructLayout({"scale": 16, "tag": post_tag})
         m.submodules.side = side_fifo = SyncFIFOBuffered(width=side.size, depth=8)
         acc_fire = tmv.o.valid & tmv.o.ready
-        # "the next accumulator is its op's last row": a register kept in step with p_row and p_op
-        # (the row's compare against the op's table, in front of p_run and the side FIFO's data,
-        # was a slow path)
-        last_row = Signal()
-        next_one_row = _table(m, "p_next_one_row", [op.rows == 1 for op in ops[1:]] + [1, 1], p_op, 1)
-        with m.If(start):
-            m.d.sync += last_row.eq(int(ops[0].rows == 1))
-        with m.Elif(acc_fire):
-            m.d.sync += last_row.eq(Mux(last_row, next_one_row, p_row + 2 == p_rows))
+        last_row = p_row == p_rows - 1
         m.d.comb += [
             to_float.i.valid.eq(tmv.o.valid & p_run & side_fifo.w_rdy),
             tmv.o.ready.eq(to_float.i.ready & p_run & side_fifo.w_rdy),
@@ -541,11 +533,7 @@ class TokenEngine(wiring.Component):
         v_tag = data.View(post_tag, value_s.payload.tag)
 
         # lookup stage: everything a destination needs about row r, read with the value
-        # the row's destination (one-hot) and keep flag are looked up here too, from the value's
-        # op: the destinations' readies then meet registers, not the op's tables, on their way
-        # back to this stage's enable
-        pl = stream.Signature(data.StructLayout({"value": 16, "tag": post_tag, "dest": len(DESTS),
-                                                 "use_keep": 1})).create()
+        pl = stream.Signature(data.StructLayout({"value": 16, "tag": post_tag})).create()
         pl_advance = ~pl.valid | pl.ready
         bi_rd, bf_rd, x_rd_post = buf_i.read_port(), buf_f.read_port(), x_mem.read_port()
         row_d = v_tag.row[:max(1, (d - 1).bit_length())]
@@ -554,12 +542,9 @@ class TokenEngine(wiring.Component):
             bi_rd.addr.eq(row_d), bf_rd.addr.eq(row_d), x_rd_post.addr.eq(row_d),
             bi_rd.en.eq(pl_advance), bf_rd.en.eq(pl_advance), x_rd_post.en.eq(pl_advance),
         ]
-        v_dest = _table(m, "v_dest", [DESTS.index(op.dest) for op in ops] + [0], v_tag.op, 3)
-        v_use_keep = _table(m, "v_use_keep", [op.use_keep for op in ops] + [0], v_tag.op, 1)
         with m.If(pl_advance):
             m.d.sync += [pl.valid.eq(value_s.valid), pl.payload.value.eq(value_s.payload.product),
-                         pl.payload.tag.eq(v_tag), pl.payload.dest.eq(1 << v_dest),
-                         pl.payload.use_keep.eq(v_use_keep)]
+                         pl.payload.tag.eq(v_tag)]
 
         # The aux words (the MLGRU's keep per row, the GLU's gain per row pair) are read ahead,
         # op by op in the order the post stage takes them, into a queue (``_read_ahead``).
@@ -582,9 +567,10 @@ class TokenEngine(wiring.Component):
                 m.d.sync += [a_k.eq(a_k + 1), feed_aux_addr.eq(feed_aux_addr + 1)]
 
         tag = pl.payload.tag
-        use_keep = pl.payload.use_keep
+        dest = _table(m, "dest", [DESTS.index(op.dest) for op in ops] + [0], tag.op, 3)
+        use_keep = _table(m, "use_keep", [op.use_keep for op in ops] + [0], tag.op, 1)
         value = pl.payload.value
-        is_dest = {name: pl.valid & pl.payload.dest[DESTS.index(name)] for name in DESTS}
+        is_dest = {name: pl.valid & (dest == DESTS.index(name)) for name in DESTS}
         # the destination units take their rows through skid buffers: the post stage's reads and
         # tables would otherwise run into their first stages, and their readies back into it
         mlgru_in, resid_in, glu_in = (registered_into(m, f"{unit}_feed", port)
@@ -622,9 +608,15 @@ class TokenEngine(wiring.Component):
             glu_in.payload.last.eq(tag.last),
             aux_words.ready.eq((is_dest["mlgru"] & use_keep & mlgru_in.ready) | (is_dest["glu"] & odd & glu_in.ready)),
         ]
-        to = {name: pl.payload.dest[DESTS.index(name)] for name in DESTS}
-        m.d.comb += pl.ready.eq((~to["mlgru"] | (mlgru_in.ready & has_keep)) & (~to["resid"] | resid_in.ready)
-                                & (~to["glu"] | ~odd | (glu_in.ready & aux_words.valid)))
+        with m.Switch(dest):
+            with m.Case(DESTS.index("mlgru")):
+                m.d.comb += pl.ready.eq(mlgru_in.ready & has_keep)
+            with m.Case(DESTS.index("resid")):
+                m.d.comb += pl.ready.eq(resid_in.ready)
+            with m.Case(DESTS.index("glu")):
+                m.d.comb += pl.ready.eq(~odd | (glu_in.ready & aux_words.valid))
+            with m.Default():
+                m.d.comb += pl.ready.eq(1)
         with m.If(is_dest["logits"] & tag.last):
             m.d.sync += [self.done.valid.eq(1), self.done.payload.eq(argmax)]
 

@@ -9,7 +9,7 @@ Golden model: ``golden.bitexact.norm_quant``. For a vector x of K bf16 elements,
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.formats import encode, get_format
@@ -19,7 +19,6 @@ from .convert import FloatToInt8, IntToFloat
 from .fadd import FAdd
 from .lmul import OPERAND_CLASS, LMul, classify
 from .logic import at_least
-from .lutram import BankedLutRam
 from .pipeline import NO_RW_CHECK, CreditQueue, flow, replicas
 from .tables import Reciprocal, ReciprocalSqrt
 
@@ -32,9 +31,6 @@ TERM_BITS = SIG_BITS + SUMSQ_GUARD_BITS
 # The element buffers are small and W elements wide: LUT RAM, so the block RAMs stay for the model.
 # One bank is written while the other is read: a read never meets a write (``no_rw_check``).
 BUFFER_ATTRS = {"ram_style": "distributed", **NO_RW_CHECK}
-# Words per bank of an element buffer: two of the ECP5's 16-word LUT RAMs, so a bank's read is
-# one multiplexer level (the ECP5 model's GLU buffers, 70 words, were five RAMs deep)
-BUFFER_BANK_WORDS = 32
 
 
 def normquant_input(with_pre: bool) -> data.StructLayout:
@@ -113,9 +109,9 @@ class NormQuant(wiring.Component):
     sum over, then the load of the one after). No multiplier.
     """
 
-    # stream-out, beat issued to code: the buffer (address copies, read ports, pick), the masking
-    # register, L-Mul, conversion
-    CODE_CHAIN = BankedLutRam.LATENCY + 1 + LMul.LATENCY + FloatToInt8.LATENCY
+    # stream-out, beat issued to code: the address copies, the read port, its copy, the masking register,
+    # L-Mul, conversion
+    CODE_CHAIN = 4 + LMul.LATENCY + FloatToInt8.LATENCY
     FIRST_BEAT_LATENCY, SCALE_LATENCY, LOAD_GAP = 29, 38, 8  # the docstring's, checked by a test
 
     def __init__(self, max_len: int, with_pre: bool = True, codes_per_beat: int = 1):
@@ -131,10 +127,11 @@ class NormQuant(wiring.Component):
         W, words = self.codes_per_beat, self.words
         aw = max(1, (words - 1).bit_length())
         shape = data.ArrayLayout(16, W)
-        # two halves: one loads the next vector while the other streams out. A buffer per lane,
-        # each with its own copies of the addresses and the written element: one register driving
-        # the LUT RAM of all the lanes would span them (the device's slowest nets).
-        u_mems, v_mems = ([BankedLutRam(16, 2 * words, bank_words=BUFFER_BANK_WORDS, attrs=BUFFER_ATTRS) for _ in range(W)] for _ in range(2))
+        # two banks: one loads the next vector while the other streams out. A memory per lane, each
+        # with its own copies of the addresses and the written element: one register driving the
+        # LUT RAM of all the lanes would span them (the device's slowest nets).
+        u_mems, v_mems = ([memory.Memory(shape=16, depth=2 * words, init=[], attrs=BUFFER_ATTRS) for _ in range(W)]
+                          for _ in range(2))
         for j in range(W):
             m.submodules[f"u_mem{j}"], m.submodules[f"v_mem{j}"] = u_mems[j], v_mems[j]
         all_lanes = (1 << W) - 1
@@ -203,7 +200,8 @@ class NormQuant(wiring.Component):
             w_en = Signal(name=f"buf_w_en{j}")
             m.d.sync += [w_en.eq(stored & write_lane[j]), w_addr[j].eq(write_addr), w_u[j].eq(u_out), w_v[j].eq(v_out)]
             for mem, value in ((u_mems[j], w_u[j]), (v_mems[j], w_v[j])):
-                m.d.comb += [mem.w_addr.eq(w_addr[j]), mem.w_en.eq(w_en), mem.w_data.eq(value)]
+                port = mem.write_port()
+                m.d.comb += [port.addr.eq(w_addr[j]), port.en.eq(w_en), port.data.eq(value)]
         # the running maxima compare a registered copy of the element (the compare's carry chain
         # and the maxima's enable then start at a register beside them); the last element's is in
         # before ``hand_over`` takes them
@@ -241,16 +239,22 @@ class NormQuant(wiring.Component):
 
         # -- stream-out: codes = int8(u * t); squares = v * v, aligned and summed ---------------
         streaming = Signal()
+        u_read = [mem.read_port(domain="sync") for mem in u_mems]
+        v_read = [mem.read_port(domain="sync") for mem in v_mems]
         # The stream-out chain never stalls: a beat is read only with a place reserved for its
         # codes in the queue at the chain's end (the squares are always taken).
         m.submodules.codes_queue = codes_queue = CreditQueue(normquant_code(W), CreditQueue.depth_for(self.CODE_CHAIN))
-        # Four registered stages: the buffers' three (``BankedLutRam``: the read address reaches
-        # each bank of each lane through its own copy, the banks' read ports, the bank picked),
-        # then a register that zeroes the lanes after the vector's end in its last beat (their
-        # codes and squares are then 0).
-        m.d.comb += [mem.r_addr.eq(read_addr) for mem in u_mems + v_mems]
+        # Four registered stages: the read address reaches each memory through its own copy (one
+        # register's enable or value driving every lane's LUT RAM would span them), the memories'
+        # read ports, a plain copy of the read data (so the read port's register can sit beside
+        # its LUT RAM, away from the L-Muls), then a register that zeroes the lanes after the
+        # vector's end in its last beat (their codes and squares are then 0).
+        addr_copies = replicas("buf_r_addr", range(2 * words), 2 * W)
+        m.d.sync += [a.eq(read_addr) for a in addr_copies]
+        m.d.comb += [port.addr.eq(a) for port, a in zip(u_read + v_read, addr_copies)]
         q_valid, q_tail, r_valid, r_tail, r1_valid, r1_tail, r2_valid, r2_tail = (Signal(name=n) for n in (
             "q_valid", "q_tail", "r_valid", "r_tail", "r1_valid", "r1_tail", "r2_valid", "r2_tail"))
+        u1, v1 = Signal(shape, name="u_read_copy", reset_less=True), Signal(shape, name="v_read_copy", reset_less=True)
         u2, v2 = Signal(shape, reset_less=True), Signal(shape, reset_less=True)
         issue = streaming & unread & codes_queue.room
         m.d.comb += codes_queue.admit.eq(issue)
@@ -259,8 +263,8 @@ class NormQuant(wiring.Component):
                      r2_valid.eq(r1_valid), r2_tail.eq(r1_tail)]
         lanes_in = Mux(r1_tail, s_tail, all_lanes)
         for j in range(W):
-            m.d.sync += [u2[j].eq(Mux(lanes_in[j], u_mems[j].r_data, 0)),
-                         v2[j].eq(Mux(lanes_in[j], v_mems[j].r_data, 0))]
+            m.d.sync += [u1[j].eq(u_read[j].data), v1[j].eq(v_read[j].data),
+                         u2[j].eq(Mux(lanes_in[j], u1[j], 0)), v2[j].eq(Mux(lanes_in[j], v1[j], 0))]
         with m.If(issue):
             m.d.sync += [read_word.eq(read_word + 1), read_addr.eq(read_addr + 1)]
             with m.If(read_word == s_last_word):
