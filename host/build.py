@@ -168,7 +168,8 @@ def _plan(board, core, clock_mhz, seed):
     extra = FAMILIES[top.board.family].get("nextpnr_opts", "")
     plan = platform.build(
         top, name=NAME, do_build=False, script_after_read=after_read_script(top.board.family, "rtlil"),
-        nextpnr_opts=f"--seed {seed} --report report.json --timing-allow-fail {extra}".strip())
+        nextpnr_opts=f"--seed {seed} --report report.json --detailed-timing-report --timing-allow-fail "
+                     f"{extra}".strip())
     return top, plan
 
 

@@ -42,6 +42,12 @@ def _board_names():
     return tuple(BOARDS)
 
 
+def _board_clocks():
+    from hw.boards import BOARDS
+
+    return ", ".join(f"{b.clock_mhz:g} on {b.name}" for b in BOARDS.values())
+
+
 def _add_device(p: argparse.ArgumentParser, force: str = "--force-upload") -> None:
     p.add_argument("--port", default=None,
                    help="serial port or URL of the board (/dev/ttyUSB0, socket://HOST:PORT); "
@@ -137,10 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Synthesise, place and route the device (UART, link, token engine for the "
                     "model's dimensions) for a board with the pip-installed open toolchain (the "
                     "synth extra) and print utilisation and fmax.")
-    bld.add_argument("--board", required=True, choices=("icebreaker", "ulx3s-85f"))
+    bld.add_argument("--board", required=True, choices=_board_names())
     bld.add_argument("--model", required=True, type=Path, help="model folder (config.json)")
     bld.add_argument("--clock-mhz", type=float, default=None,
-                     help="core clock (default: the board's, 24 on icebreaker, 100 on ulx3s-85f)")
+                     help=f"core clock in MHz (default: the board's, {_board_clocks()})")
     bld.add_argument("--out", type=Path, default=None, help="build folder (default: build/BOARD)")
     bld.add_argument("--seed", type=int, default=1, help="nextpnr seed (default 1)")
     _add_common(bld)
