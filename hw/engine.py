@@ -478,17 +478,13 @@ class TokenEngine(wiring.Component):
         p_run = Signal()  # the op's scale is taken, rows follow
         p_scale = Signal(16)
         p_glu = _table(m, "p_glu", [op.source == "glu" for op in ops] + [0], p_op, 1)
-        # whether p_row is the op's last row: a register kept in step with p_row (a compare
-        # against a table of p_op fed the side FIFO's data and the post stage's own state)
-        p_last = Signal()
-        p_rows_less2 = _table(m, "p_rows_less2", [max(op.rows - 2, 0) for op in ops] + [0], p_op)
-        p_next_single = _table(m, "p_next_single", [op.rows == 1 for op in ops[1:]] + [0, 0], p_op, 1)
+        p_rows = _table(m, "p_rows", [op.rows for op in ops] + [1], p_op)
         p_head = p_op == n_ops - 1
         scale_in = Mux(p_glu, glu.scale.valid, quant.scale.valid)
         m.d.comb += [quant.scale.ready.eq(busy & (p_op < n_ops) & ~p_run & ~p_glu),
                      glu.scale.ready.eq(busy & (p_op < n_ops) & ~p_run & p_glu)]
         with m.If(start):
-            m.d.sync += [p_op.eq(0), p_run.eq(0), p_row.eq(0), p_last.eq(ops[0].rows == 1)]
+            m.d.sync += [p_op.eq(0), p_run.eq(0), p_row.eq(0)]
         with m.If(busy & (p_op < n_ops) & ~p_run & scale_in):
             m.d.sync += [p_run.eq(1), p_scale.eq(Mux(p_glu, glu.scale.payload, quant.scale.payload))]
 
@@ -496,7 +492,7 @@ class TokenEngine(wiring.Component):
         side = data.StructLayout({"scale": 16, "tag": post_tag})
         m.submodules.side = side_fifo = SyncFIFOBuffered(width=side.size, depth=8)
         acc_fire = tmv.o.valid & tmv.o.ready
-        last_row = p_last
+        last_row = p_row == p_rows - 1
         m.d.comb += [
             to_float.i.valid.eq(tmv.o.valid & p_run & side_fifo.w_rdy),
             tmv.o.ready.eq(to_float.i.ready & p_run & side_fifo.w_rdy),
@@ -507,9 +503,9 @@ class TokenEngine(wiring.Component):
         m.d.comb += [side_in.scale.eq(p_scale), side_in.tag.op.eq(p_op), side_in.tag.row.eq(p_row),
                      side_in.tag.last.eq(last_row)]
         with m.If(acc_fire):
-            m.d.sync += [p_row.eq(p_row + 1), p_last.eq(p_row == p_rows_less2)]
+            m.d.sync += p_row.eq(p_row + 1)
             with m.If(last_row):
-                m.d.sync += [p_row.eq(0), p_run.eq(0), p_op.eq(p_op + 1), p_last.eq(p_next_single)]
+                m.d.sync += [p_row.eq(0), p_run.eq(0), p_op.eq(p_op + 1)]
         # argmax on the head's integer accumulators; strict ">" keeps the lowest index on ties. The
         # accumulator is compared two cycles after it is taken, through two copies: the comparison
         # and the enable it steers, straight after the lanes' output or one hop from it, were
@@ -549,18 +545,6 @@ class TokenEngine(wiring.Component):
         with m.If(pl_advance):
             m.d.sync += [pl.valid.eq(value_s.valid), pl.payload.value.eq(value_s.payload.product),
                          pl.payload.tag.eq(v_tag)]
-        # the row's destination and keep flag are looked up here and registered with it: the
-        # stage's ready then is two levels of logic from registers (looked up from the registered
-        # op, the tables ran into the ready, the value skid buffer's enable and its 22 registers)
-        v_dest = _table(m, "v_dest", [DESTS.index(op.dest) for op in ops] + [0], v_tag.op, 3)
-        v_keep = _table(m, "v_use_keep", [op.use_keep for op in ops] + [0], v_tag.op, 1)
-        to = {name: Signal(name=f"pl_to_{name}", reset_less=True) for name in DESTS}
-        use_keep = Signal(name="pl_use_keep", reset_less=True)
-        to_any = Signal(name="pl_to_other", reset_less=True)  # a destination that always takes
-        with m.If(pl_advance):
-            m.d.sync += [to[name].eq(v_dest == DESTS.index(name)) for name in DESTS]
-            m.d.sync += [use_keep.eq(v_keep),
-                         to_any.eq(~v_dest.matches(*(DESTS.index(n) for n in ("mlgru", "resid", "glu"))))]
 
         # The aux words (the MLGRU's keep per row, the GLU's gain per row pair) are read ahead,
         # op by op in the order the post stage takes them, into a queue (``_read_ahead``).
@@ -583,8 +567,10 @@ class TokenEngine(wiring.Component):
                 m.d.sync += [a_k.eq(a_k + 1), feed_aux_addr.eq(feed_aux_addr + 1)]
 
         tag = pl.payload.tag
+        dest = _table(m, "dest", [DESTS.index(op.dest) for op in ops] + [0], tag.op, 3)
+        use_keep = _table(m, "use_keep", [op.use_keep for op in ops] + [0], tag.op, 1)
         value = pl.payload.value
-        is_dest = {name: pl.valid & to[name] for name in DESTS}
+        is_dest = {name: pl.valid & (dest == DESTS.index(name)) for name in DESTS}
         # the destination units take their rows through skid buffers: the post stage's reads and
         # tables would otherwise run into their first stages, and their readies back into it
         mlgru_in, resid_in, glu_in = (registered_into(m, f"{unit}_feed", port)
@@ -622,8 +608,15 @@ class TokenEngine(wiring.Component):
             glu_in.payload.last.eq(tag.last),
             aux_words.ready.eq((is_dest["mlgru"] & use_keep & mlgru_in.ready) | (is_dest["glu"] & odd & glu_in.ready)),
         ]
-        m.d.comb += pl.ready.eq((to["mlgru"] & mlgru_in.ready & has_keep) | (to["resid"] & resid_in.ready)
-                                | (to["glu"] & (~odd | (glu_in.ready & aux_words.valid))) | to_any)
+        with m.Switch(dest):
+            with m.Case(DESTS.index("mlgru")):
+                m.d.comb += pl.ready.eq(mlgru_in.ready & has_keep)
+            with m.Case(DESTS.index("resid")):
+                m.d.comb += pl.ready.eq(resid_in.ready)
+            with m.Case(DESTS.index("glu")):
+                m.d.comb += pl.ready.eq(~odd | (glu_in.ready & aux_words.valid))
+            with m.Default():
+                m.d.comb += pl.ready.eq(1)
         with m.If(is_dest["logits"] & tag.last):
             m.d.sync += [self.done.valid.eq(1), self.done.payload.eq(argmax)]
 
