@@ -9,7 +9,7 @@ for it, tie every ``ready`` inside the chain to 1, and so have no stall enable f
 hundreds of flip-flops.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
+from amaranth.hdl import Module, Mux, Shape, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -179,19 +179,6 @@ class CreditQueue(wiring.Component):
         return m
 
 
-def _occupancy(m: Module, name: str, depth: int, landed, ready):
-    """A ring's count of stored words as a thermometer code (bit ``k``: more than ``k``), so no
-    adder follows the take: up when a word ``landed``, down when one is taken, that is, when bit
-    0 (the ring's ``o.valid``) and ``ready`` are high. Returns (count, taken, next count)."""
-    (count,) = replicas(name, depth, 1, reset_less=False)
-    taken = count[0] & ready
-    up, down = landed & ~taken, taken & ~landed
-    next_count = Signal(depth, name=f"{name}next")
-    m.d.comb += next_count.eq(Mux(up, Cat(Const(1, 1), count[:-1]), Mux(down, Cat(count[1:], Const(0, 1)), count)))
-    m.d.sync += count.eq(next_count)
-    return count, taken, next_count
-
-
 def _credits(m: Module, depth: int, admit, taken, room):
     """Drive ``room`` (a register, initially 1): high while fewer than ``depth`` elements are
     admitted and not yet taken from the queue's output."""
@@ -212,9 +199,8 @@ class CreditRing(wiring.Component):
     ``o.payload`` is the asynchronous read of a ring in distributed RAM at a registered address:
     taking a word moves the read address on and nothing else, so no stall enable reaches the
     data bits. The ring is cut into ``slices`` groups of bits, each with its own registered
-    copy of the written word and write enable, its own write and read addresses, and its own count
-    of the stored words, which moves its read address (one register driving the address pins of
-    the whole ring would span the die).
+    copy of the written word, the write address and enable, and the read address (one register
+    driving the address pins of the whole ring would span the die).
 
     Latency ``i`` to ``o`` ``LATENCY`` (2) cycles: the slices' write registers, then the write.
     Throughput one element per cycle; a chain of latency ``L`` in front runs at one element per
@@ -250,35 +236,32 @@ class CreditRing(wiring.Component):
         per = -(-width // self.slices)
         spans = [(lo, min(per, width - lo)) for lo in range(0, width, per)]
         wrap = lambda addr: Mux(addr == self.depth - 1, 0, addr + 1)  # noqa: E731
-        # The count of stored words, kept once for the credits and ``o.valid`` and once more in
-        # every slice beside its read address: all copies move in lockstep on the same two
-        # inputs (a word landed, the consumer's ready), so the consumer's ready is the only net
-        # that reaches the slices, each through a LUT of its own (one ``taken`` LUT for them all
-        # sat by some slices, away from the counters: two crossings in a cycle, 12 ns).
-        landed = Signal()  # a word is written this cycle
-        m.d.sync += landed.eq(self.i.valid)
-        stored, taken, next_stored = _occupancy(m, "stored", self.depth, landed, self.o.ready)
-        # ``o.valid`` (``stored[0]``) in a copy of its own, beside the consumer
-        (valid_out,) = replicas("o_valid", 1, 1, reset_less=False)
-        m.d.sync += valid_out.eq(next_stored[0])
+        w_addr = Signal(range(self.depth))
+        with m.If(self.i.valid):
+            m.d.sync += w_addr.eq(wrap(w_addr))
+        # ``o.valid`` a register of its own, beside the consumer, and a copy for the ring's own
+        # read addresses: the consumer's state then starts from registers near it
+        valid_out, valid_here = replicas("o_valid", 1, 2, reset_less=False)
         m.d.comb += self.o.valid.eq(valid_out)
+        taken = valid_here & self.o.ready
         in_bits, out_bits = self.i.payload.as_value(), self.o.payload.as_value()
         for k, (lo, bits) in enumerate(spans):
             m.submodules[f"ring{k}"] = ring = memory.Memory(shape=bits, depth=self.depth, init=[])
             write, read = ring.write_port(), ring.read_port(domain="comb")
-            # the write address a counter of the slice's own, moved by its own write enable (one
-            # address register copied into every slice was a net across the die)
-            (wa,), (ra,) = (replicas(f"{what}{k}", range(self.depth), 1, reset_less=False) for what in ("w_addr", "r_addr"))
+            (wa,), (ra,) = (replicas(f"{what}{k}", w_addr.shape(), 1, reset_less=False) for what in ("w_addr", "r_addr"))
             (wd,) = replicas(f"w_data{k}", bits, 1)
-            (we,) = replicas(f"w_en{k}", 1, 1, reset_less=False)
-            m.d.sync += [wd.eq(in_bits[lo:lo + bits]), we.eq(self.i.valid)]
-            with m.If(we):
-                m.d.sync += wa.eq(wrap(wa))
-            _, slice_taken, _ = _occupancy(m, f"stored{k}_", self.depth, we, self.o.ready)
-            with m.If(slice_taken):
+            we = Signal(name=f"w_en{k}")
+            m.d.sync += [wa.eq(w_addr), wd.eq(in_bits[lo:lo + bits]), we.eq(self.i.valid)]
+            with m.If(taken):
                 m.d.sync += ra.eq(wrap(ra))
             m.d.comb += [write.addr.eq(wa), write.data.eq(wd), write.en.eq(we),
                          read.addr.eq(ra), out_bits[lo:lo + bits].eq(read.data)]
+        landed = Signal()  # a word is written this cycle
+        stored = Signal(range(self.depth + 1))  # written, not yet taken
+        m.d.sync += [landed.eq(self.i.valid), stored.eq(stored + landed - taken)]
+        # "stored + landed - taken != 0" without the adder: nothing is taken from an empty ring
+        next_valid = landed | (stored > 1) | ((stored == 1) & ~taken)
+        m.d.sync += [valid_out.eq(next_valid), valid_here.eq(next_valid)]
         m.d.comb += self.i.ready.eq(1)
         _credits(m, self.depth, self.admit, taken, self.room)
         return m
