@@ -6,7 +6,7 @@ build folder (``mmfree build`` asks nextpnr for ``--detailed-timing-report``) an
 - the critical path, one line per step (clock-to-out, logic, routing, setup) with its cell, net
   and tile, so a path that crosses the die shows as a long routing step between far tiles;
 - the late endpoints: every flip-flop or block RAM input whose data arrive after ``--over`` ns
-  (default: the clock period of the build), grouped by the register they belong to (the name
+  (default: the period of the core clock, the one `mmfree build` reports), grouped by the register they belong to (the name
   Yosys gives the flip-flop, less the ``_TRELLIS_FF_Q...`` suffix and bit indices), worst first.
 
 One seed's list is one placement's: with the worst paths gone, the next ones move from seed to
@@ -89,16 +89,20 @@ def late_endpoints(report: dict, over_ns: float) -> list[tuple[str, float, int]]
 
 
 def _period_ns(report: dict) -> float | None:
+    """The core clock's period, the clock ``mmfree build`` reports fmax for (its rule)."""
+    from host.build import _pick_core_clock
+
     fmax = report.get("fmax") or {}
-    constraints = [v.get("constraint") for v in fmax.values() if v.get("constraint")]
-    return 1000.0 / max(constraints) if constraints else None
+    clock = _pick_core_clock(fmax)
+    constraint = fmax[clock].get("constraint") if clock is not None else None
+    return 1000.0 / constraint if constraint else None
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m host.timing", description=__doc__.splitlines()[0])
     p.add_argument("build", type=Path, help="build folder (or its report.json)")
     p.add_argument("--over", type=float, default=None,
-                   help="list endpoints arriving after this many ns (default: the clock period)")
+                   help="list endpoints arriving after this many ns (default: the core clock's period)")
     p.add_argument("--top", type=int, default=40, help="registers to list (default 40)")
     p.add_argument("--json", action="store_true", help="one JSON object")
     args = p.parse_args(argv)
@@ -106,7 +110,7 @@ def main(argv=None) -> int:
         report = load_report(args.build)
         over = args.over if args.over is not None else _period_ns(report)
         if over is None:
-            raise ValueError("the report names no clock constraint: give --over NS")
+            raise ValueError("the report has no constrained core clock (clk): give --over NS")
         late = late_endpoints(report, over)
     except ValueError as exc:
         print(f"host.timing: error: {exc}", file=sys.stderr)
