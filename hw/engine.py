@@ -255,7 +255,7 @@ class TokenEngine(wiring.Component):
 
         # ---- units ------------------------------------------------------------------------------
         m.submodules.tmv = tmv = TernaryMatVec(P, max(op.rows for op in ops), max(op.cols for op in ops),
-                                               codes_per_beat=codes_per_beat(P))
+                                               codes_per_beat=codes_per_beat(P), late_weights=True)
         m.submodules.decoder = decoder = TritDecoder(L)
         m.submodules.quant = quant = NormQuant(d, with_pre=True, codes_per_beat=codes_per_beat(P))
         m.submodules.glu = glu = GLUStage(inter, codes_per_beat=codes_per_beat(P))
@@ -455,9 +455,11 @@ class TokenEngine(wiring.Component):
         w_rd_addr = Signal(range(lay.weight_words + 1))
         w_word_out, w_addrs = _banked_read(m, "w", weights, w_rd_addr, WEIGHT_BANK_BITS, WEIGHT_PICK_STAGES)
         w_addr = Signal(range(lay.weight_words + 1), init=lay.weight_words)
-        # The words are decoded on their way into a ring that the lanes read directly: the lanes'
-        # ready moves only the ring's read address copies, and no stall enable reaches the 2 P
-        # trit bits (a skid buffer's enable across them was one of the device's slowest nets).
+        # The words are decoded on their way into a ring that the lanes read directly: no stall
+        # enable reaches the 2 P trit bits (a skid buffer's enable across them was one of the
+        # device's slowest nets). The lanes' ready moves only the ring's head; the slices' read
+        # addresses follow it a cycle later, and the lanes take each word in the cycle after its
+        # transfer (``late_weights``), so no ready crosses the die and back in one cycle.
         m.submodules.w_ring = w_ring = CreditRing(tmv.w.payload.shape(), WEIGHT_RING_DEPTH,
                                                   slices=-(-P // LANES_PER_SLICE))
         # and through one more register on their way to the decoder: the banks' pick registers

@@ -196,17 +196,23 @@ class CreditRing(wiring.Component):
     """A credit queue (as ``CreditQueue``) whose output comes straight from its storage, for a
     wide word that a consumer across the die takes into its own register.
 
-    ``o.payload`` is the asynchronous read of a ring in distributed RAM at a registered address:
-    taking a word moves the read address on and nothing else, so no stall enable reaches the
-    data bits. The ring is cut into ``slices`` groups of bits, each with its own registered
-    copy of the written word, the write address and enable, and the read address (one register
-    driving the address pins of the whole ring would span the die).
+    ``o.valid`` and ``o.ready`` are a stream's handshake, but ``o.payload`` is **late**: it is
+    the word of a transfer in the cycle *after* that transfer (the consumer registers it then).
+    The word is the asynchronous read of a ring in distributed RAM. The ring is cut into
+    ``slices`` groups of bits, each with its own registered copy of the written word, the write
+    address and enable, and of the read address. Each slice's read address is a copy of the
+    central head address, one cycle behind it: so the consumer's ``ready`` reaches only the
+    ring's central count and head (a few registers that can sit beside the consumer), and
+    the slices across the die are reached by register-to-register nets only. A ``ready``
+    moving the slices' addresses itself had to cross the die and come back within one cycle.
 
-    Latency ``i`` to ``o`` ``LATENCY`` (2) cycles: the slices' write registers, then the write.
-    Throughput one element per cycle; a chain of latency ``L`` in front runs at one element per
-    cycle with ``depth >= depth_for(L)``. ``o.payload`` is combinational (a LUT RAM read after a
-    register): the consumer registers it. ``o.valid`` and ``room`` are registers; back-pressure on ``o`` fills
-    the ring, then ``room`` falls: nothing is lost or reordered.
+    Latency ``i`` to ``o.valid`` ``LATENCY`` (2) cycles: the slices' write registers, then the
+    write; the payload one cycle after the transfer. Throughput one element per cycle; a chain
+    of latency ``L`` in front runs at one element per cycle with ``depth >= depth_for(L)``.
+    ``o.payload`` is combinational (a LUT RAM read after a register). ``o.valid`` and ``room``
+    are registers; back-pressure on ``o`` fills the ring, then ``room`` falls: nothing is lost
+    or reordered. A taken word's place is written again no earlier than two cycles after the
+    take (its credit returns through ``room``, a register), so the late read is never overwritten.
     """
 
     LATENCY = 2
@@ -244,6 +250,10 @@ class CreditRing(wiring.Component):
         valid_out, valid_here = replicas("o_valid", 1, 2, reset_less=False)
         m.d.comb += self.o.valid.eq(valid_out)
         taken = valid_here & self.o.ready
+        # the place of the next word to be taken; the slices follow it a cycle later
+        head = Signal(range(self.depth))
+        with m.If(taken):
+            m.d.sync += head.eq(wrap(head))
         in_bits, out_bits = self.i.payload.as_value(), self.o.payload.as_value()
         for k, (lo, bits) in enumerate(spans):
             m.submodules[f"ring{k}"] = ring = memory.Memory(shape=bits, depth=self.depth, init=[])
@@ -251,9 +261,7 @@ class CreditRing(wiring.Component):
             (wa,), (ra,) = (replicas(f"{what}{k}", w_addr.shape(), 1, reset_less=False) for what in ("w_addr", "r_addr"))
             (wd,) = replicas(f"w_data{k}", bits, 1)
             we = Signal(name=f"w_en{k}")
-            m.d.sync += [wa.eq(w_addr), wd.eq(in_bits[lo:lo + bits]), we.eq(self.i.valid)]
-            with m.If(taken):
-                m.d.sync += ra.eq(wrap(ra))
+            m.d.sync += [wa.eq(w_addr), wd.eq(in_bits[lo:lo + bits]), we.eq(self.i.valid), ra.eq(head)]
             m.d.comb += [write.addr.eq(wa), write.data.eq(wd), write.en.eq(we),
                          read.addr.eq(ra), out_bits[lo:lo + bits].eq(read.data)]
         landed = Signal()  # a word is written this cycle

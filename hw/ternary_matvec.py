@@ -185,7 +185,9 @@ class TernaryMatVec(wiring.Component):
         0b10 reads as 0). A command takes ``N * ceil(K / P)`` words: row-major, row n is words
         ``n*ceil(K/P) .. (n+1)*ceil(K/P) - 1``, word j of a row holds columns ``jP .. jP+P-1``
         with column ``jP + i`` in trit i. Columns >= K of a row's last word are padding and are
-        ignored (their codes read as 0), whatever their value.
+        ignored (their codes read as 0), whatever their value. With ``late_weights`` the
+        payload of a transfer is read in the cycle after it (the stream of a
+        ``hw.pipeline.CreditRing``), with the same latency.
     o : Out(stream.Signature(signed(W_acc)))
         ``acc[n]`` for n = 0..N-1 of each command, in order.
 
@@ -229,8 +231,11 @@ class TernaryMatVec(wiring.Component):
     """
 
     def __init__(self, lanes: int, max_rows: int, max_cols: int, *, levels_per_stage: int = 1,
-                 codes_per_beat: int = 1):
+                 codes_per_beat: int = 1, late_weights: bool = False):
         self.lanes = _check_int("lanes", lanes, 1)
+        if not isinstance(late_weights, bool):
+            raise ValueError(f"late_weights must be a bool, got {late_weights!r}")
+        self.late_weights = late_weights
         self.codes_per_beat = _check_int("codes_per_beat", codes_per_beat, 1)
         if self.lanes % self.codes_per_beat:
             raise ValueError(f"lanes ({lanes}) must be a multiple of codes_per_beat ({codes_per_beat})")
@@ -437,10 +442,15 @@ class TernaryMatVec(wiring.Component):
                 m.d.sync += [word_idx.eq(word_idx + 1), word_at_end.eq(word_idx + 1 == words_m1),
                              rd_addr.eq(rd_addr + 1)]
 
-        # stage 0: the word waits while its activations' address travels to the slices
+        # stage 0: the word waits while its activations' address travels to the slices (a late
+        # word arrives only now, so it skips the wait)
         s0_valid, s0_first, s0_last = Signal(), Signal(), Signal()
-        s0_w = Signal(self.w.payload.shape(), reset_less=True)  # data: no reset (valid bits have one)
-        m.d.sync += [s0_valid.eq(w_fire), s0_first.eq(row_start), s0_last.eq(last_word), s0_w.eq(self.w.payload)]
+        m.d.sync += [s0_valid.eq(w_fire), s0_first.eq(row_start), s0_last.eq(last_word)]
+        if self.late_weights:
+            s0_w = self.w.payload
+        else:
+            s0_w = Signal(self.w.payload.shape(), reset_less=True)  # data: no reset (valid bits have one)
+            m.d.sync += s0_w.eq(self.w.payload)
         # stage 1: the weight word meets its activation word
         s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
         s1_w = Signal(self.w.payload.shape(), reset_less=True)

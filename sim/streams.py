@@ -5,18 +5,39 @@ from __future__ import annotations
 import random
 
 
-def feed(stream, payloads, busy: float = 0.0, seed: int = 0):
-    """A testbench that sends ``payloads`` into ``stream``, idling with probability ``busy``."""
+def feed(stream, payloads, busy: float = 0.0, seed: int = 0, late: bool = False):
+    """A testbench that sends ``payloads`` into ``stream``, idling with probability ``busy``.
+
+    With ``late``, each payload is driven in the cycle after its transfer (the stream of a
+    ``hw.pipeline.CreditRing``), and every other cycle drives a decoy, another of the payloads,
+    so that a receiver reading the payload in the wrong cycle gets a wrong one."""
 
     async def testbench(ctx):
         rng = random.Random(seed)
+        owed = None  # late: the payload of the transfer in the cycle before
+
+        def drive(payload):
+            if late:
+                payload = owed if owed is not None else rng.choice(payloads)
+            ctx.set(stream.payload, payload)
+
         for payload in payloads:
             while rng.random() < busy:
+                drive(None)
                 await ctx.tick()
+                owed = None
             ctx.set(stream.valid, 1)
-            ctx.set(stream.payload, payload)
-            await ctx.tick().until(stream.ready)
+            while True:
+                drive(payload)
+                _, _, ready = await ctx.tick().sample(stream.ready)
+                owed = None
+                if ready:
+                    break
+            owed = payload
             ctx.set(stream.valid, 0)
+        if late and owed is not None:
+            drive(None)
+            await ctx.tick()
 
     return testbench
 

@@ -90,7 +90,7 @@ def simulate(dut, jobs, busy=0.3, seed=0, garbage=True, top=None, weights=None):
     sim.add_clock(1e-8)
     sim.add_testbench(feed(dut.cmd, cmds, busy=busy, seed=seed + 1))
     sim.add_testbench(feed(dut.a, codes, busy=busy, seed=seed + 2))
-    sim.add_testbench(feed(weights[0], weights[1], busy=busy, seed=seed + 3))
+    sim.add_testbench(feed(weights[0], weights[1], busy=busy, seed=seed + 3, late=dut.late_weights))
     sim.add_testbench(collect(dut.o, len(want), results, busy=busy, seed=seed + 4))
     sim.run()
     return results, want
@@ -126,6 +126,21 @@ def test_random_shapes_with_backpressure(lanes, levels, max_rows, max_cols, per_
     jobs = make_jobs(rng, shapes)
     dut = TernaryMatVec(lanes, max_rows, max_cols, levels_per_stage=levels, codes_per_beat=per_beat)
     results, want = simulate(dut, jobs, busy=0.3, seed=lanes)
+    assert len(results) == len(want) == sum(n for n, _ in shapes)
+    bad = mismatches(jobs, results, want)
+    assert not bad, "\n".join(bad[:10])
+
+
+@pytest.mark.parametrize("lanes, max_rows, max_cols, per_beat", [(15, 6, 47, 5), (8, 10, 37, 1)])
+def test_late_weights_with_backpressure(lanes, max_rows, max_cols, per_beat):
+    """``late_weights``: each word's trits arrive in the cycle after its transfer, as a
+    ``CreditRing`` delivers them, and a decoy word in every other cycle; the same exact results."""
+    rng = np.random.default_rng(lanes + 7)
+    shapes = edge_shapes(lanes, max_rows, max_cols)
+    shapes += [(int(rng.integers(1, max_rows + 1)), int(rng.integers(1, max_cols + 1))) for _ in range(6)]
+    jobs = make_jobs(rng, shapes)
+    dut = TernaryMatVec(lanes, max_rows, max_cols, codes_per_beat=per_beat, late_weights=True)
+    results, want = simulate(dut, jobs, busy=0.3, seed=lanes + 1)
     assert len(results) == len(want) == sum(n for n, _ in shapes)
     bad = mismatches(jobs, results, want)
     assert not bad, "\n".join(bad[:10])
@@ -373,6 +388,7 @@ def test_packed_weights_through_decoder_into_matvec():
     ({"lanes": 8, "max_rows": 4, "max_cols": 8, "levels_per_stage": True}, "levels_per_stage"),
     ({"lanes": 8, "max_rows": 4, "max_cols": 8, "codes_per_beat": 3}, "multiple of codes_per_beat"),
     ({"lanes": 8, "max_rows": 4, "max_cols": 8, "codes_per_beat": 0}, "codes_per_beat"),
+    ({"lanes": 8, "max_rows": 4, "max_cols": 8, "late_weights": 1}, "late_weights must be a bool"),
 ])
 def test_matvec_rejects_bad_parameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
