@@ -28,8 +28,11 @@ REPLICA_TAG = "_replica"
 #: Yosys commands for after the design is read (before ``synth_*``): keep every copy. ``opt_merge``
 #: merges flip-flops with the same inputs and initial value, so the copies would fold back into
 #: one register driving all the loads; it leaves a flip-flop with the ``keep`` attribute alone.
-#: ``proc`` first, so that a design read as Verilog has its flip-flops as cells too.
-KEEP_REPLICAS = f"proc; setattr -set keep 1 w:*{REPLICA_TAG}* %ci1:+$dff,$adff[Q] w:* %d"
+#: ``proc`` first, so that a design read as Verilog has its flip-flops as cells too. ``%a`` adds
+#: the copies' aliases: where a copy drives a memory port's address, Amaranth's RTLIL gives the
+#: flip-flop's output the port's wire and connects the copy's name to it, and without the
+#: aliases that flip-flop was not marked (the lanes' 13 address copies became one).
+KEEP_REPLICAS = f"proc; setattr -set keep 1 w:*{REPLICA_TAG}* %a %ci1:+$dff,$adff[Q] w:* %d"
 #: iCE40 has no LUT RAM, and Yosys stops at a memory that asks for it (``ram_style =
 #: "distributed"``, the hint that keeps ECP5's small buffers out of its block RAMs): the iCE40
 #: flows drop the hint, and such a memory goes to block RAM or flip-flops.

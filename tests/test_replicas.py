@@ -5,10 +5,13 @@ copies meant to sit beside separate loads would become one register with every l
 synthesis flows run ``KEEP_REPLICAS`` after reading the design; these tests synthesise a small
 design for ECP5 and iCE40 and count the flip-flops Yosys keeps, with and without it."""
 
+from collections import defaultdict
+
 import pytest
 from amaranth.hdl import Elaboratable, Module, Signal
 
-from hw.pipeline import KEEP_REPLICAS, replicas
+from hw.pipeline import KEEP_REPLICAS, after_read_script, replicas
+from hw.ternary_matvec import TernaryMatVec
 from yosys_netlist import synthesise
 
 WIDTH, COPIES = 8, 4
@@ -48,6 +51,25 @@ def test_copies_are_kept(tmp_path, synth):
 def test_without_the_script_yosys_merges_them(tmp_path, synth):
     # the reason for KEEP_REPLICAS: one register left for the copies, and so one for the outputs
     assert _flip_flops(tmp_path, synth, keep=False) == 2 * WIDTH
+
+
+def test_address_copies_of_memory_slices_are_kept_in_the_board_flow(tmp_path):
+    """The lanes' activation memory is cut into slices, each read at its own copy of the address.
+    Read as RTLIL (as the board build reads it), a copy that drives a memory port's address is a
+    flip-flop whose output wire is the port's, with the copy's name only an alias: the script
+    must still mark it, or the slices end up sharing one address register across the die."""
+    dut = TernaryMatVec(32, 4, 64)
+    assert len(dut.slices) == 2
+    netlist, failure = synthesise(tmp_path, dut, None, f"{after_read_script('ecp5', 'rtlil')}; synth_ecp5 -top top",
+                                  source="rtlil")
+    assert netlist is not None, failure
+    address_of = defaultdict(set)  # slice -> the nets on its LUT RAMs' read address bit 0
+    for name, cell in netlist["modules"]["top"]["cells"].items():
+        if cell["type"] == "TRELLIS_DPR16X4" and name.startswith("act"):
+            address_of[name.split(".")[0]].add(cell["connections"]["RAD"][0])
+    assert sorted(address_of) == ["act0", "act1"]
+    assert all(len(nets) == 1 for nets in address_of.values())
+    assert address_of["act0"] != address_of["act1"]
 
 
 def test_copies_must_be_positive():
