@@ -140,7 +140,9 @@ def _banked_read(m, name, banks, addr, bank_bits, pick_stages=1):
         # reset-less, so the build makes each one its block RAM's own output register
         # (host.ebr_output_register: ~1 ns instead of ~5.8 ns from the clock)
         q = [Signal(memory.shape, name=f"{name}_q{b}_c{c}", reset_less=True) for b, memory in enumerate(column)]
-        sel = [Signal(range(n_banks), name=f"{name}_sel{k + 1}_c{c}") for k in range(latency - 1)]
+        # the bank's number in step with the read, beside the column's pick (replicas: all
+        # columns' are alike, and Yosys merged them into one register on every column's mux)
+        sel = replicas(f"{name}_sel_c{c}_", range(n_banks), latency - 1)
         part = Signal(column[0].shape, name=f"{name}_word_c{c}", reset_less=True)
         m.d.sync += [qb.eq(port.data) for qb, port in zip(q, ports)]
         m.d.sync += [sel[0].eq(addr >> bank_bits)] + [later.eq(sooner) for sooner, later in zip(sel, sel[1:])]
