@@ -263,7 +263,7 @@ class CreditRing(wiring.Component):
             write, read = ring.write_port(), ring.read_port(domain="comb")
             (wa,), (ra,) = (replicas(f"{what}{k}", w_addr.shape(), 1, reset_less=False) for what in ("w_addr", "r_addr"))
             (wd,) = replicas(f"w_data{k}", bits, 1)
-            we = Signal(name=f"w_en{k}")
+            (we,) = replicas(f"w_en{k}", 1, 1, reset_less=False)  # alike in every slice: kept apart
             m.d.sync += [wa.eq(w_addr), wd.eq(in_bits[lo:lo + bits]), we.eq(self.i.valid), ra.eq(head)]
             m.d.comb += [write.addr.eq(wa), write.data.eq(wd), write.en.eq(we),
                          read.addr.eq(ra), out_bits[lo:lo + bits].eq(read.data)]
