@@ -176,7 +176,8 @@ def _read_ahead(m, name, word, want, tag=None, *, stage=None, queue=None, latenc
     ``stage``: a unit the words pass through on their way into the queue (a ``TritDecoder``),
     run without a stall (its ``o.ready`` is 1). ``queue``: the queue (a ``CreditQueue`` or a
     ``CreditRing`` deep enough for the read and the stage, which the caller adds as a
-    submodule; a ring's ``out`` then carries each word in the cycle after its transfer); by default a ``CreditQueue`` that lets one read a cycle through. ``latency``:
+    submodule; a ring's ``out`` then carries each word in the cycle after its transfer); by
+    default a ``CreditQueue`` that lets one read a cycle through. ``latency``:
     the cycles from the address to ``word``, when the caller registers the banks' word further
     (default ``BANKED_READ_LATENCY``)."""
     latency = BANKED_READ_LATENCY if latency is None else latency
@@ -809,7 +810,8 @@ class TokenEngine(wiring.Component):
                 bits = len(port.data)
                 data_q = replicas(f"bus_wr{k}_data", bits, stages)
                 # replicas, not plain registers: every column of a bank has the same enable, and
-                # Yosys merged them into one register driving a bank's 11 block RAMs across the die
+                # Yosys merged them into one register on all of a bank's block RAMs (35 for a
+                # weight bank), across the die
                 en_q = replicas(f"bus_wr{k}_en", 1, stages, reset_less=False)
                 m.d.sync += [data_q[0].eq(word[lo:lo + bits]), en_q[0].eq(store & selected & (byte == width - 1))]
                 m.d.sync += [reg[n].eq(reg[n - 1]) for reg in (data_q, en_q) for n in range(1, stages)]
