@@ -16,10 +16,11 @@ def feed(stream, payloads, busy: float = 0.0, seed: int = 0, late: bool = False)
         rng = random.Random(seed)
         owed = None  # late: the payload of the transfer in the cycle before
 
-        def drive(payload):
+        def drive(payload):  # None: an idle cycle, whose payload is not read
             if late:
                 payload = owed if owed is not None else rng.choice(payloads)
-            ctx.set(stream.payload, payload)
+            if payload is not None:
+                ctx.set(stream.payload, payload)
 
         for payload in payloads:
             while rng.random() < busy:
