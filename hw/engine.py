@@ -302,7 +302,8 @@ class TokenEngine(wiring.Component):
         bus_idle = Signal()
         x_version = Signal(range(lay.x_commits + 1))
         argmax = Signal(TOKEN_WIDTH)
-        m.d.comb += [self.step.ready.eq(~busy & bus_idle & ~self.done.valid),
+        # a waiting bus request goes first: the link's requests reach the engine in their order
+        m.d.comb += [self.step.ready.eq(~busy & bus_idle & ~self.done.valid & ~self.bus.valid),
                      start.eq(self.step.valid & self.step.ready)]
         with m.If(self.reset):
             m.d.sync += fresh.eq(1)
@@ -714,7 +715,7 @@ class TokenEngine(wiring.Component):
         access, selecting, reading = Signal(), Signal(), Signal()
         with m.FSM(name="bus") as bus_fsm:
             with m.State("IDLE"):
-                m.d.comb += self.bus.ready.eq(~busy & ~self.done.valid & ~self.step.valid)
+                m.d.comb += self.bus.ready.eq(~busy & ~self.done.valid)
                 with m.If(self.bus.valid & self.bus.ready):
                     m.d.sync += [b_addr.eq(req.addr), b_write.eq(req.write), b_data.eq(req.data)]
                     m.next = "DECODE"

@@ -21,7 +21,7 @@ from amaranth.lib.wiring import In, Out
 from host.protocol import ADDR_SPACE, PROTOCOL_VERSION, Command, ErrorCode, Status
 
 from .port import ADDR_WIDTH, TOKEN_WIDTH, engine_port
-from .skid import registered
+from .skid import registered, registered_into
 
 __all__ = ["Link", "CrcAppend", "CobsEncoder", "crc_byte", "reply_byte"]
 
@@ -351,8 +351,18 @@ class Link(wiring.Component):
                 m.d.sync += [busy.eq(1), busy_behind.eq(pending & ~pop)]
 
         # ---------------- executor ----------------
-        bus, rdata = self.engine.bus, self.engine.rdata
-        step, done = self.engine.step, self.engine.done
+        # The engine's streams through registers: its ready and valid signals come from logic
+        # across the die, and here they steer the enables of the executor's counters (two
+        # crossings in one cycle were the link's slowest paths). The engine serves a step only
+        # when no bus request waits (``hw.port``), so requests keep their order through the
+        # two buffers, whose latencies are equal.
+        bus = registered_into(m, "bus_q", wiring.flipped(self.engine.bus))
+        rdata = registered(m, "rdata_q", wiring.flipped(self.engine.rdata))
+        step = registered_into(m, "step_q", wiring.flipped(self.engine.step))
+        done = registered(m, "done_q", wiring.flipped(self.engine.done))
+        reset = Signal()  # a register too: a strobe the cycle after RESET's dispatch
+        m.d.sync += reset.eq(0)
+        m.d.comb += self.engine.reset.eq(reset)
 
         rb = stream.Signature(reply_byte).create()   # reply bodies to the framer
         m.submodules.crc_append = crc_append = CrcAppend()
@@ -488,7 +498,7 @@ class Link(wiring.Component):
                             m.d.sync += [bus_addr.eq(arg_addr), count.eq(sum_len), crc32.eq(0xFFFFFFFF)]
                             m.next = "SUM_REQ"
                         with m.Case(Command.RESET):
-                            m.d.comb += self.engine.reset.eq(1)
+                            m.d.sync += reset.eq(1)
                             m.next = "H_CMD"
                         with m.Case(Command.STEP):
                             m.d.sync += [token.eq(e_args[:16]), logits.eq(e_args[16])]

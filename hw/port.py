@@ -12,7 +12,9 @@ between the two, so either side can be tested against a stand-in for the other.
 ``step``/``done``
     ``step`` carries a token id; the engine runs one token step and answers on ``done`` with the
     argmax token id. One step is in flight at a time (``step.ready`` is low until ``done`` is
-    taken).
+    taken). A bus request that waits goes first: ``step.ready`` is low while ``bus.valid`` is
+    high, so requests issued before a step are served before it even when the link's streams
+    pass through registers of equal latency.
 ``reset``
     A one-cycle strobe: the recurrent state restarts from zero at the next step.
 """

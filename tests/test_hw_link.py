@@ -175,7 +175,9 @@ class Bench:
             ctx.set(port.rdata.valid, rvalid)
             if rvalid:
                 ctx.set(port.rdata.payload, reads[0][1])
-            ctx.set(port.step.ready, stepping is None and not done_valid)
+            # the port's rule: a waiting bus request goes before a step
+            step_ready = stepping is None and not done_valid and not ctx.get(port.bus.valid)
+            ctx.set(port.step.ready, step_ready)
             if stepping is not None and stepping[0] <= self.cycle:
                 done_valid = True
                 ctx.set(port.done.payload, stepping[1])
@@ -193,7 +195,7 @@ class Bench:
                 reads.pop(0)
             if done_valid and dready:
                 done_valid, stepping = False, None
-            if svalid and stepping is None and not done_valid:
+            if svalid and step_ready:
                 assert not reads, "a step began while a read was outstanding"
                 stepping = (self.cycle + rng.randrange(1, 12), eng.step(token))
             if reset:
