@@ -445,13 +445,17 @@ class TokenEngine(wiring.Component):
         codes = Mux(r_glu, glu.q.valid, quant.q.valid)
         code = Mux(r_glu, glu.q.payload.codes, quant.q.payload.codes)
         code_last = Mux(r_glu, glu.q.payload.last, quant.q.payload.last)
+        # the codes reach the lanes' loader through a register: the quantisers' code queues and
+        # the loader's enables sit far apart (the GLU queue's head enable behind its output
+        # register, 6.5 + 5.0 ns of routing, was the recorded build's slowest path)
+        tmv_a = registered_into(m, "codes_skid", tmv.a)
         m.d.comb += [
-            tmv.a.valid.eq(r_codes & codes),
-            tmv.a.payload.eq(code),
-            quant.q.ready.eq(r_codes & ~r_glu & tmv.a.ready),
-            glu.q.ready.eq(r_codes & r_glu & tmv.a.ready),
+            tmv_a.valid.eq(r_codes & codes),
+            tmv_a.payload.eq(code),
+            quant.q.ready.eq(r_codes & ~r_glu & tmv_a.ready),
+            glu.q.ready.eq(r_codes & r_glu & tmv_a.ready),
         ]
-        with m.If(tmv.a.valid & tmv.a.ready & code_last):
+        with m.If(tmv_a.valid & tmv_a.ready & code_last):
             m.d.sync += [r_codes.eq(0), r_op.eq(r_op + 1)]
 
         # ---- the weight reader: every word of the step, in order --------------------------------
