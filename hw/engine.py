@@ -271,6 +271,10 @@ class TokenEngine(wiring.Component):
         m.submodules.rescale = rescale = LMul("bf16", tag_width=post_tag.size)
         resid_tag = data.StructLayout({"row": row_w, "last": 1})
         m.submodules.resid = resid = FAdd("bf16", tag_width=resid_tag.size)
+        # the sums leave through a register: the quantiser feed's ready otherwise ran through the
+        # adder's stall logic into its input registers' enables (11.3 ns, the slowest path once
+        # the reset was on a global network)
+        resid_o = registered(m, "resid_out", resid.o)
 
         # ---- memories ---------------------------------------------------------------------------
         def mem(name, shape, depth, init=(), attrs=None):
@@ -405,14 +409,14 @@ class TokenEngine(wiring.Component):
         # elements: x from a stream (the MLGRU engine's output, the residual add's, the embedding
         # row's) or as read from memory, joined with (gain, pre)
         element = lk.valid & ~head.hdr
-        have_x = Mux(head.mlgru, mlgru.o.valid, Mux(head.resid, resid.o.valid, Mux(head.emb, emb_words.valid, 1)))
+        have_x = Mux(head.mlgru, mlgru.o.valid, Mux(head.resid, resid_o.valid, Mux(head.emb, emb_words.valid, 1)))
         # through a skid buffer: the sources' mux would otherwise run into the quantiser's first
         # L-Mul, and its ready back into the sources
         feed = registered_into(m, "quant_feed", quant.i)
         m.d.comb += [
             feed.valid.eq(element & have_x),
             feed.payload.x.eq(Mux(head.mlgru, mlgru.o.payload,
-                                  Mux(head.resid, resid.o.payload.sum,
+                                  Mux(head.resid, resid_o.payload.sum,
                                       Mux(head.emb, emb_words.payload, x_read)))),
             feed.payload.gain.eq(word[:16]),
             feed.payload.pre.eq(word[16:]),
@@ -420,7 +424,7 @@ class TokenEngine(wiring.Component):
             mlgru.o.ready.eq(element & head.mlgru & feed.ready),
             # every residual op is followed by an op that quantises its output: the sums are
             # written to x as the quantiser's feed takes them
-            resid.o.ready.eq(element & head.resid & feed.ready),
+            resid_o.ready.eq(element & head.resid & feed.ready),
             emb_words.ready.eq(element & head.emb & feed.ready),
             lk.ready.eq(head.hdr | (feed.ready & have_x)),
         ]
@@ -631,13 +635,13 @@ class TokenEngine(wiring.Component):
             m.d.sync += [self.done.valid.eq(1), self.done.payload.eq(argmax)]
 
         # x writes: the embedding copy at the step's start, the residual adds later
-        rt_out = data.View(resid_tag, resid.o.payload.tag)
+        rt_out = data.View(resid_tag, resid_o.payload.tag)
         with m.If(copy_landed):
             m.d.comb += [x_wr.addr.eq(copy_row), x_wr.data.eq(emb_word), x_wr.en.eq(1)]
         with m.Else():
-            m.d.comb += [x_wr.addr.eq(rt_out.row), x_wr.data.eq(resid.o.payload.sum),
-                         x_wr.en.eq(resid.o.valid & resid.o.ready)]
-        with m.If(resid.o.valid & resid.o.ready & rt_out.last):
+            m.d.comb += [x_wr.addr.eq(rt_out.row), x_wr.data.eq(resid_o.payload.sum),
+                         x_wr.en.eq(resid_o.valid & resid_o.ready)]
+        with m.If(resid_o.valid & resid_o.ready & rt_out.last):
             m.d.sync += x_version.eq(x_version + 1)
 
         # ---- counters -------------------------------------------------------------------------
