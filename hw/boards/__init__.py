@@ -150,7 +150,16 @@ class BoardTop(Elaboratable):
         platform.add_clock_constraint(clk, self.clock_mhz * 1e6)
 
         m.submodules.lock_reset = lock_reset = LockReset(self.LOCK_HOLD)
-        m.d.comb += [lock_reset.locked.eq(locked), sync.rst.eq(lock_reset.rst)]
+        m.d.comb += lock_reset.locked.eq(locked)
+        if self.board.family == "ecp5":
+            # The reset reaches ~5,000 flip-flops across the die: through a clock buffer onto a
+            # global network (nextpnr promotes only clocks by itself), not fabric routing, which
+            # took 9-12 ns to the farthest of them
+            rst = Signal(name="rst_global")
+            m.submodules.rst_buf = Instance("DCCA", i_CLKI=lock_reset.rst, i_CE=1, o_CLKO=rst)
+            m.d.comb += sync.rst.eq(rst)
+        else:
+            m.d.comb += sync.rst.eq(lock_reset.rst)
 
         # UART pins. The ports carry the resource's inversion flag (PinsN; neither board has
         # one) and io.Buffer applies it, so rx_buf.i / tx_buf.o are true logic levels. The line
