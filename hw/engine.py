@@ -351,8 +351,14 @@ class TokenEngine(wiring.Component):
         # the x commits an element read from x waits for
         f_xver = _table(m, "f_xver", [op.x_version for op in ops] + [0], f_op)
         src_x, src_mlgru, src_glu, src_resid, src_emb = (SOURCES.index(s) for s in SOURCES)
+        # f_k == f_cols - 1 as a register kept in step with f_k and f_op, and f_k's copy for the
+        # x read: the compare and the LUT RAM's address pins behind one register were the
+        # feeder's slow paths (12.4 ns into feed_pg_addr, 11.8 into the x read, at 7f26d67)
+        f_last = Signal(init=ops[0].cols == 1)
+        f_k_x, = replicas("f_k_x", f_k.shape(), 1)
+        f_one_next = _table(m, "f_one_next", [op.cols == 1 for op in ops[1:]] + [0, 0], f_op)
         with m.If(start):
-            m.d.sync += [f_op.eq(0), f_hdr.eq(1), f_k.eq(0)]
+            m.d.sync += [f_op.eq(0), f_hdr.eq(1), f_k.eq(0), f_k_x.eq(0), f_last.eq(ops[0].cols == 1)]
 
         # The feeder generates each op's header and elements, reading their pg words (and x, for
         # an op that reads x from memory, once every write to x before it has landed) ahead into
@@ -364,7 +370,7 @@ class TokenEngine(wiring.Component):
         pg_word, pg_addrs = _banked_read(m, "pg", pg, pg_addr, PG_BANK_BITS)
         # x read at the element's issue (a registered read), then delayed to land with its pg word
         x_rd_feed = x_mem.read_port()
-        m.d.comb += x_rd_feed.addr.eq(f_k)
+        m.d.comb += x_rd_feed.addr.eq(f_k_x)
         x_landing = x_rd_feed.data
         for k in range(BANKED_READ_LATENCY - 1):
             later = Signal(16, name=f"feed_x{k + 1}", reset_less=True)
@@ -375,7 +381,7 @@ class TokenEngine(wiring.Component):
         gen_fire, _, lk = _read_ahead(m, "pg", Cat(pg_word, x_landing), busy & (f_op < n_ops) & x_ready, lk_tag)
         m.d.comb += [lk_tag.hdr.eq(f_hdr), lk_tag.glu.eq(f_src == src_glu), lk_tag.mlgru.eq(f_src == src_mlgru),
                      lk_tag.resid.eq(f_src == src_resid), lk_tag.emb.eq(f_src == src_emb),
-                     lk_tag.last.eq(f_k == f_cols - 1)]
+                     lk_tag.last.eq(f_last)]
         # the pg address of the element generated next, in a register kept in step with the
         # feeder's state (the op tables and an adder in front of the block RAMs' address copies
         # were one of the device's slowest paths)
@@ -385,13 +391,15 @@ class TokenEngine(wiring.Component):
             m.d.sync += feed_pg_addr.eq(ops[0].pg_header)
         with m.If(gen_fire):
             with m.If(f_hdr & (f_src == src_glu)):
-                m.d.sync += [f_op.eq(f_op + 1), feed_pg_addr.eq(f_hdr_addr_next)]
+                m.d.sync += [f_op.eq(f_op + 1), feed_pg_addr.eq(f_hdr_addr_next), f_last.eq(f_one_next)]
             with m.Elif(f_hdr):
                 m.d.sync += [f_hdr.eq(0), feed_pg_addr.eq(f_pg)]
-            with m.Elif(f_k == f_cols - 1):
-                m.d.sync += [f_op.eq(f_op + 1), f_hdr.eq(1), f_k.eq(0), feed_pg_addr.eq(f_hdr_addr_next)]
+            with m.Elif(f_last):
+                m.d.sync += [f_op.eq(f_op + 1), f_hdr.eq(1), f_k.eq(0), f_k_x.eq(0),
+                             feed_pg_addr.eq(f_hdr_addr_next), f_last.eq(f_one_next)]
             with m.Else():
-                m.d.sync += [f_k.eq(f_k + 1), feed_pg_addr.eq(feed_pg_addr + 1)]
+                m.d.sync += [f_k.eq(f_k + 1), f_k_x.eq(f_k + 1), feed_pg_addr.eq(feed_pg_addr + 1),
+                             f_last.eq(f_k + 2 == f_cols)]
 
         # headers: (c, eps) of an op, held from before its first element to after its last (the
         # units sample them with the first element; the next header of the same unit is sent
