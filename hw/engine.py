@@ -353,7 +353,8 @@ class TokenEngine(wiring.Component):
         src_x, src_mlgru, src_glu, src_resid, src_emb = (SOURCES.index(s) for s in SOURCES)
         # f_k == f_cols - 1 as a register kept in step with f_k and f_op, and f_k's copy for the
         # x read: the compare and the LUT RAM's address pins behind one register were the
-        # feeder's slow paths (12.4 ns into feed_pg_addr, 11.8 into the x read, at 7f26d67)
+        # feeder's slow paths (12.4 ns into feed_pg_addr, 11.8 into the x read, with the reset on
+        # a global network)
         f_last = Signal(init=ops[0].cols == 1)
         f_k_x, = replicas("f_k_x", f_k.shape(), 1)
         f_one_next = _table(m, "f_one_next", [op.cols == 1 for op in ops[1:]] + [0, 0], f_op)
