@@ -302,25 +302,19 @@ class TokenEngine(wiring.Component):
         token = Signal(TOKEN_WIDTH)
         fresh = Signal(init=1)  # the state restarts at the next step (power-up, reset)
         first = Signal()  # this step starts from the zero state
-        accept = Signal()
-        # The units start a cycle after the step is accepted, from a register: the handshake
-        # behind the bus state and ``done`` could not also reach the units' enables across the
-        # die in the same cycle (11.0 ns into the code router's). Until then every unit is idle
-        # (its index at its end), so the cycle between does nothing.
         start = Signal()
         bus_idle = Signal()
         x_version = Signal(range(lay.x_commits + 1))
         argmax = Signal(TOKEN_WIDTH)
         # a waiting bus request goes first: the link's requests reach the engine in their order
         m.d.comb += [self.step.ready.eq(~busy & bus_idle & ~self.done.valid & ~self.bus.valid),
-                     accept.eq(self.step.valid & self.step.ready)]
-        m.d.sync += start.eq(0)
+                     start.eq(self.step.valid & self.step.ready)]
         with m.If(self.reset):
             m.d.sync += fresh.eq(1)
-        with m.If(accept):
+        with m.If(start):
             with m.If(self.step.payload < vocab):
                 m.d.sync += [busy.eq(1), token.eq(self.step.payload), first.eq(fresh | self.reset),
-                             fresh.eq(0), x_version.eq(0), start.eq(1)]
+                             fresh.eq(0), x_version.eq(0)]
             with m.Else():
                 m.d.sync += [self.done.valid.eq(1), self.done.payload.eq(INVALID_TOKEN)]
         with m.If(self.done.valid & self.done.ready):
@@ -339,7 +333,7 @@ class TokenEngine(wiring.Component):
         with m.If(start):
             # token * d as shifts and adds: a product by a constant would still claim a DSP block
             m.d.sync += [copy_k.eq(0), copy_row.eq(0),
-                         token_base.eq(sum(token << k for k in range(d.bit_length()) if d >> k & 1))]
+                         token_base.eq(sum(self.step.payload << k for k in range(d.bit_length()) if d >> k & 1))]
         with m.If(copying):
             m.d.sync += copy_k.eq(copy_k + 1)
         with m.If(copy_landed):
