@@ -98,7 +98,7 @@ class NormQuant(wiring.Component):
     scalar steps: conversion, its exponent offset and range, addition, rsqrt, two L-Muls, about
     40 cycles) while the next vector streams out. With no stalls: a vector's first beat leaves
     ``FIRST_BEAT_LATENCY`` (29) cycles after its last element was accepted, one beat per cycle;
-    its scale ``SCALE_LATENCY`` (39) cycles after its last beat; and the next vector's elements
+    its scale ``SCALE_LATENCY`` (38) cycles after its last beat; and the next vector's elements
     are accepted after ``LOAD_GAP`` (8) idle cycles (the last element's way into the buffer),
     the stream-out being free again by then for vectors of K >= ceil(K / W) + 30 or so.
 
@@ -112,7 +112,7 @@ class NormQuant(wiring.Component):
     # stream-out, beat issued to code: the address copies, the read port, its copy, the masking register,
     # L-Mul, conversion
     CODE_CHAIN = 4 + LMul.LATENCY + FloatToInt8.LATENCY
-    FIRST_BEAT_LATENCY, SCALE_LATENCY, LOAD_GAP = 29, 39, 8  # the docstring's, checked by a test
+    FIRST_BEAT_LATENCY, SCALE_LATENCY, LOAD_GAP = 29, 38, 8  # the docstring's, checked by a test
 
     def __init__(self, max_len: int, with_pre: bool = True, codes_per_beat: int = 1):
         self.max_len = _check_positive("max_len", max_len)
@@ -322,21 +322,10 @@ class NormQuant(wiring.Component):
             terms = paired
         beat_valid, beat_sum = terms[0]
         beats_in = Signal(aw + 1)
-        # acc in two halves, the high one a cycle behind with the low one's carry: one carry chain
-        # of the whole width and the hand-over's clear in one cycle was a slow path (12.3 ns)
-        lo_bits = self.acc_bits // 2
-        acc_lo, acc_hi = acc[:lo_bits], acc[lo_bits:]
-        lo_sum = acc_lo + beat_sum[:lo_bits]
-        hi_valid, hi_carry = Signal(), Signal()
-        hi_term = Signal(max(1, len(beat_sum) - lo_bits), reset_less=True)
-        m.d.sync += hi_valid.eq(beat_valid)
         with m.If(beat_valid):
-            m.d.sync += [acc_lo.eq(lo_sum[:lo_bits]), hi_carry.eq(lo_sum[lo_bits]),
-                         hi_term.eq(beat_sum[lo_bits:]), beats_in.eq(beats_in + 1)]
-        with m.If(hi_valid):
-            m.d.sync += acc_hi.eq(acc_hi + hi_term + hi_carry)
+            m.d.sync += [acc.eq(acc + beat_sum), beats_in.eq(beats_in + 1)]
         summed = Signal()  # every beat's squares are in acc (a register: no adder before the FSM)
-        m.d.sync += summed.eq(streaming & ~unread & (beats_in == s_last_word + 1) & ~beat_valid & ~hi_valid)
+        m.d.sync += summed.eq(streaming & ~unread & (beats_in == s_last_word + 1) & ~beat_valid)
 
         # -- the scalar steps -------------------------------------------------------------------
         # The streamer's (t and e_top, before its stream-out) and the back's (the scale, after it)
