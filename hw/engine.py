@@ -529,18 +529,23 @@ class TokenEngine(wiring.Component):
             m.d.sync += p_row.eq(p_row + 1)
             with m.If(last_row):
                 m.d.sync += [p_row.eq(0), p_run.eq(0), p_op.eq(p_op + 1)]
-        # argmax on the head's integer accumulators; strict ">" keeps the lowest index on ties. The
-        # accumulator is compared two cycles after it is taken, through two copies: the comparison
-        # and the enable it steers, straight after the lanes' output or one hop from it, were
-        # slow paths (the copies let the comparison sit beside ``best``); ``done`` comes far later.
+        # argmax on the head's integer accumulators; strict ">" keeps the lowest index on ties. A
+        # row is taken two cycles after the lanes give it (head, then cmp), and its comparisons
+        # are made a cycle ahead, in registers: against ``best`` and against the row in front of
+        # it (``cmp``), which becomes ``best`` in that same cycle when it is taken. Which of the
+        # two applies is known from a register (``took``), so the enable of ``best`` is a LUT
+        # behind registers; a compare's carry chain in front of it was a slow path.
         head_acc, head_row, head_valid = Signal.like(tmv.o.payload), Signal.like(p_row), Signal()
         m.d.sync += [head_acc.eq(tmv.o.payload), head_row.eq(p_row), head_valid.eq(acc_fire & p_head)]
         cmp_acc, cmp_row = Signal.like(head_acc, name="cmp_acc"), Signal.like(head_row, name="cmp_row")
         cmp_valid, cmp_first = Signal(name="cmp_valid"), Signal(name="cmp_first")
-        m.d.sync += [cmp_acc.eq(head_acc), cmp_row.eq(head_row), cmp_valid.eq(head_valid),
-                     cmp_first.eq(head_row == 0)]
         best = Signal.like(tmv.o.payload)
-        with m.If(cmp_valid & (cmp_first | (cmp_acc > best))):
+        over_best, over_prev, took = Signal(), Signal(), Signal()
+        m.d.sync += [cmp_acc.eq(head_acc), cmp_row.eq(head_row), cmp_valid.eq(head_valid),
+                     cmp_first.eq(head_row == 0), over_best.eq(head_acc > best), over_prev.eq(head_acc > cmp_acc)]
+        take = cmp_valid & (cmp_first | Mux(took, over_prev, over_best))
+        m.d.sync += took.eq(take)
+        with m.If(take):
             m.d.sync += [best.eq(cmp_acc), argmax.eq(cmp_row)]
 
         side_out = data.View(side, side_fifo.r_data)
@@ -729,6 +734,15 @@ class TokenEngine(wiring.Component):
         # the quotient builds up in its own register and moves into w_word (which addresses the
         # weight banks) when the division ends: the division's enables stay local
         quotient = Signal.like(w_word)
+        # SUBTRACT's work is steered by registers set in DIVIDE and high for one cycle, not by
+        # the state's decode (which, ANDed with the comparison, fanned out to the quotient and
+        # the remainder: a slow path)
+        div_shift = Signal()
+        m.d.sync += [div_ge.eq(0), div_shift.eq(0)]
+        with m.If(div_shift):
+            m.d.sync += [trial.eq(trial >> 1), q_bit.eq(q_bit >> 1)]
+        with m.If(div_ge):
+            m.d.sync += [div_rem.eq(div_rem - trial), quotient.eq(quotient | q_bit[:len(quotient)])]
         access, selecting, reading = Signal(), Signal(), Signal()
         with m.FSM(name="bus") as bus_fsm:
             with m.State("IDLE"):
@@ -744,13 +758,10 @@ class TokenEngine(wiring.Component):
                 with m.Else():
                     m.next = "ACCESS"
             with m.State("DIVIDE"):
-                m.d.sync += div_ge.eq(div_rem >= trial)
+                m.d.sync += [div_ge.eq(div_rem >= trial), div_shift.eq(1)]
                 m.next = "SUBTRACT"
-            with m.State("SUBTRACT"):
+            with m.State("SUBTRACT"):  # the step's registers move on flags, below
                 m.next = "DIVIDE"
-                m.d.sync += [trial.eq(trial >> 1), q_bit.eq(q_bit >> 1)]
-                with m.If(div_ge):
-                    m.d.sync += [div_rem.eq(div_rem - trial), quotient.eq(quotient | q_bit[:len(quotient)])]
                 with m.If(div_bit == 0):
                     m.next = "LANE"
                 with m.Else():
@@ -882,7 +893,9 @@ class TokenEngine(wiring.Component):
         group_words = [Signal(32, name=f"counter_group{g}") for g in range(-(-len(words) // 4))]
         m.d.sync += [gw.eq(Array(words[4 * g:4 * g + 4])[offset[2:4]]) for g, gw in enumerate(group_words)]
         counter_word = Signal(32)
-        m.d.sync += counter_word.eq(Array(group_words)[offset[4:]])
+        # the group's index is the offset's bits that tell the groups apart, not all of [4:]: a
+        # compare of 16 address bits (beyond the region's end) in front of the word was a slow path
+        m.d.sync += counter_word.eq(Array(group_words)[offset[4:4 + max(1, (len(group_words) - 1).bit_length())]])
         sources["counters"] = (in_region("counters", 4 * len(COUNTERS)), byte_of(counter_word, offset[:2], 4))
         picked = {name: Signal(8, name=f"bus_{name}_byte") for name in sources}
         with m.If(selecting):

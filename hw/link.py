@@ -383,6 +383,15 @@ class Link(wiring.Component):
         ridx = Signal(range(len(self.rom)))
         bus_addr = Signal(ADDR_WIDTH)
         count = Signal(ADDR_WIDTH + 1)  # bytes left to read, write or checksum
+        # "count is 0" and "count is 1" in registers, set with every load and decrement of count
+        # (wide compares in front of the states' enables were slow paths)
+        count_zero, count_one = Signal(init=1), Signal()
+
+        def load_count(value):
+            m.d.sync += [count.eq(value), count_zero.eq(value == 0), count_one.eq(value == 1)]
+
+        def count_down():
+            m.d.sync += [count.eq(count - 1), count_zero.eq(count_one), count_one.eq(count == 2)]
         idx = Signal(p_bits)           # WRITE: next byte of the payload region
         w_region = Signal()
         token = Signal(TOKEN_WIDTH)
@@ -390,12 +399,14 @@ class Link(wiring.Component):
         logits = Signal()
         in_gen = Signal()
         remaining = Signal(16)
+        remaining_zero = Signal()  # set with remaining, as count's flags are
         index = Signal(16)
         crc32 = Signal(32)
 
         # Request decoding, from the executor's copy of the descriptor (taken when it is popped,
-        # so the receiver can fill the descriptor again meanwhile). The checks take three registered
-        # stages (the command's fields, the range's end, the verdict): states CHECK, RANGE, VERDICT.
+        # so the receiver can fill the descriptor again meanwhile). The checks take four registered
+        # stages (the command's fields, the range's end, the verdict, its flags): states CHECK, RANGE,
+        # VERDICT, DECIDE.
         e_args, e_len = Signal.like(d_args), Signal.like(d_len)
         e_status, e_region = Signal(8), Signal()
         arg_addr = e_args[:32]
@@ -437,6 +448,11 @@ class Link(wiring.Component):
             m.d.sync += error.eq(ErrorCode.BAD_LENGTH)
         with m.Elif(range_bad):
             m.d.sync += error.eq(ErrorCode.ADDRESS)
+        # the verdict as one flag per outcome, registered from ``error`` in state DECIDE: the
+        # dispatch's enables (an 8-bit compare of the error and one of the command, ANDed with the
+        # state's decode, fanning out to the counters it loads) were a slow path
+        go = {cmd: Signal(name=f"go_{cmd.name.lower()}") for cmd in Command}
+        m.d.sync += [flag.eq((error == 0) & (r_cmd == cmd)) for cmd, flag in go.items()]
 
         m.d.comb += [buf_r.addr.eq(Cat(idx, w_region)), rom_r.addr.eq(ridx)]
 
@@ -457,7 +473,8 @@ class Link(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.sync += [word_len.eq(0), rom_en.eq(0), count.eq(0), in_gen.eq(0)]
+                m.d.sync += [word_len.eq(0), rom_en.eq(0), in_gen.eq(0)]
+                load_count(0)
                 with m.If(busy & (~busy_behind | ~pending)):
                     m.d.sync += [r_cmd.eq(busy_cmd), r_seq.eq(busy_seq), r_status.eq(ErrorCode.BUSY),
                                  busy.eq(0)]
@@ -477,41 +494,38 @@ class Link(wiring.Component):
             with m.State("RANGE"):  # the range's end is registered
                 m.next = "VERDICT"
             with m.State("VERDICT"):  # the verdict is registered
+                m.next = "DECIDE"
+            with m.State("DECIDE"):  # the verdict's flags are registered
                 m.next = "DISPATCH"
             with m.State("DISPATCH"):
                 m.d.sync += r_status.eq(error)
-                with m.If(error != 0):
-                    m.next = "H_CMD"
-                with m.Else():
-                    with m.Switch(r_cmd):
-                        with m.Case(Command.INFO):
-                            m.d.sync += rom_en.eq(1)
-                            m.next = "H_CMD"
-                        with m.Case(Command.WRITE):
-                            m.d.sync += [bus_addr.eq(arg_addr), count.eq(write_len), idx.eq(0),
-                                         w_region.eq(e_region)]
-                            m.next = "COMMIT_PRIME"
-                        with m.Case(Command.READ):
-                            m.d.sync += [bus_addr.eq(arg_addr), count.eq(read_len)]
-                            m.next = "H_CMD"
-                        with m.Case(Command.CHECKSUM):
-                            m.d.sync += [bus_addr.eq(arg_addr), count.eq(sum_len), crc32.eq(0xFFFFFFFF)]
-                            m.next = "SUM_REQ"
-                        with m.Case(Command.RESET):
-                            m.d.sync += reset.eq(1)
-                            m.next = "H_CMD"
-                        with m.Case(Command.STEP):
-                            m.d.sync += [token.eq(e_args[:16]), logits.eq(e_args[16])]
-                            m.next = "STEP_REQ"
-                        with m.Case(Command.GENERATE):
-                            m.d.sync += [token.eq(e_args[:16]), remaining.eq(e_args[16:32]),
-                                         logits.eq(e_args[32]), index.eq(0), in_gen.eq(1)]
-                            m.next = "GEN_CHECK"
-                        with m.Case(Command.COUNTERS):
-                            m.d.sync += [bus_addr.eq(self.counters_base), count.eq(self.counters_len)]
-                            m.next = "H_CMD"
-                        with m.Default():  # STOP outside a generation: nothing to stop
-                            m.next = "H_CMD"
+                m.next = "H_CMD"  # failed, INFO, READ, RESET, COUNTERS, STOP (nothing to stop)
+                with m.If(go[Command.INFO]):
+                    m.d.sync += rom_en.eq(1)
+                with m.If(go[Command.WRITE]):
+                    m.d.sync += [bus_addr.eq(arg_addr), idx.eq(0), w_region.eq(e_region)]
+                    load_count(write_len)
+                    m.next = "COMMIT_PRIME"
+                with m.If(go[Command.READ]):
+                    m.d.sync += bus_addr.eq(arg_addr)
+                    load_count(read_len)
+                with m.If(go[Command.CHECKSUM]):
+                    m.d.sync += [bus_addr.eq(arg_addr), crc32.eq(0xFFFFFFFF)]
+                    load_count(sum_len)
+                    m.next = "SUM_REQ"
+                with m.If(go[Command.RESET]):
+                    m.d.sync += reset.eq(1)
+                with m.If(go[Command.STEP]):
+                    m.d.sync += [token.eq(e_args[:16]), logits.eq(e_args[16])]
+                    m.next = "STEP_REQ"
+                with m.If(go[Command.GENERATE]):
+                    m.d.sync += [token.eq(e_args[:16]), remaining.eq(e_args[16:32]),
+                                 remaining_zero.eq(e_args[16:32] == 0), logits.eq(e_args[32]),
+                                 index.eq(0), in_gen.eq(1)]
+                    m.next = "GEN_CHECK"
+                with m.If(go[Command.COUNTERS]):
+                    m.d.sync += bus_addr.eq(self.counters_base)
+                    load_count(self.counters_len)
 
             # WRITE: the payload region to the bus, one byte per accepted request.
             with m.State("COMMIT_PRIME"):  # lets the read port fetch byte 0 of the new region
@@ -521,13 +535,14 @@ class Link(wiring.Component):
                              bus.payload.data.eq(buf_r.data)]
                 with m.If(bus.ready):
                     m.d.comb += buf_r.addr.eq(Cat((idx + 1)[:p_bits], w_region))
-                    m.d.sync += [idx.eq(idx + 1), bus_addr.eq(bus_addr + 1), count.eq(count - 1)]
-                    with m.If(count == 1):
+                    m.d.sync += [idx.eq(idx + 1), bus_addr.eq(bus_addr + 1)]
+                    count_down()
+                    with m.If(count_one):
                         m.next = "H_CMD"
 
             # CHECKSUM: CRC-32 of the range, read byte by byte.
             with m.State("SUM_REQ"):
-                with m.If(count == 0):
+                with m.If(count_zero):
                     m.d.sync += [word.eq(~crc32), word_len.eq(4)]
                     m.next = "H_CMD"
                 with m.Else():
@@ -538,15 +553,15 @@ class Link(wiring.Component):
             with m.State("SUM_DATA"):
                 m.d.comb += rdata.ready.eq(1)
                 with m.If(rdata.valid):
-                    m.d.sync += [crc32.eq(crc_byte(crc32, rdata.payload, 32, CRC32_POLY_REV, True)),
-                                 count.eq(count - 1)]
+                    m.d.sync += crc32.eq(crc_byte(crc32, rdata.payload, 32, CRC32_POLY_REV, True))
+                    count_down()
                     m.next = "SUM_REQ"
 
             # STEP and GENERATE.
             with m.State("GEN_CHECK"):
-                with m.If((remaining == 0) | pending | busy):
+                with m.If(remaining_zero | pending | busy):
                     # Done, or another frame has arrived: the final frame (produced, stopped).
-                    m.d.sync += [word.eq(Cat(index, remaining != 0)), word_len.eq(3), in_gen.eq(0),
+                    m.d.sync += [word.eq(Cat(index, ~remaining_zero)), word_len.eq(3), in_gen.eq(0),
                                  r_status.eq(Status.OK)]
                     m.next = "H_CMD"
                 with m.Else():
@@ -565,11 +580,13 @@ class Link(wiring.Component):
                     with m.Else():
                         m.d.sync += [word.eq(done.payload), word_len.eq(2)]
                     with m.If(logits):
-                        m.d.sync += [bus_addr.eq(self.logits_base), count.eq(2 * self.vocab)]
+                        m.d.sync += bus_addr.eq(self.logits_base)
+                        load_count(2 * self.vocab)
                     m.next = "H_CMD"
             with m.State("GEN_NEXT"):
-                m.d.sync += [token.eq(argmax), remaining.eq(remaining - 1), index.eq(index + 1),
-                             word_len.eq(0), count.eq(0)]
+                m.d.sync += [token.eq(argmax), remaining.eq(remaining - 1), remaining_zero.eq(remaining == 1),
+                             index.eq(index + 1), word_len.eq(0)]
+                load_count(0)
                 m.next = "GEN_CHECK"
 
             # The reply: header, then the word, the ROM and the bus bytes, whichever are set.
@@ -582,25 +599,25 @@ class Link(wiring.Component):
                 with m.If(rb.ready):
                     m.next = "H_STATUS"
             with m.State("H_STATUS"):
-                send(r_status, (word_len == 0) & ~rom_en & (count == 0))
+                send(r_status, (word_len == 0) & ~rom_en & count_zero)
                 with m.If(rb.ready):
-                    reply_continues(word_len != 0, rom_en, count != 0)
+                    reply_continues(word_len != 0, rom_en, ~count_zero)
             with m.State("WORD"):
-                send(word[:8], (word_len == 1) & ~rom_en & (count == 0))
+                send(word[:8], (word_len == 1) & ~rom_en & count_zero)
                 with m.If(rb.ready):
                     m.d.sync += [word.eq(word >> 8), word_len.eq(word_len - 1)]
                     with m.If(word_len == 1):
-                        reply_continues(0, rom_en, count != 0)
+                        reply_continues(0, rom_en, ~count_zero)
             with m.State("ROM"):
                 rom_end = ridx == len(self.rom) - 1
-                send(rom_r.data, rom_end & (count == 0))
+                send(rom_r.data, rom_end & count_zero)
                 with m.If(rb.ready):
                     m.d.comb += rom_r.addr.eq(ridx + 1)
                     m.d.sync += ridx.eq(ridx + 1)
                     with m.If(rom_end):
                         m.d.comb += rom_r.addr.eq(0)
                         m.d.sync += [ridx.eq(0), rom_en.eq(0)]
-                        reply_continues(0, 0, count != 0)
+                        reply_continues(0, 0, ~count_zero)
             with m.State("BUS_REQ"):
                 m.d.comb += [bus.valid.eq(1), bus.payload.addr.eq(bus_addr)]
                 with m.If(bus.ready):
@@ -608,10 +625,10 @@ class Link(wiring.Component):
                     m.next = "BUS_DATA"
             with m.State("BUS_DATA"):
                 m.d.comb += [rb.valid.eq(rdata.valid), rb.payload.data.eq(rdata.payload),
-                             rb.payload.last.eq(count == 1), rdata.ready.eq(rb.ready)]
+                             rb.payload.last.eq(count_one), rdata.ready.eq(rb.ready)]
                 with m.If(rdata.valid & rb.ready):
-                    m.d.sync += count.eq(count - 1)
-                    with m.If(count == 1):
+                    count_down()
+                    with m.If(count_one):
                         reply_continues(0, 0, 0)
                     with m.Else():
                         m.next = "BUS_REQ"

@@ -74,6 +74,15 @@ def test_token_steps_match_golden(lower_bound, small_banks, monkeypatch):
             pytest.fail(f"step {t}: logits differ at {k[:8].tolist()}: got {a[k[:8]]}, golden {b[k[:8]]}")
     assert counters["steps"] == len(tokens)
     assert counters["weight_words"] == len(tokens) * layout.weight_words
+    # the other groups of four counters, from the model's shape: per layer, d channel updates and
+    # I GLU pairs; rescaled rows: i, f, g and o (d each), gate and up (I each), down (d), the head
+    d, L, inter, vocab = config.hidden_size, config.num_hidden_layers, config.intermediate_size, config.vocab_size
+    assert counters["mlgru_elements"] == len(tokens) * L * d
+    assert counters["glu_elements"] == len(tokens) * L * inter
+    assert counters["post_rows"] == len(tokens) * (L * (5 * d + 2 * inter) + vocab)
+    assert counters["lmul_ops"] >= 5 * counters["mlgru_elements"] + counters["glu_elements"] + counters["post_rows"]
+    for name in ("quant_busy", "glu_busy", "mlgru_busy", "lanes_starved", "post_starved"):
+        assert 0 < counters[name] < counters["busy_cycles"] < counters["cycles"], name
     print("cycles per step", [c for *_, c in got], counters)
 
 
