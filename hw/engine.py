@@ -851,12 +851,21 @@ class TokenEngine(wiring.Component):
                     addr_q = bank_addrs[c]
                 m.d.comb += [port.addr.eq(addr_q), port.data.eq(data_q[-1]), port.en.eq(en_q[-1])]
                 k, lo = k + 1, lo + bits
-        # the bytes below a word's last one wait in pending
+        # the bytes below a word's last one wait in pending, written a cycle after ACCESS from
+        # registers: a write enable per byte, decoded in ACCESS (the decode of the byte's index
+        # and the state, in front of the enables of the bytes, was a slow path). The next request
+        # reaches ACCESS three cycles later at the earliest.
+        pending_we = Signal(max(L - 1, 3))
+        pending_data = Signal(8, reset_less=True)
+        m.d.sync += [pending_we.eq(0), pending_data.eq(b_data)]
         for selected, byte, width in [(in_weights, w_lane, L)] + [
                 (in_region(name, size), byte, width) for width, name, _, byte, size in writes]:
             if width > 1:
-                with m.If(store & selected & (byte < width - 1)):
-                    m.d.sync += Array(pending[8 * k:8 * (k + 1)] for k in range(width - 1))[byte].eq(b_data)
+                with m.If(store & selected):
+                    m.d.sync += [pending_we[k].eq(byte == k) for k in range(width - 1)]
+        for k in range(len(pending_we)):
+            with m.If(pending_we[k]):
+                m.d.sync += pending[8 * k:8 * (k + 1)].eq(pending_data)
 
         # read ports: the engine's addresses during a step, the bus's between steps
         lg_rd, sc_rd = logits.read_port(), scratch.read_port()

@@ -398,9 +398,12 @@ class NormQuant(wiring.Component):
             with m.State("stream"):
                 m.d.comb += streaming.eq(1)
                 with m.If(take):
-                    m.d.sync += [b_acc.eq(acc), b_max_u.eq(s_max_u), b_e_top.eq(e_top), b_c.eq(s_c),
-                                 b_eps.eq(s_eps), summed.eq(0), acc.eq(0), beats_in.eq(0)]
                     m.next = "idle"
+        # take is set only in "stream", which it ends: the hand-over needs no state decode (in
+        # front of acc's adder it was a slow path)
+        with m.If(take):
+            m.d.sync += [b_acc.eq(acc), b_max_u.eq(s_max_u), b_e_top.eq(e_top), b_c.eq(s_c),
+                         b_eps.eq(s_eps), summed.eq(0), acc.eq(0), beats_in.eq(0)]
 
         # the integer sum (a bf16 of it, in ``result``) times 2^(E - 127 - 7 - 16), flushed or
         # saturated: the exponent in one state, the range checks in the next (two carry chains

@@ -32,7 +32,12 @@ class SkidBuffer(wiring.Component):
             with m.Else():
                 m.d.sync += [out.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
         with m.Elif(self.i.valid & ~skid_valid):
-            m.d.sync += [skid_data.eq(self.i.payload), skid_valid.eq(1)]
+            m.d.sync += skid_valid.eq(1)
+        # the skid register follows the input while it is empty, so its enable is a register's
+        # output, not the downstream ready (which comes from logic across the die: these enables
+        # were among the device's slowest paths); it is read only once skid_valid is set
+        with m.If(~skid_valid):
+            m.d.sync += skid_data.eq(self.i.payload)
         return m
 
 
