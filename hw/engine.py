@@ -738,6 +738,9 @@ class TokenEngine(wiring.Component):
         # the state's decode (which, ANDed with the comparison, fanned out to the quotient and
         # the remainder: a slow path)
         div_shift = Signal()
+        # "a weight-space address that does not follow the last one", compared as the request is
+        # taken (exp_addr holds in IDLE): in DECODE the compare fanned out to the division's registers
+        b_divide = Signal()
         m.d.sync += [div_ge.eq(0), div_shift.eq(0)]
         with m.If(div_shift):
             m.d.sync += [trial.eq(trial >> 1), q_bit.eq(q_bit >> 1)]
@@ -748,10 +751,11 @@ class TokenEngine(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.bus.ready.eq(~busy & ~self.done.valid)
                 with m.If(self.bus.valid & self.bus.ready):
-                    m.d.sync += [b_addr.eq(req.addr), b_write.eq(req.write), b_data.eq(req.data)]
+                    m.d.sync += [b_addr.eq(req.addr), b_write.eq(req.write), b_data.eq(req.data),
+                                 b_divide.eq(~req.addr[ADDR_WIDTH - 1] & (req.addr != exp_addr))]
                     m.next = "DECODE"
             with m.State("DECODE"):  # the address's regions land in registers (``decoded``)
-                with m.If(~b_addr[ADDR_WIDTH - 1] & (b_addr != exp_addr)):
+                with m.If(b_divide):
                     m.d.sync += [div_rem.eq(b_addr), div_bit.eq(ADDR_WIDTH - 2), quotient.eq(0),
                                  trial.eq(L << (ADDR_WIDTH - 2)), q_bit.eq(1 << (ADDR_WIDTH - 2))]
                     m.next = "DIVIDE"
