@@ -298,7 +298,12 @@ class TokenEngine(wiring.Component):
         buf_i, buf_f = mem("buf_i", 16, d, attrs=small), mem("buf_f", 16, d, attrs=small)
 
         # ---- step control -----------------------------------------------------------------------
-        busy = Signal()
+        # "a step runs", in copies, each beside the logic it steers: one register reached the read
+        # issuers, the read address multiplexers and the code router across the die (6.8 ns of
+        # routing into the lanes' command handshake at 2ec8166)
+        busy, busy_codes, busy_emb, busy_pg, busy_w, busy_aux, busy_addr, busy_post = replicas(
+            "busy", 1, 8, reset_less=False)
+        busy_copies = [busy, busy_codes, busy_emb, busy_pg, busy_w, busy_aux, busy_addr, busy_post]
         token = Signal(TOKEN_WIDTH)
         fresh = Signal(init=1)  # the state restarts at the next step (power-up, reset)
         first = Signal()  # this step starts from the zero state
@@ -313,12 +318,12 @@ class TokenEngine(wiring.Component):
             m.d.sync += fresh.eq(1)
         with m.If(start):
             with m.If(self.step.payload < vocab):
-                m.d.sync += [busy.eq(1), token.eq(self.step.payload), first.eq(fresh | self.reset),
-                             fresh.eq(0), x_version.eq(0)]
+                m.d.sync += [token.eq(self.step.payload), first.eq(fresh | self.reset),
+                             fresh.eq(0), x_version.eq(0)] + [b.eq(1) for b in busy_copies]
             with m.Else():
                 m.d.sync += [self.done.valid.eq(1), self.done.payload.eq(INVALID_TOKEN)]
         with m.If(self.done.valid & self.done.ready):
-            m.d.sync += [self.done.valid.eq(0), busy.eq(0)]
+            m.d.sync += [self.done.valid.eq(0)] + [b.eq(0) for b in busy_copies]
 
         # ---- the residual stream x: the token's embedding row, copied at the step's start ----------
         # Each word goes into x as it lands and, through the read's queue, to the first op's
@@ -328,7 +333,7 @@ class TokenEngine(wiring.Component):
         x_wr = x_mem.write_port()
         copy_k = Signal(range(d + 1), init=d)  # the next row to read; d: idle
         copy_row = Signal(range(d))  # the next row to land (they land in order)
-        copying, copy_landed, emb_words = _read_ahead(m, "emb", emb_word, busy & (copy_k < d))
+        copying, copy_landed, emb_words = _read_ahead(m, "emb", emb_word, busy_emb & (copy_k < d))
         token_base = Signal(range(lay.embedding_words))
         with m.If(start):
             # token * d as shifts and adds: a product by a constant would still claim a DSP block
@@ -379,7 +384,7 @@ class TokenEngine(wiring.Component):
             x_landing = later
         lk_tag = Signal(data.StructLayout({"hdr": 1, "glu": 1, "mlgru": 1, "resid": 1, "emb": 1, "last": 1}))
         x_ready = f_hdr | (f_src != src_x) | (x_version >= f_xver)
-        gen_fire, _, lk = _read_ahead(m, "pg", Cat(pg_word, x_landing), busy & (f_op < n_ops) & x_ready, lk_tag)
+        gen_fire, _, lk = _read_ahead(m, "pg", Cat(pg_word, x_landing), busy_pg & (f_op < n_ops) & x_ready, lk_tag)
         m.d.comb += [lk_tag.hdr.eq(f_hdr), lk_tag.glu.eq(f_src == src_glu), lk_tag.mlgru.eq(f_src == src_mlgru),
                      lk_tag.resid.eq(f_src == src_resid), lk_tag.emb.eq(f_src == src_emb),
                      lk_tag.last.eq(f_last)]
@@ -449,7 +454,7 @@ class TokenEngine(wiring.Component):
         with m.If(start):
             m.d.sync += [r_op.eq(0), r_codes.eq(0)]
         m.d.comb += [
-            tmv.cmd.valid.eq(busy & (r_op < n_ops) & ~r_codes),
+            tmv.cmd.valid.eq(busy_codes & (r_op < n_ops) & ~r_codes),
             tmv.cmd.payload.rows.eq(_table(m, "r_rows", [op.rows for op in ops] + [1], r_op)),
             tmv.cmd.payload.cols.eq(_table(m, "r_cols", [op.cols for op in ops] + [1], r_op)),
         ]
@@ -487,7 +492,7 @@ class TokenEngine(wiring.Component):
         # sit beside their block RAMs, across the die (13 ns of routing to the decoder in one hop)
         w_word_mid = Signal.like(w_word_out, name="w_word_mid", reset_less=True)
         m.d.sync += w_word_mid.eq(w_word_out)
-        w_issue, _, w_words = _read_ahead(m, "w", w_word_mid, busy & (w_addr < lay.weight_words),
+        w_issue, _, w_words = _read_ahead(m, "w", w_word_mid, busy_w & (w_addr < lay.weight_words),
                                           stage=decoder, queue=w_ring, latency=WEIGHT_READ_LATENCY + 1)
         with m.If(start):
             m.d.sync += w_addr.eq(0)
@@ -501,21 +506,26 @@ class TokenEngine(wiring.Component):
         p_run = Signal()  # the op's scale is taken, rows follow
         p_scale = Signal(16)
         p_glu = _table(m, "p_glu", [op.source == "glu" for op in ops] + [0], p_op, 1)
-        p_rows = _table(m, "p_rows", [op.rows for op in ops] + [1], p_op)
         p_head = p_op == n_ops - 1
         scale_in = Mux(p_glu, glu.scale.valid, quant.scale.valid)
-        m.d.comb += [quant.scale.ready.eq(busy & (p_op < n_ops) & ~p_run & ~p_glu),
-                     glu.scale.ready.eq(busy & (p_op < n_ops) & ~p_run & p_glu)]
+        m.d.comb += [quant.scale.ready.eq(busy_post & (p_op < n_ops) & ~p_run & ~p_glu),
+                     glu.scale.ready.eq(busy_post & (p_op < n_ops) & ~p_run & p_glu)]
+        # "p_row is the op's last row" in a register, set with p_row (its compare against the op's
+        # row count, a table of p_op, sat in front of the side FIFO's data and the post stage's
+        # enables: a slow path)
+        last_row = Signal()
+        one_row = [op.rows == 1 for op in ops]
+        rows_m2 = _table(m, "p_rows_m2", [max(op.rows - 2, 0) for op in ops] + [0], p_op)
+        next_one_row = _table(m, "p_next_one_row", one_row[1:] + [0, 0], p_op, 1)
         with m.If(start):
-            m.d.sync += [p_op.eq(0), p_run.eq(0), p_row.eq(0)]
-        with m.If(busy & (p_op < n_ops) & ~p_run & scale_in):
+            m.d.sync += [p_op.eq(0), p_run.eq(0), p_row.eq(0), last_row.eq(one_row[0])]
+        with m.If(busy_post & (p_op < n_ops) & ~p_run & scale_in):
             m.d.sync += [p_run.eq(1), p_scale.eq(Mux(p_glu, glu.scale.payload, quant.scale.payload))]
 
         # side FIFO: each accumulator's (scale, op, row, last) waits for its conversion
         side = data.StructLayout({"scale": 16, "tag": post_tag})
         m.submodules.side = side_fifo = SyncFIFOBuffered(width=side.size, depth=8)
         acc_fire = tmv.o.valid & tmv.o.ready
-        last_row = p_row == p_rows - 1
         m.d.comb += [
             to_float.i.valid.eq(tmv.o.valid & p_run & side_fifo.w_rdy),
             tmv.o.ready.eq(to_float.i.ready & p_run & side_fifo.w_rdy),
@@ -526,9 +536,9 @@ class TokenEngine(wiring.Component):
         m.d.comb += [side_in.scale.eq(p_scale), side_in.tag.op.eq(p_op), side_in.tag.row.eq(p_row),
                      side_in.tag.last.eq(last_row)]
         with m.If(acc_fire):
-            m.d.sync += p_row.eq(p_row + 1)
+            m.d.sync += [p_row.eq(p_row + 1), last_row.eq(p_row == rows_m2)]
             with m.If(last_row):
-                m.d.sync += [p_row.eq(0), p_run.eq(0), p_op.eq(p_op + 1)]
+                m.d.sync += [p_row.eq(0), p_run.eq(0), p_op.eq(p_op + 1), last_row.eq(next_one_row)]
         # argmax on the head's integer accumulators; strict ">" keeps the lowest index on ties. A
         # row is taken two cycles after the lanes give it (head, then cmp), and its comparisons
         # are made a cycle ahead, in registers: against ``best`` and against the row in front of
@@ -557,7 +567,8 @@ class TokenEngine(wiring.Component):
             rescale.i.payload.tag.eq(side_out.tag),
             side_fifo.r_en.eq(to_float.o.valid & rescale.i.ready),
         ]
-        value_s = registered(m, "value_skid", rescale.o)
+        # a ring: the lookup stage's ready reaches its read pointer, not the 30 output registers
+        value_s = registered(m, "value_skid", rescale.o, ring=True)
         v_tag = data.View(post_tag, value_s.payload.tag)
 
         # lookup stage: everything a destination needs about row r, read with the value
@@ -583,7 +594,7 @@ class TokenEngine(wiring.Component):
         a_op = Signal(range(len(aux_ops) + 1), init=len(aux_ops))
         a_k = Signal(range(max(aux_counts)))
         feed_aux_addr = Signal.like(aux_addr)
-        aux_issue, _, aux_words = _read_ahead(m, "aux", aux_word, busy & (a_op < len(aux_ops)))
+        aux_issue, _, aux_words = _read_ahead(m, "aux", aux_word, busy_aux & (a_op < len(aux_ops)))
         a_count = _table(m, "a_count", aux_counts + [1], a_op)
         a_next_base = _table(m, "a_next_base", [op.aux_base for op in aux_ops[1:]] + [0, 0], a_op)
         with m.If(start):
@@ -874,10 +885,10 @@ class TokenEngine(wiring.Component):
         # read ports: the engine's addresses during a step, the bus's between steps
         lg_rd, sc_rd = logits.read_port(), scratch.read_port()
         m.d.comb += [
-            w_rd_addr.eq(Mux(busy, w_addr, w_word)),
-            emb_addr.eq(Mux(busy, token_base + copy_k, offset >> 1)),
-            pg_addr.eq(Mux(busy, feed_pg_addr, offset >> 2)),
-            aux_addr.eq(Mux(busy, feed_aux_addr, offset >> 1)),
+            w_rd_addr.eq(Mux(busy_addr, w_addr, w_word)),
+            emb_addr.eq(Mux(busy_addr, token_base + copy_k, offset >> 1)),
+            pg_addr.eq(Mux(busy_addr, feed_pg_addr, offset >> 2)),
+            aux_addr.eq(Mux(busy_addr, feed_aux_addr, offset >> 1)),
             lg_rd.addr.eq(offset >> 1), sc_rd.addr.eq(offset),
         ]
         rdata = Signal(8)

@@ -130,7 +130,9 @@ class CreditQueue(wiring.Component):
     ``room`` is a register. Latency ``i`` to ``o`` ``LATENCY`` cycles (a ring in distributed RAM
     written whenever ``i.valid``, a register after its read, then a skid buffer). A chain of latency ``L`` runs at one element per cycle with ``depth >= L +
     LATENCY + 1`` (``depth_for``); a smaller depth only slows it. Back-pressure on ``o`` fills
-    the queue, then ``room`` falls: nothing is lost or reordered.
+    the queue, then ``room`` falls: nothing is lost or reordered. ``ring=True`` makes the skid
+    buffer a ring of two entries (``hw.skid.SkidBuffer``): for a wide element whose consumer is
+    far away, ``o.ready`` then reaches a read pointer instead of every bit's output register.
     """
 
     LATENCY = 3
@@ -140,10 +142,10 @@ class CreditQueue(wiring.Component):
         """The depth that lets a chain of ``latency`` cycles run at one element per cycle."""
         return latency + cls.LATENCY + 1
 
-    def __init__(self, shape, depth: int):
+    def __init__(self, shape, depth: int, *, ring: bool = False):
         if not isinstance(depth, int) or depth < 2:
             raise ValueError(f"depth must be an integer >= 2, got {depth!r}")
-        self.shape, self.depth = shape, depth
+        self.shape, self.depth, self.ring = shape, depth, ring
         super().__init__({
             "admit": In(1),
             "room": Out(1, init=1),
@@ -174,7 +176,7 @@ class CreditQueue(wiring.Component):
         with m.If(pop):
             m.d.sync += r_addr.eq(Mux(r_addr == self.depth - 1, 0, r_addr + 1))
         m.d.sync += stored.eq(stored + self.i.valid - pop)
-        out = registered(m, "out_skid", head)
+        out = registered(m, "out_skid", head, ring=self.ring)
         m.d.comb += [self.o.valid.eq(out.valid), self.o.payload.eq(out.payload),
                      out.ready.eq(self.o.ready)]
 

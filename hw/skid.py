@@ -1,6 +1,6 @@
 """Skid buffer: a stream register slice that breaks combinational valid/ready paths."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -8,18 +8,30 @@ __all__ = ["SkidBuffer", "registered", "registered_into"]
 
 
 class SkidBuffer(wiring.Component):
-    """A two-entry stream slice: ``i.ready``, ``o.valid`` and ``o.payload`` all come from registers.
+    """A two-entry stream slice: ``i.ready`` and ``o.valid`` come from registers.
 
     Between the units of a composite it stops ``o.ready`` from rippling back through every unit's
     stall logic in one cycle. Latency 1 cycle, throughput one transfer per cycle, never drops or
     reorders: when the output stalls, the one element already accepted waits in the skid register.
+
+    ``ring=False`` (the default): ``o.payload`` is a register too; ``o.ready`` reaches the enables
+    of the output register, one per payload bit. ``ring=True``: the two entries are a ring and
+    ``o.payload`` is a multiplexer after them, picked by a read pointer; ``o.ready`` reaches only
+    that pointer and the fill flags, and the entries' enables come from the input side alone. For
+    a wide payload whose consumer sits far away: the consumer's ready no longer has to reach
+    every bit of the payload in the cycle it is computed.
     """
 
-    def __init__(self, shape):
+    def __init__(self, shape, *, ring: bool = False):
+        if not isinstance(ring, bool):
+            raise ValueError(f"ring must be a bool, got {ring!r}")
+        self.ring = ring
         super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
 
     def elaborate(self, platform):
         m = Module()
+        if self.ring:
+            return self._elaborate_ring(m)
         skid_valid = Signal()
         # data registers without reset (only the valid bits need one)
         skid_data = Signal(self.o.payload.shape(), reset_less=True)
@@ -40,19 +52,40 @@ class SkidBuffer(wiring.Component):
             m.d.sync += skid_data.eq(self.i.payload)
         return m
 
+    def _elaborate_ring(self, m):
+        shape = self.o.payload.shape()
+        entries = [Signal(shape, name=f"entry{k}", reset_less=True) for k in range(2)]
+        w_ptr, r_ptr = Signal(), Signal()
+        full = Signal()  # both entries hold an element; o.valid: at least one does
+        push = self.i.valid & self.i.ready
+        pop = self.o.valid & self.o.ready
+        m.d.comb += [self.i.ready.eq(~full), self.o.payload.eq(Mux(r_ptr, entries[1], entries[0]))]
+        for k, entry in enumerate(entries):
+            with m.If(push & (w_ptr == k)):
+                m.d.sync += entry.eq(self.i.payload)
+        with m.If(push):
+            m.d.sync += w_ptr.eq(~w_ptr)
+        with m.If(pop):
+            m.d.sync += r_ptr.eq(~r_ptr)
+        with m.If(push & ~pop):
+            m.d.sync += [self.o.valid.eq(1), full.eq(self.o.valid)]
+        with m.Elif(pop & ~push):
+            m.d.sync += [self.o.valid.eq(full), full.eq(0)]
+        return m
 
-def registered(m: Module, name: str, source):
+
+def registered(m: Module, name: str, source, *, ring: bool = False):
     """``source`` (a stream a submodule drives) through a new ``SkidBuffer``; returns its output."""
-    skid = SkidBuffer(source.payload.shape())
+    skid = SkidBuffer(source.payload.shape(), ring=ring)
     m.submodules[name] = skid
     wiring.connect(m, source, skid.i)
     return skid.o
 
 
-def registered_into(m: Module, name: str, sink):
+def registered_into(m: Module, name: str, sink, *, ring: bool = False):
     """A new stream to drive in place of ``sink`` (a submodule's input), which it reaches through
     a new ``SkidBuffer``: the sink's ready and the logic in front of its payload no longer meet
     in one cycle."""
     feed = stream.Signature(sink.payload.shape()).create()
-    wiring.connect(m, registered(m, name, feed), sink)
+    wiring.connect(m, registered(m, name, feed, ring=ring), sink)
     return feed
