@@ -20,13 +20,20 @@ class SkidBuffer(wiring.Component):
     that pointer and the fill flags, and the entries' enables come from the input side alone. For
     a wide payload whose consumer sits far away: the consumer's ready no longer has to reach
     every bit of the payload in the cycle it is computed.
+
+    ``copies`` (``ring=False`` only): ``payload_copies``, that many more registers equal to
+    ``o.payload`` at every cycle, for loads spread over the die (each copy can sit by its share).
     """
 
-    def __init__(self, shape, *, ring: bool = False):
+    def __init__(self, shape, *, ring: bool = False, copies: int = 0):
         if not isinstance(ring, bool):
             raise ValueError(f"ring must be a bool, got {ring!r}")
+        if isinstance(copies, bool) or not isinstance(copies, int) or copies < 0 or (ring and copies):
+            raise ValueError(f"copies must be an integer >= 0, and 0 with ring=True; got {copies!r}")
         self.ring = ring
         super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+        from .pipeline import replicas  # hw.pipeline builds on this module
+        self.payload_copies = replicas("payload", shape, copies) if copies else []
 
     def elaborate(self, platform):
         m = Module()
@@ -41,8 +48,10 @@ class SkidBuffer(wiring.Component):
         with m.If(~self.o.valid | self.o.ready):
             with m.If(skid_valid):
                 m.d.sync += [out.eq(skid_data), self.o.valid.eq(1), skid_valid.eq(0)]
+                m.d.sync += [copy.eq(skid_data) for copy in self.payload_copies]
             with m.Else():
                 m.d.sync += [out.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
+                m.d.sync += [copy.eq(self.i.payload) for copy in self.payload_copies]
         with m.Elif(self.i.valid & ~skid_valid):
             m.d.sync += skid_valid.eq(1)
         # the skid register follows the input while it is empty, so its enable is a register's
