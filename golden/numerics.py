@@ -20,7 +20,7 @@ from .lmul import lmul
 from .float_model import lower_bounds
 from .ternary import absmean_ternary
 
-__all__ = ["Approximations", "Numerics", "NUMERICS_VERSION", "SIGMOID_SEGMENTS", "SUMSQ_GUARD_BITS"]
+__all__ = ["Approximations", "Numerics", "NUMERICS_VERSION", "SIGMOID_SEGMENTS", "SUMSQ_GUARD_BITS", "block_sum", "top_exponent"]
 
 #: Bumped whenever any bit the contract defines changes; the gateware reports it.
 NUMERICS_VERSION = 1
@@ -42,6 +42,30 @@ SUMSQ_GUARD_BITS = 16
 def round_to(values, fmt="bf16") -> np.ndarray:
     """Round float64 values onto the format's grid (RNE, flush to +0, saturate)."""
     return decode(encode(values, fmt), fmt)
+
+
+def top_exponent(values) -> np.ndarray:
+    """The largest bf16 exponent field over the last axis (keepdims): the sum of squares aligns
+    its terms to it."""
+    f = get_format("bf16")
+    return ((encode(values, f) >> f.man_bits) & f.exp_all_ones).max(axis=-1, keepdims=True)
+
+
+def block_sum(values, top) -> np.ndarray:
+    """Sum of bf16 values >= 0 over the last axis in fixed point aligned to exponent field ``top``
+    (at least every term's), SUMSQ_GUARD_BITS kept below its significand, each term's lower bits
+    truncated; rounded to bf16. The sum of squares' reduction, for either one pass over known
+    squares or the gateware's two (the top exponent first, then the sum)."""
+    f = get_format("bf16")
+    bits = encode(values, f)
+    exp = (bits >> f.man_bits) & f.exp_all_ones
+    sig = np.where(exp > 0, (bits & ((1 << f.man_bits) - 1)) | (1 << f.man_bits), 0)
+    top = np.asarray(top, np.int64)
+    shift = np.minimum(top - exp, 63)
+    terms = (sig << SUMSQ_GUARD_BITS) >> shift
+    total = terms.sum(axis=-1, keepdims=True)
+    scale = (top - f.bias - f.man_bits - SUMSQ_GUARD_BITS).astype(np.int32)
+    return round_to(np.ldexp(total.astype(np.float64), scale))
 
 
 def daz(x, fmt="bf16") -> np.ndarray:
@@ -139,16 +163,7 @@ class Numerics:
         sq = self.mul(v, v)
         if not self.approx.block_sumsq:
             return round_to(np.sum(sq, axis=-1, keepdims=True))
-        f = get_format("bf16")
-        bits = encode(sq, f)
-        exp = (bits >> f.man_bits) & f.exp_all_ones
-        sig = np.where(exp > 0, (bits & ((1 << f.man_bits) - 1)) | (1 << f.man_bits), 0)
-        top = exp.max(axis=-1, keepdims=True)
-        shift = np.minimum(top - exp, 63)
-        terms = (sig << SUMSQ_GUARD_BITS) >> shift
-        total = terms.sum(axis=-1, keepdims=True)
-        scale = (top - f.bias - f.man_bits - SUMSQ_GUARD_BITS).astype(np.int32)
-        return round_to(np.ldexp(total.astype(np.float64), scale))
+        return block_sum(sq, top_exponent(sq))
 
     @staticmethod
     def absmax(x):

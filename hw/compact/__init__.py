@@ -1,0 +1,1 @@
+"""The compact token engine for small parts: one shared arithmetic pipeline run by a program."""

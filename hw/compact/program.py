@@ -1,0 +1,98 @@
+"""The compact engine's token step as a program (``hw.compact.isa``), from the model's layout.
+
+The program follows ``golden.bitexact`` op by op (``DeviceLayout.ops``: i, f, g, o, gate, down per
+layer, then the head). Each op's input goes through the quantiser's passes, then its ``MatVec``;
+the MLGRU recurrence, the GLU and the residual adds are passes over whole vectors in between.
+Nothing overlaps: on the compact engine the ternary lanes dominate the step.
+"""
+
+from __future__ import annotations
+
+from golden.image import DeviceLayout, Op
+
+from .isa import Imm, MatVec, Mem, Pass, Scalar, Vec
+
+__all__ = ["step_program", "quantiser"]
+
+AMAX, EXPONENT, SUMSQ, NORM, INV, SCALE = (Scalar(k) for k in range(6))
+
+
+def quantiser(src: Vec, k: int, gain: Mem, pre: Mem | None, header: int) -> list:
+    """RMSNorm and int8 quantisation of ``src[:k]`` into bank ``q``, the op's output scale into
+    ``SCALE`` (``golden.bitexact.norm_quant``). ``header``: the op's pg word (c | eps << 16)."""
+    return [
+        # u = x * gain into u, max|u| on the way
+        Pass("mul", k, Vec("u"), src, gain, reduce="absmax", into=AMAX),
+        # the squares of v = x * pre into t, their top exponent on the way; then their sum
+        Pass("square", k, Vec("t"), src, pre, reduce="top_exponent", into=EXPONENT),
+        Pass("copy", k, None, Vec("t"), reduce="block_sum", into=SUMSQ, exponent=EXPONENT),
+        Pass("add", 1, SUMSQ, SUMSQ, Mem("pg", header, "hi")),  # + K * eps
+        Pass("rsqrt", 1, NORM, SUMSQ),
+        Pass("recip", 1, INV, AMAX),
+        Pass("mul", 1, INV, INV, Imm(127.0)),
+        Pass("quant", k, Vec("q"), Vec("u"), INV),
+        Pass("mul", 1, SCALE, AMAX, NORM),
+        Pass("mul", 1, SCALE, SCALE, Mem("pg", header, "lo")),  # * c
+    ]
+
+
+def _matvec(op: Op, dst: Vec, odd: Vec | None = None, argmax: bool = False) -> MatVec:
+    return MatVec(op.rows, op.cols, op.word_base, op.words_per_row, SCALE, dst, odd, argmax)
+
+
+def _pg_quantiser(src: Vec, op: Op) -> list:
+    return quantiser(src, op.cols, Mem("pg", op.pg_base, "lo"), Mem("pg", op.pg_base, "hi"), op.pg_header)
+
+
+def _mlgru(layout: DeviceLayout, g: Op) -> list:
+    """``golden.bitexact.recurrence`` (code output gate) for layer ``g.layer``: i_raw in ``i``,
+    f_raw in ``f``, g_raw in ``r``; the state in ``h`` at the layer's d words; the output into ``p``."""
+    d = layout.config.hidden_size
+    h = Vec("h", g.layer * d)
+    program = [Pass("sigmoid_neg", d, Vec("t"), Vec("f"))]  # z = 1 - f
+    if g.use_keep:
+        program.append(Pass("mul", d, Vec("t"), Vec("t"), Mem("aux", g.aux_base)))  # z * (1 - lb)
+    program += [
+        Pass("silu", d, Vec("u"), Vec("i")),
+        Pass("mul", d, Vec("u"), Vec("u"), Vec("t")),  # the input term silu(i) * z
+        Pass("decay32", d, h, h, Vec("t")),  # h - z * h
+        Pass("add32", d, h, h, Vec("u")),  # ... + silu(i) * z
+        Pass("round16", d, Vec("u"), h),
+        Pass("silu", d, Vec("u"), Vec("u")),
+        Pass("mul", d, Vec("p"), Vec("r"), Vec("u")),  # g * silu(h)
+    ]
+    return program
+
+
+def step_program(layout: DeviceLayout) -> list:
+    """The instructions of one token step for ``layout``."""
+    c = layout.config
+    d, inter = c.hidden_size, c.intermediate_size
+    program = [
+        Pass("zero", c.num_hidden_layers * d, Vec("h"), first_only=True),
+        Pass("copy", d, Vec("x"), Mem("embedding", 0, per_token=True)),
+    ]
+    gate = None
+    for op in layout.ops:
+        kind = op.name.split(".")[-1]
+        gate = op if kind == "gate" else gate
+        if kind in ("i", "f", "g", "gate", "head"):
+            program += _pg_quantiser(Vec("x"), op)
+        elif kind == "o":
+            program += _pg_quantiser(Vec("p"), op)
+        else:  # down: the GLU's output, its gains in aux (at the gate op's aux_base), no pre-norm
+            program += quantiser(Vec("p"), op.cols, Mem("aux", gate.aux_base), None, op.pg_header)
+        if kind in ("i", "f"):
+            program.append(_matvec(op, Vec(kind)))
+        elif kind == "g":
+            program.append(_matvec(op, Vec("r")))
+            program += _mlgru(layout, op)
+        elif kind == "gate":  # rows interleaved (gate j, value j): the even rows into r, the odd into s
+            program.append(_matvec(op, Vec("r"), odd=Vec("s")))
+            program += [Pass("silu", inter, Vec("t"), Vec("r")),
+                        Pass("mul", inter, Vec("p"), Vec("t"), Vec("s"))]
+        elif kind in ("o", "down"):
+            program += [_matvec(op, Vec("r")), Pass("add", d, Vec("x"), Vec("x"), Vec("r"))]
+        else:
+            program.append(_matvec(op, Vec("logits"), argmax=True))
+    return program
