@@ -76,7 +76,7 @@ def test_state_persists_and_reset_clears_it():
     (lambda: Scalar(8), "out of range"),
     (lambda: Imm(0.1), "not exact"),
     (lambda: Pass("frobnicate", 4, Vec("x"), Vec("u")), "unknown function"),
-    (lambda: Pass("mul", 4, Vec("x"), Vec("u"), Vec("u")), "one read port"),
+    (lambda: Pass("mul", 4, Vec("x"), Vec("u"), Vec("u", 1)), "one read port"),
     (lambda: Pass("mul", 4, Vec("x"), Mem("pg", 0, "lo"), Mem("aux", 0)), "one read port"),
     (lambda: Pass("mul", 4, Scalar(1), Vec("u"), Vec("t")), "one element only"),
     (lambda: Pass("copy", 4, None, Vec("u")), "must reduce"),
@@ -101,3 +101,43 @@ def test_machine_refuses_a_write_off_the_banks_grid():
         machine.run([Pass("copy", 4, Vec("u"), Vec("h"))], 0)
     machine.run([Pass("round16", 4, Vec("u"), Vec("h"))], 0)
     np.testing.assert_array_equal(machine.banks["u"][:4], 1.0)
+
+
+def _bf16_pairs(count, seed):
+    """Random bf16 bit patterns, all signs and exponents, finite, with b's exponent near a's half
+    the time (where the additions' rounding is decided)."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 1 << 16, count)
+    b = rng.integers(0, 1 << 16, count)
+    near = rng.random(count) < 0.5
+    exp_a = (a >> 7) & 0xFF
+    exp_b = np.clip(exp_a + rng.integers(-10, 11, count), 0, 254)
+    b = np.where(near, (b & 0x807F) | (exp_b << 7), b)
+    finite = (((a >> 7) & 0xFF) != 0xFF) & (((b >> 7) & 0xFF) != 0xFF)
+    return a[finite], b[finite]
+
+
+def test_fp32_lmul_of_bf16_operands_is_the_bf16_lmul():
+    """Why the pipeline has one L-Mul, in fp32: on bf16 operands (low 16 bits zero) the upper half
+    of its product, which a bf16 bank keeps, is the bf16 L-Mul's (every bf16 pattern x every
+    256th, Inf and NaN included; the low half is zero except at saturation, 0x7F7FFFFF)."""
+    from golden.lmul import lmul
+    a = np.repeat(np.arange(1 << 16), 256)
+    b = np.tile(np.arange(0, 1 << 16, 256) + 37, 1 << 16) & 0xFFFF
+    product = lmul(a << 16, b << 16, "fp32")
+    np.testing.assert_array_equal(product >> 16, lmul(a, b, "bf16"))
+    assert np.all((product & 0xFFFF)[(product & 0x7FFFFFFF) != 0x7F7FFFFF] == 0)
+
+
+def test_bf16_addition_is_the_fp32_adder_then_rounding():
+    """Why the pipeline has one adder, in fp32: a bf16 sum is the fp32 sum rounded to bf16
+    (double rounding is innocuous: 24 >= 2 * 8 + 2)."""
+    from golden.formats import decode
+    from golden.numerics import Numerics
+    nx = Numerics()
+    a, b = _bf16_pairs(1 << 20, seed=7)
+    x, y = decode(a, "bf16"), decode(b, "bf16")
+    for op in ("add", "sub"):
+        single = getattr(nx, op)(x, y)
+        double = nx.round(getattr(nx, op)(x, y, "fp32"))
+        np.testing.assert_array_equal(double, single, err_msg=op)

@@ -35,27 +35,28 @@ from golden.pack import decode_table
 __all__ = ["BANKS", "BANK_FORMATS", "FUNCTIONS", "REDUCTIONS", "SCALARS", "Vec", "Mem", "Scalar", "Imm",
            "Pass", "MatVec", "Machine"]
 
-#: Vector banks, one block RAM each (``h``: fp32, L x d words; the others bf16, or int8 codes in
-#: ``q``). ``logits`` holds the head's rows.
-BANKS = ("x", "i", "f", "r", "s", "u", "t", "p", "q", "h", "logits")
+#: Vector banks, one block RAM each: ``h`` (the state, L x d words) and ``w`` (its products) fp32,
+#: ``q`` int8 codes, the others bf16. ``logits`` holds the head's rows.
+BANKS = ("x", "i", "f", "r", "s", "u", "t", "p", "q", "h", "w", "logits")
 #: The grid each bank's words hold: a write of anything else is a program error, since the
 #: gateware would keep only the word's bits.
-BANK_FORMATS = {bank: {"h": "fp32", "q": "int8"}.get(bank, "bf16") for bank in BANKS}
+BANK_FORMATS = {bank: {"h": "fp32", "w": "fp32", "q": "int8"}.get(bank, "bf16") for bank in BANKS}
 #: Scalar registers (32 bits: a bf16 or fp32 value, or an exponent field).
 SCALARS = 8
 
-#: fn -> (operands, what it computes); every product is an L-Mul, ``32`` marks fp32.
+#: fn -> (operands, what it computes). Each is one of the pipeline's paths (docs/compact_engine.md):
+#: the L-Mul (fp32: on bf16 operands it is the bf16 L-Mul), the adder (fp32, then rounded to bf16
+#: or not), the rounding alone, the sigmoid's segment select into the adder, the tables.
 FUNCTIONS = {
     "zero": (0, "0"),
     "copy": (1, "a"),
-    "mul": (2, "a * b"),
-    "square": (2, "(a * b) * (a * b), or a * a without b"),
-    "add": (2, "a + b"),
+    "mul": (2, "a * b, an fp32 L-Mul"),
+    "add": (2, "a + b rounded to bf16"),
     "add32": (2, "a + b in fp32"),
-    "decay32": (2, "a - b * a in fp32 (b: bf16)"),
+    "sub32": (2, "a - b in fp32"),
     "round16": (1, "fp32 a rounded to bf16"),
+    "sigmoid": (1, "sigmoid(a)"),
     "sigmoid_neg": (1, "sigmoid(-a)"),
-    "silu": (1, "a * sigmoid(a)"),
     "quant": (2, "int8 of a * b"),
     "rsqrt": (1, "1 / sqrt(a)"),
     "recip": (1, "1 / a"),
@@ -132,7 +133,7 @@ class Pass:
             raise ValueError(f"a pass has at least one element, got n = {self.n}")
         if (self.a is None) != (arity == 0) or (self.b is not None and arity < 2):
             raise ValueError(f"{self.fn} takes {arity} operand(s)")
-        if self.b is None and arity == 2 and self.fn != "square":
+        if self.b is None and arity == 2:
             raise ValueError(f"{self.fn} takes two operands")
         if (self.reduce is None) != (self.into is None):
             raise ValueError("a reduction needs a register (into=) and a register needs a reduction")
@@ -145,7 +146,7 @@ class Pass:
         if isinstance(self.dst, Scalar) and self.n != 1:
             raise ValueError("a scalar register is the destination of a pass of one element only")
         vec_banks = [o.bank for o in (self.a, self.b) if isinstance(o, Vec)]
-        if len(vec_banks) == 2 and vec_banks[0] == vec_banks[1]:
+        if len(vec_banks) == 2 and vec_banks[0] == vec_banks[1] and self.a != self.b:
             raise ValueError(f"both operands from bank {vec_banks[0]!r}: a bank has one read port")
         mems = [o for o in (self.a, self.b) if isinstance(o, Mem)]
         if len(mems) == 2:
@@ -222,6 +223,9 @@ class Machine:
             words = words & 0xFFFF if operand.half == "lo" else words >> 16
         return decode(words, "bf16")
 
+    def _bf16(self, values):
+        return np.array_equal(self.nx.round(values), values)
+
     def _write(self, dst, values):
         if isinstance(dst, Scalar):
             self.scalars[dst.index] = values[0]
@@ -229,6 +233,8 @@ class Machine:
             fmt = BANK_FORMATS[dst.bank]
             on_grid = (np.all((values == np.round(values)) & (np.abs(values) <= 127)) if fmt == "int8"
                        else np.array_equal(self.nx.round(values, fmt), values))
+            # (a bf16 bank keeps the upper half of the pipeline's fp32 word: a program may write
+            # only what is exact there)
             if not on_grid:
                 raise ValueError(f"a pass writes values that are not {fmt} into bank {dst.bank!r}")
             self.banks[dst.bank][dst.base:dst.base + len(values)] = values
@@ -243,23 +249,18 @@ class Machine:
             out = np.zeros(p.n)
         elif fn == "copy":
             out = a
-        elif fn == "mul":
-            out = nx.mul(a, b)
-        elif fn == "square":
-            v = a if b is None else nx.mul(a, b)
-            out = nx.mul(v, v)
+        elif fn == "mul":  # the fp32 L-Mul; on bf16 operands its upper half is the bf16 L-Mul
+            out = nx.mul(a, b) if self._bf16(a) and self._bf16(b) else nx.mul(a, b, "fp32")
         elif fn == "add":
             out = nx.add(a, b)
         elif fn == "add32":
             out = nx.add(a, b, "fp32")
-        elif fn == "decay32":
-            out = nx.sub(a, nx.mul(b, a, "fp32"), "fp32")
+        elif fn == "sub32":
+            out = nx.sub(a, b, "fp32")
         elif fn == "round16":
             out = nx.round(a)
-        elif fn == "sigmoid_neg":
-            out = nx.sigmoid(-a)
-        elif fn == "silu":
-            out = nx.silu(a)
+        elif fn in ("sigmoid", "sigmoid_neg"):
+            out = nx.sigmoid(-a if fn == "sigmoid_neg" else a)
         elif fn == "quant":
             out = nx.to_int8(nx.mul(a, b))
         elif fn == "rsqrt":

@@ -12,7 +12,7 @@ from golden.image import DeviceLayout, Op
 
 from .isa import Imm, MatVec, Mem, Pass, Scalar, Vec
 
-__all__ = ["step_program", "quantiser"]
+__all__ = ["step_program", "quantiser", "silu"]
 
 AMAX, EXPONENT, SUMSQ, NORM, INV, SCALE = (Scalar(k) for k in range(6))
 
@@ -20,11 +20,15 @@ AMAX, EXPONENT, SUMSQ, NORM, INV, SCALE = (Scalar(k) for k in range(6))
 def quantiser(src: Vec, k: int, gain: Mem, pre: Mem | None, header: int) -> list:
     """RMSNorm and int8 quantisation of ``src[:k]`` into bank ``q``, the op's output scale into
     ``SCALE`` (``golden.bitexact.norm_quant``). ``header``: the op's pg word (c | eps << 16)."""
+    squares = [Pass("mul", k, Vec("t"), src, src, reduce="top_exponent", into=EXPONENT)] if pre is None else [
+        Pass("mul", k, Vec("t"), src, pre),  # v = x * pre
+        Pass("mul", k, Vec("t"), Vec("t"), Vec("t"), reduce="top_exponent", into=EXPONENT),
+    ]
     return [
         # u = x * gain into u, max|u| on the way
         Pass("mul", k, Vec("u"), src, gain, reduce="absmax", into=AMAX),
-        # the squares of v = x * pre into t, their top exponent on the way; then their sum
-        Pass("square", k, Vec("t"), src, pre, reduce="top_exponent", into=EXPONENT),
+        # the squares of v into t, their top exponent on the way; then their sum
+        *squares,
         Pass("copy", k, None, Vec("t"), reduce="block_sum", into=SUMSQ, exponent=EXPONENT),
         Pass("add", 1, SUMSQ, SUMSQ, Mem("pg", header, "hi")),  # + K * eps
         Pass("rsqrt", 1, NORM, SUMSQ),
@@ -34,6 +38,11 @@ def quantiser(src: Vec, k: int, gain: Mem, pre: Mem | None, header: int) -> list
         Pass("mul", 1, SCALE, AMAX, NORM),
         Pass("mul", 1, SCALE, SCALE, Mem("pg", header, "lo")),  # * c
     ]
+
+
+def silu(n: int, dst: Vec, src: Vec) -> list:
+    """``dst = src * sigmoid(src)`` in two passes (the pipeline has one L-Mul, after no adder)."""
+    return [Pass("sigmoid", n, dst, src), Pass("mul", n, dst, src, dst)]
 
 
 def _matvec(op: Op, dst: Vec, odd: Vec | None = None, argmax: bool = False) -> MatVec:
@@ -53,13 +62,14 @@ def _mlgru(layout: DeviceLayout, g: Op) -> list:
     if g.use_keep:
         program.append(Pass("mul", d, Vec("t"), Vec("t"), Mem("aux", g.aux_base)))  # z * (1 - lb)
     program += [
-        Pass("silu", d, Vec("u"), Vec("i")),
+        *silu(d, Vec("u"), Vec("i")),
         Pass("mul", d, Vec("u"), Vec("u"), Vec("t")),  # the input term silu(i) * z
-        Pass("decay32", d, h, h, Vec("t")),  # h - z * h
-        Pass("add32", d, h, h, Vec("u")),  # ... + silu(i) * z
+        Pass("mul", d, Vec("w"), Vec("t"), h),  # z * h in fp32
+        Pass("sub32", d, h, h, Vec("w")),
+        Pass("add32", d, h, h, Vec("u")),  # h - z * h + silu(i) * z
         Pass("round16", d, Vec("u"), h),
-        Pass("silu", d, Vec("u"), Vec("u")),
-        Pass("mul", d, Vec("p"), Vec("r"), Vec("u")),  # g * silu(h)
+        *silu(d, Vec("t"), Vec("u")),
+        Pass("mul", d, Vec("p"), Vec("r"), Vec("t")),  # g * silu(h)
     ]
     return program
 
@@ -89,8 +99,7 @@ def step_program(layout: DeviceLayout) -> list:
             program += _mlgru(layout, op)
         elif kind == "gate":  # rows interleaved (gate j, value j): the even rows into r, the odd into s
             program.append(_matvec(op, Vec("r"), odd=Vec("s")))
-            program += [Pass("silu", inter, Vec("t"), Vec("r")),
-                        Pass("mul", inter, Vec("p"), Vec("t"), Vec("s"))]
+            program += [*silu(inter, Vec("t"), Vec("r")), Pass("mul", inter, Vec("p"), Vec("t"), Vec("s"))]
         elif kind in ("o", "down"):
             program += [_matvec(op, Vec("r")), Pass("add", d, Vec("x"), Vec("x"), Vec("r"))]
         else:
