@@ -6,9 +6,11 @@ multipliers by the test suite. The units are measured on both parts, in the conf
 the shipped ECP5 model (the accumulator of the widest contract row, 21 bits, for the converter).
 The composites are measured on the part whose engine they size (``PARTS_OF``): the ECP5 model's
 (d = 192, I = 512, 15 codes per beat for its 195 lanes) and the UP5K model's (d = 128, I = 256,
-5 codes per beat for its 20 lanes); an ECP5-sized quantiser alone is larger than the UP5K.
+5 codes per beat for its 20 lanes); an ECP5-sized quantiser alone is larger than the UP5K. The
+compact engine's arithmetic pipeline (docs/compact_engine.md) is measured on the UP5K.
 """
 
+from hw.compact.arith import Arithmetic
 from hw.convert import FloatToInt8, IntToFloat
 from hw.fadd import FAdd
 from hw.glu import GLUStage
@@ -43,13 +45,14 @@ BLOCKS = {
     "normquant_k256": lambda: NormQuant(256, with_pre=True, codes_per_beat=5),
     "mlgru_d128": lambda: MLGRUEngine(128, output="code", lower_bound=True),
     "glu_i256": lambda: GLUStage(256, codes_per_beat=5),
+    "compact_arith": lambda: Arithmetic(),
 }
 
 ALL_PARTS = ("up5k", "ecp5")
 #: the parts a block is measured on, where not all of them
 PARTS_OF = {
     **dict.fromkeys(("normquant_k512", "mlgru_d192", "glu_i512"), ("ecp5",)),
-    **dict.fromkeys(("normquant_k256", "mlgru_d128", "glu_i256"), ("up5k",)),
+    **dict.fromkeys(("normquant_k256", "mlgru_d128", "glu_i256", "compact_arith"), ("up5k",)),
 }
 
 

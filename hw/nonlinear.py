@@ -19,7 +19,7 @@ from hw.fadd import FAdd
 from hw.lmul import LMul
 from hw.skid import registered
 
-__all__ = ["Sigmoid", "SiLU"]
+__all__ = ["Sigmoid", "SiLU", "sigmoid_operands"]
 
 BF16 = get_format("bf16")
 
@@ -38,6 +38,35 @@ def _sigmoid_output(tag_width: int):
     if tag_width:
         return data.StructLayout({"y": 16, "tag": tag_width})
     return 16
+
+
+def sigmoid_operands(m: Module, x):
+    """The PLAN sigmoid's segment select (combinational): the adder operands ``(x * 2**-k, c)``
+    of bf16 ``x``'s segment, or ``(0, 0 or 1)`` when it saturates. ``sigmoid(x)`` is their bf16
+    sum (one RNE rounding). Shared by ``Sigmoid`` and the compact engine's pipeline."""
+    M = BF16.man_bits
+    sign = x[15]
+    exp = x[M:15]
+    field = x[:15]
+    nan = (exp == BF16.exp_all_ones) & (x[:M] != 0)
+
+    def scaled(k):  # x * 2**-k: exponent decrement, +0 once the exponent field would be <= 0
+        return Mux(exp <= k, 0, Cat(x[:M], (exp - k)[:8], sign))
+
+    def constant(b):  # the segment's constant, 1 - b for x < 0
+        return Mux(sign, _bits(1.0 - b), _bits(b))
+
+    operand_a = Signal(16)
+    operand_b = Signal(16)
+    chain = m.If
+    for lo, hi, shift, b in SIGMOID_SEGMENTS:
+        with chain(field < (_bits(hi) & 0x7FFF)):
+            m.d.comb += [operand_a.eq(scaled(shift)), operand_b.eq(constant(b))]
+        chain = m.Elif
+    assert SIGMOID_SEGMENTS[-1][1] == SIGMOID_SATURATION
+    with m.Else():  # |x| >= 5, Inf, NaN: 0 + (0 or 1)
+        m.d.comb += [operand_a.eq(0), operand_b.eq(Mux(sign & ~nan, 0, _bits(1.0)))]
+    return operand_a, operand_b
 
 
 class Sigmoid(wiring.Component):
@@ -81,32 +110,10 @@ class Sigmoid(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.add = add = FAdd("bf16", tag_width=self.tag_width)
-        M = BF16.man_bits
         tagged = self.tag_width > 0
 
         # -- stage 1: segment select, scaled x and constant into the adder's operand register ------
-        x = self.i.payload.x if tagged else self.i.payload
-        sign = x[15]
-        exp = x[M:15]
-        field = x[:15]
-        nan = (exp == BF16.exp_all_ones) & (x[:M] != 0)
-
-        def scaled(k):  # x * 2**-k: exponent decrement, +0 once the exponent field would be <= 0
-            return Mux(exp <= k, 0, Cat(x[:M], (exp - k)[:8], sign))
-
-        def constant(b):  # the segment's constant, 1 - b for x < 0
-            return Mux(sign, _bits(1.0 - b), _bits(b))
-
-        operand_a = Signal(16)
-        operand_b = Signal(16)
-        chain = m.If
-        for lo, hi, shift, b in SIGMOID_SEGMENTS:
-            with chain(field < (_bits(hi) & 0x7FFF)):
-                m.d.comb += [operand_a.eq(scaled(shift)), operand_b.eq(constant(b))]
-            chain = m.Elif
-        assert SIGMOID_SEGMENTS[-1][1] == SIGMOID_SATURATION
-        with m.Else():  # |x| >= 5, Inf, NaN: 0 + (0 or 1)
-            m.d.comb += [operand_a.eq(0), operand_b.eq(Mux(sign & ~nan, 0, _bits(1.0)))]
+        operand_a, operand_b = sigmoid_operands(m, self.i.payload.x if tagged else self.i.payload)
 
         # a one-entry stage in front of the adder (same stall rule as every pipeline stage)
         m.d.comb += self.i.ready.eq(~add.i.valid | add.i.ready)

@@ -33,7 +33,7 @@ from golden.numerics import Numerics, block_sum, top_exponent
 from golden.pack import decode_table
 
 __all__ = ["BANKS", "BANK_FORMATS", "FUNCTIONS", "REDUCTIONS", "SCALARS", "Vec", "Mem", "Scalar", "Imm",
-           "Pass", "MatVec", "Machine"]
+           "Pass", "MatVec", "Machine", "evaluate"]
 
 #: Vector banks, one block RAM each: ``h`` (the state, L x d words) and ``w`` (its products) fp32,
 #: ``q`` int8 codes, the others bf16. ``logits`` holds the head's rows.
@@ -169,6 +169,41 @@ class MatVec:
             raise ValueError("rows split into even and odd need an even row count")
 
 
+def _is_bf16(nx, values) -> bool:
+    return np.array_equal(nx.round(values), values)
+
+
+def evaluate(fn: str, a, b=None, nx: Numerics | None = None) -> np.ndarray:
+    """What function ``fn`` computes of operand values ``a`` and ``b`` (arrays on their grids):
+    the meaning of a pass, shared by ``Machine`` and the gateware's tests."""
+    nx = nx if nx is not None else Numerics()
+    if fn == "zero":
+        out = np.zeros(np.shape(a))
+    elif fn == "copy":
+        out = a
+    elif fn == "mul":  # the fp32 L-Mul; on bf16 operands its upper half is the bf16 L-Mul
+        out = nx.mul(a, b) if _is_bf16(nx, a) and _is_bf16(nx, b) else nx.mul(a, b, "fp32")
+    elif fn == "add":
+        out = nx.add(a, b)
+    elif fn == "add32":
+        out = nx.add(a, b, "fp32")
+    elif fn == "sub32":
+        out = nx.sub(a, b, "fp32")
+    elif fn == "round16":
+        out = nx.round(a)
+    elif fn in ("sigmoid", "sigmoid_neg"):
+        out = nx.sigmoid(-np.asarray(a) if fn == "sigmoid_neg" else a)
+    elif fn == "quant":
+        out = nx.to_int8(nx.mul(a, b))
+    elif fn == "rsqrt":
+        out = nx.rsqrt(a)
+    elif fn == "recip":
+        out = nx.recip(a)
+    else:
+        raise ValueError(f"unknown function {fn!r}; functions are {sorted(FUNCTIONS)}")
+    return np.asarray(out, np.float64)
+
+
 class Machine:
     """The reference machine: runs programs on a device image as the gateware would.
 
@@ -223,9 +258,6 @@ class Machine:
             words = words & 0xFFFF if operand.half == "lo" else words >> 16
         return decode(words, "bf16")
 
-    def _bf16(self, values):
-        return np.array_equal(self.nx.round(values), values)
-
     def _write(self, dst, values):
         if isinstance(dst, Scalar):
             self.scalars[dst.index] = values[0]
@@ -244,30 +276,7 @@ class Machine:
     def _pass(self, p: Pass):
         nx = self.nx
         a, b = self._read(p.a, p.n), self._read(p.b, p.n)
-        fn = p.fn
-        if fn == "zero":
-            out = np.zeros(p.n)
-        elif fn == "copy":
-            out = a
-        elif fn == "mul":  # the fp32 L-Mul; on bf16 operands its upper half is the bf16 L-Mul
-            out = nx.mul(a, b) if self._bf16(a) and self._bf16(b) else nx.mul(a, b, "fp32")
-        elif fn == "add":
-            out = nx.add(a, b)
-        elif fn == "add32":
-            out = nx.add(a, b, "fp32")
-        elif fn == "sub32":
-            out = nx.sub(a, b, "fp32")
-        elif fn == "round16":
-            out = nx.round(a)
-        elif fn in ("sigmoid", "sigmoid_neg"):
-            out = nx.sigmoid(-a if fn == "sigmoid_neg" else a)
-        elif fn == "quant":
-            out = nx.to_int8(nx.mul(a, b))
-        elif fn == "rsqrt":
-            out = nx.rsqrt(a)
-        else:  # recip
-            out = nx.recip(a)
-        out = np.asarray(out, np.float64)
+        out = evaluate(p.fn, a, b, nx) if p.fn != "zero" else np.zeros(p.n)
         self._write(p.dst, out)
         if p.reduce == "absmax":
             self.scalars[p.into.index] = nx.absmax(out)[0]

@@ -1,0 +1,155 @@
+"""The compact engine's arithmetic pipeline: every element-wise function through shared units.
+
+One L-Mul, one adder, one rounding unit, the two tables and an int8 conversion, side by side
+(docs/compact_engine.md, "The instruction set"). A pass selects one path with ``fn``; the units of
+the other paths stay idle. Values are fp32 bit patterns: a bf16 operand comes as its pattern
+shifted left by 16, and a bf16 result leaves the same way (a bf16 bank keeps the upper half).
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, enum, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.convert import FloatToInt8
+from hw.fadd import FAdd
+from hw.lmul import LMul
+from hw.narrow import Narrow
+from hw.nonlinear import sigmoid_operands
+from hw.tables import Reciprocal, ReciprocalSqrt
+
+from .isa import FUNCTIONS
+
+__all__ = ["Function", "Arithmetic", "operands"]
+
+
+class Function(enum.Enum, shape=4):
+    """The pipeline's functions (``hw.compact.isa.FUNCTIONS``), as ``Arithmetic.fn`` takes them."""
+    ZERO = 0
+    COPY = 1
+    MUL = 2
+    ADD = 3
+    ADD32 = 4
+    SUB32 = 5
+    ROUND16 = 6
+    SIGMOID = 7
+    SIGMOID_NEG = 8
+    QUANT = 9
+    RSQRT = 10
+    RECIP = 11
+
+
+assert {f.name.lower() for f in Function} == set(FUNCTIONS)
+
+operands = data.StructLayout({"a": 32, "b": 32})
+
+
+class Arithmetic(wiring.Component):
+    """One element per cycle through the path of function ``fn``.
+
+    Attributes
+    ----------
+    fn : In(Function)
+        Held while a pass's elements are in flight (the sequencer changes it only when the
+        pipeline is empty).
+    i_valid, i : In(1), In(operands)
+        Operand pairs as fp32 patterns (bf16 shifted left by 16; ``b`` unused by one-operand
+        functions), taken in every cycle ``i_valid`` is high.
+    o_valid, o : Out(1), Out(32)
+        Results, one in every cycle ``o_valid`` is high: fp32 patterns (``mul`` of fp32
+        operands, ``add32``, ``sub32``, ``copy``), bf16 shifted left by 16 (``add``,
+        ``round16``, ``sigmoid``, ``sigmoid_neg``, ``rsqrt``, ``recip``; ``mul`` of bf16
+        operands in its upper half), or the int8 code in bits 0-7 (``quant``, two's complement,
+        upper bits zero).
+
+    Latency by path, counting the output register: ``mul`` 4, ``quant`` 7, ``add`` and the
+    sigmoids 14, ``add32``/``sub32`` 12, ``round16`` 3, ``rsqrt``/``recip`` 3, ``copy``/``zero``
+    1 (``LATENCY[fn]``). Throughput one element per cycle on every path. No back-pressure, so no
+    stream handshake: the units never stall (their outputs are always taken), and a result
+    appears exactly its path's latency after its operands, so the sequencer issues freely and
+    counts results to know when the pipeline is empty. No multiplier.
+    """
+
+    LATENCY = {
+        Function.ZERO: 1, Function.COPY: 1,
+        Function.MUL: LMul.LATENCY + 1,
+        Function.QUANT: LMul.LATENCY + FloatToInt8.LATENCY + 1,
+        Function.ADD: 1 + FAdd.LATENCY + Narrow.LATENCY + 1,
+        Function.SIGMOID: 1 + FAdd.LATENCY + Narrow.LATENCY + 1,
+        Function.SIGMOID_NEG: 1 + FAdd.LATENCY + Narrow.LATENCY + 1,
+        Function.ADD32: 1 + FAdd.LATENCY + 1,
+        Function.SUB32: 1 + FAdd.LATENCY + 1,
+        Function.ROUND16: Narrow.LATENCY + 1,
+        Function.RSQRT: 2 + 1, Function.RECIP: 2 + 1,
+    }
+
+    fn: In(Function)
+    i_valid: In(1)
+    i: In(operands)
+    o_valid: Out(1)
+    o: Out(32)
+
+    def elaborate(self, platform):
+        m = Module()
+        fn, a, b = self.fn, self.i.a, self.i.b
+        m.submodules.lmul = lmul = LMul("fp32")
+        m.submodules.to_int = to_int = FloatToInt8()
+        m.submodules.fadd = fadd = FAdd("fp32")
+        m.submodules.narrow = narrow = Narrow()
+        m.submodules.recip = recip = Reciprocal()
+        m.submodules.rsqrt = rsqrt = ReciprocalSqrt()
+        for unit in (lmul, to_int, fadd, narrow, recip, rsqrt):
+            m.d.comb += unit.o.ready.eq(1)  # never stalls: each input is taken as it comes
+
+        def one_of(*fns):
+            return Cat(*(fn == f for f in fns)).any()
+
+        def on(*fns):
+            return self.i_valid & one_of(*fns)
+
+        # the L-Mul path, then the int8 conversion of the bf16 product for ``quant``
+        m.d.comb += [
+            lmul.i.valid.eq(on(Function.MUL, Function.QUANT)),
+            lmul.i.payload.a.eq(a), lmul.i.payload.b.eq(b),
+            to_int.i.valid.eq(lmul.o.valid & (fn == Function.QUANT)),
+            to_int.i.payload.eq(lmul.o.payload[16:]),
+        ]
+
+        # the adder path: a register in front, holding the sigmoid's segment operands or (a, b)
+        x = Signal(16)
+        m.d.comb += x.eq(a[16:] ^ Cat(Const(0, 15), fn == Function.SIGMOID_NEG))
+        seg_a, seg_b = sigmoid_operands(m, x)
+        sigmoid = one_of(Function.SIGMOID, Function.SIGMOID_NEG)
+        m.d.sync += [
+            fadd.i.valid.eq(on(Function.ADD, Function.ADD32, Function.SUB32,
+                               Function.SIGMOID, Function.SIGMOID_NEG)),
+            fadd.i.payload.a.eq(Mux(sigmoid, Cat(Const(0, 16), seg_a), a)),
+            fadd.i.payload.b.eq(Mux(sigmoid, Cat(Const(0, 16), seg_b), b)),
+            fadd.i.payload.sub.eq(fn == Function.SUB32),
+        ]
+        narrowing = one_of(Function.ADD, Function.SIGMOID, Function.SIGMOID_NEG)
+        m.d.comb += [
+            # the rounding unit: the adder's bf16 sums, or a itself for ``round16``
+            narrow.i.valid.eq((fadd.o.valid & narrowing) | on(Function.ROUND16)),
+            narrow.i.payload.eq(Mux(fn == Function.ROUND16, a, fadd.o.payload)),
+            recip.i.valid.eq(on(Function.RECIP)), recip.i.payload.eq(a[16:]),
+            rsqrt.i.valid.eq(on(Function.RSQRT)), rsqrt.i.payload.eq(a[16:]),
+        ]
+
+        # the output register: the one path that carries a result this cycle
+        with m.Switch(fn):
+            with m.Case(Function.ZERO, Function.COPY):
+                m.d.sync += [self.o_valid.eq(self.i_valid),
+                             self.o.eq(Mux(fn == Function.COPY, a, 0))]
+            with m.Case(Function.MUL):
+                m.d.sync += [self.o_valid.eq(lmul.o.valid), self.o.eq(lmul.o.payload)]
+            with m.Case(Function.QUANT):
+                m.d.sync += [self.o_valid.eq(to_int.o.valid), self.o.eq(to_int.o.payload.as_unsigned())]
+            with m.Case(Function.ADD32, Function.SUB32):
+                m.d.sync += [self.o_valid.eq(fadd.o.valid), self.o.eq(fadd.o.payload)]
+            with m.Case(Function.ADD, Function.SIGMOID, Function.SIGMOID_NEG, Function.ROUND16):
+                m.d.sync += [self.o_valid.eq(narrow.o.valid), self.o.eq(Cat(Const(0, 16), narrow.o.payload))]
+            with m.Case(Function.RECIP):
+                m.d.sync += [self.o_valid.eq(recip.o.valid), self.o.eq(Cat(Const(0, 16), recip.o.payload))]
+            with m.Case(Function.RSQRT):
+                m.d.sync += [self.o_valid.eq(rsqrt.o.valid), self.o.eq(Cat(Const(0, 16), rsqrt.o.payload))]
+        return m

@@ -1,0 +1,109 @@
+"""The compact engine's arithmetic pipeline (hw.compact.arith) against the instruction set's
+meaning (hw.compact.isa.evaluate, on golden.numerics): every function on random operands, zeros
+and subnormals included, one element per cycle, each result exactly its path's latency after its
+operands."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from golden.formats import decode, encode
+from hw.compact.arith import Arithmetic, Function
+from hw.compact.isa import evaluate
+
+
+def _patterns(rng, count, width):
+    """Random finite patterns of a format: all signs and exponents, a few zero exponent fields."""
+    x = rng.integers(0, 1 << width, count)
+    man = 7 if width == 16 else 23
+    exp = (x >> man) & 0xFF
+    x = np.where(exp == 0xFF, x & ~(1 << (man + 7)), x)  # Inf/NaN -> a large finite value
+    zero = rng.random(count) < 0.03
+    return np.where(zero, x & ((1 << (width - 1)) | ((1 << man) - 1)), x)
+
+
+def _near(rng, x, width, spread):
+    """Patterns whose exponents lie within ``spread`` of ``x``'s: where additions round."""
+    man = 7 if width == 16 else 23
+    y = _patterns(rng, len(x), width)
+    exp = np.clip(((x >> man) & 0xFF) + rng.integers(-spread, spread + 1, len(x)), 1, 254)
+    return (y & ~(0xFF << man)) | (exp << man)
+
+
+def run(fn, a, b):
+    """Drive (a, b) one per cycle with fn held; returns (results, latencies)."""
+    dut = Arithmetic()
+    got, issued, seen = [], [], []
+
+    async def bench(ctx):
+        ctx.set(dut.fn, fn)
+        cycle = 0
+        pending = list(zip(a.tolist(), b.tolist()))
+        while len(got) < len(a):
+            if pending:
+                x, y = pending.pop(0)
+                ctx.set(dut.i_valid, 1)
+                ctx.set(dut.i, {"a": x, "b": y})
+                issued.append(cycle)
+            else:
+                ctx.set(dut.i_valid, 0)
+            await ctx.tick()
+            cycle += 1
+            if ctx.get(dut.o_valid):
+                got.append(ctx.get(dut.o))
+                seen.append(cycle)
+            assert cycle < len(a) + 64, "results stopped coming"
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return np.array(got, np.int64), np.array(seen) - np.array(issued)
+
+
+BF16_IN = {"mul", "add", "sigmoid", "sigmoid_neg", "quant", "rsqrt", "recip"}
+BF16_OUT = {"add", "round16", "sigmoid", "sigmoid_neg", "rsqrt", "recip"}
+
+
+@pytest.mark.parametrize("fn", [f for f in Function])
+def test_function_against_the_instruction_set(fn):
+    name = fn.name.lower()
+    rng = np.random.default_rng(list(Function).index(fn))
+    n = 600
+    width = 16 if name in BF16_IN else 32
+    a = _patterns(rng, n, width)
+    b = _near(rng, a, width, 12) if name in ("add", "add32", "sub32") else _patterns(rng, n, width)
+    if name in ("rsqrt", "recip"):
+        a = a & ((1 << 15) - 1)  # the model takes them of positive values only
+    if name == "quant":  # the codes' operands: values by 127 / max|value|, mostly in range
+        b = encode(127.0 / np.abs(decode(_patterns(rng, n, 16), "bf16")).clip(2.0 ** -20, 2.0 ** 20), "bf16")
+    shift = 16 if width == 16 else 0
+    a_bits, b_bits = a << shift, b << shift
+    got, latency = run(fn, a_bits, b_bits)
+    assert np.all(latency == Arithmetic.LATENCY[fn]), f"latencies {sorted(set(latency))}"
+
+    fmt = "bf16" if width == 16 else "fp32"
+    want = evaluate(name, decode(a, fmt), decode(b, fmt))
+    if name == "quant":
+        got = np.where(got >= 128, got - 256, got)
+        np.testing.assert_array_equal(got, want)
+    elif name in BF16_OUT:
+        assert np.all(got & 0xFFFF == 0)
+        np.testing.assert_array_equal(got >> 16, encode(want, "bf16"))
+    elif name == "mul":  # bf16 operands: the upper half is the bf16 L-Mul
+        np.testing.assert_array_equal(got >> 16, encode(want, "bf16"))
+    elif name == "copy":
+        np.testing.assert_array_equal(got, a_bits)
+    else:  # add32, sub32, zero
+        np.testing.assert_array_equal(got, encode(want, "fp32"))
+
+
+def test_fp32_products_of_the_state():
+    """``mul`` of an fp32 state value by a bf16 gate: the fp32 L-Mul, all 32 bits."""
+    rng = np.random.default_rng(99)
+    h = _patterns(rng, 400, 32)
+    z = _patterns(rng, 400, 16) << 16
+    got, latency = run(Function.MUL, h, z)
+    assert np.all(latency == Arithmetic.LATENCY[Function.MUL])
+    want = evaluate("mul", decode(h, "fp32"), decode(z, "fp32"))
+    np.testing.assert_array_equal(got, encode(want, "fp32"))
