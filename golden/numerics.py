@@ -20,7 +20,7 @@ from .lmul import lmul
 from .float_model import lower_bounds
 from .ternary import absmean_ternary
 
-__all__ = ["Approximations", "Numerics", "NUMERICS_VERSION", "SIGMOID_SEGMENTS", "SUMSQ_GUARD_BITS", "block_sum", "top_exponent"]
+__all__ = ["Approximations", "Numerics", "NUMERICS_VERSION", "SIGMOID_SEGMENTS", "SUMSQ_GUARD_BITS", "aligned_total", "block_sum", "scale_aligned", "top_exponent"]
 
 #: Bumped whenever any bit the contract defines changes; the gateware reports it.
 NUMERICS_VERSION = 1
@@ -51,21 +51,31 @@ def top_exponent(values) -> np.ndarray:
     return ((encode(values, f) >> f.man_bits) & f.exp_all_ones).max(axis=-1, keepdims=True)
 
 
-def block_sum(values, top) -> np.ndarray:
-    """Sum of bf16 values >= 0 over the last axis in fixed point aligned to exponent field ``top``
-    (at least every term's), SUMSQ_GUARD_BITS kept below its significand, each term's lower bits
-    truncated; rounded to bf16. The sum of squares' reduction, for either one pass over known
-    squares or the gateware's two (the top exponent first, then the sum)."""
+def aligned_total(values, top) -> np.ndarray:
+    """The integer sum of bf16 values >= 0 over the last axis (keepdims), each aligned to exponent
+    field ``top`` (at least every term's) with SUMSQ_GUARD_BITS kept below its significand, its
+    lower bits truncated: the sum of squares' fixed-point accumulator."""
     f = get_format("bf16")
     bits = encode(values, f)
     exp = (bits >> f.man_bits) & f.exp_all_ones
     sig = np.where(exp > 0, (bits & ((1 << f.man_bits) - 1)) | (1 << f.man_bits), 0)
-    top = np.asarray(top, np.int64)
-    shift = np.minimum(top - exp, 63)
-    terms = (sig << SUMSQ_GUARD_BITS) >> shift
-    total = terms.sum(axis=-1, keepdims=True)
-    scale = (top - f.bias - f.man_bits - SUMSQ_GUARD_BITS).astype(np.int32)
-    return round_to(np.ldexp(total.astype(np.float64), scale))
+    shift = np.minimum(np.asarray(top, np.int64) - exp, 63)
+    return ((sig << SUMSQ_GUARD_BITS) >> shift).sum(axis=-1, keepdims=True)
+
+
+def scale_aligned(total, top) -> np.ndarray:
+    """An ``aligned_total`` as the bf16 value it stands for: ``total * 2**(top - bias - 7 -
+    SUMSQ_GUARD_BITS)``, rounded once."""
+    f = get_format("bf16")
+    scale = (np.asarray(top, np.int64) - f.bias - f.man_bits - SUMSQ_GUARD_BITS).astype(np.int32)
+    return round_to(np.ldexp(np.asarray(total).astype(np.float64), scale))
+
+
+def block_sum(values, top) -> np.ndarray:
+    """Sum of bf16 values >= 0 over the last axis in fixed point aligned to exponent field ``top``,
+    rounded to bf16 (``aligned_total``, then ``scale_aligned``): the sum of squares' reduction,
+    for one pass over known squares or the gateware's two (the top exponent, then the sum)."""
+    return scale_aligned(aligned_total(values, top), top)
 
 
 def daz(x, fmt="bf16") -> np.ndarray:

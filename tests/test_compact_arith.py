@@ -65,7 +65,10 @@ BF16_IN = {"mul", "add", "sigmoid", "sigmoid_neg", "quant", "rsqrt", "recip"}
 BF16_OUT = {"add", "round16", "sigmoid", "sigmoid_neg", "rsqrt", "recip"}
 
 
-@pytest.mark.parametrize("fn", [f for f in Function])
+FLOAT_FUNCTIONS = [f for f in Function if f not in (Function.INT_MUL, Function.INT_POW2)]
+
+
+@pytest.mark.parametrize("fn", FLOAT_FUNCTIONS)
 def test_function_against_the_instruction_set(fn):
     name = fn.name.lower()
     rng = np.random.default_rng(list(Function).index(fn))
@@ -107,3 +110,30 @@ def test_fp32_products_of_the_state():
     assert np.all(latency == Arithmetic.LATENCY[Function.MUL])
     want = evaluate("mul", decode(h, "fp32"), decode(z, "fp32"))
     np.testing.assert_array_equal(got, encode(want, "fp32"))
+
+
+@pytest.mark.parametrize("scale", [0x3C23, 0xBF80, 0x0080, 0x7F00])
+def test_int_mul_converts_accumulators_and_scales_them(scale):
+    """A MatVec's rows: accumulators of every width up to the widest row's, times a held scale."""
+    rng = np.random.default_rng(scale)
+    acc = np.concatenate([[0, 1, -1, 127 * 256, -127 * 256, 255, 257, -32767],
+                          rng.integers(-127 * 256, 127 * 256 + 1, 500)])
+    got, latency = run(Function.INT_MUL, acc & 0xFFFFFFFF, np.full(len(acc), scale << 16))
+    assert np.all(latency == Arithmetic.LATENCY[Function.INT_MUL])
+    want = evaluate("int_mul", acc.astype(np.float64), decode(np.array([scale]), "bf16"))
+    np.testing.assert_array_equal(got >> 16, encode(want, "bf16"))
+
+
+@pytest.mark.parametrize("top", [1, 20, 127, 140, 200, 254])
+def test_int_pow2_rounds_aligned_sums(top):
+    """The sum of squares from its aligned total and top exponent field: totals of every size,
+    ties and the flush and saturation edges."""
+    rng = np.random.default_rng(top)
+    bits = rng.integers(0, 33, 600)
+    total = rng.integers(0, 1 << 32, 600, dtype=np.int64) >> (32 - bits)
+    ties = (rng.integers(1 << 8, 1 << 9, 40) * 2 + 1) << rng.integers(0, 20, 40)  # odd at bit 9
+    total = np.concatenate([[0, 1, (1 << 32) - 1, 1 << 23, (1 << 24) - 1], total, ties])
+    got, latency = run(Function.INT_POW2, total, np.full(len(total), top))
+    assert np.all(latency == Arithmetic.LATENCY[Function.INT_POW2])
+    want = evaluate("int_pow2", total, np.array([top]))
+    np.testing.assert_array_equal(got >> 16, encode(want, "bf16"))

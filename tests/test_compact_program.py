@@ -80,9 +80,10 @@ def test_state_persists_and_reset_clears_it():
     (lambda: Pass("mul", 4, Vec("x"), Mem("pg", 0, "lo"), Mem("aux", 0)), "one read port"),
     (lambda: Pass("mul", 4, Scalar(1), Vec("u"), Vec("t")), "one element only"),
     (lambda: Pass("copy", 4, None, Vec("u")), "must reduce"),
-    (lambda: Pass("copy", 4, None, Vec("u"), reduce="block_sum", into=Scalar(0)), "exponent="),
+    (lambda: Pass("copy", 4, None, Vec("u"), reduce="aligned_sum", into=Scalar(0)), "exponent="),
     (lambda: Pass("mul", 4, Vec("x"), Vec("u")), "two operands"),
     (lambda: Pass("mul", 0, Vec("x"), Vec("u"), Vec("t")), "at least one"),
+    (lambda: Pass("int_pow2", 1, Scalar(2), Scalar(2), Imm(1.0)), "scalar register"),
 ])
 def test_instructions_refuse_what_the_machine_cannot_do(make, message):
     with pytest.raises(ValueError, match=message):

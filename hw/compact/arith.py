@@ -10,7 +10,10 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.convert import FloatToInt8
+from golden.formats import get_format
+from golden.numerics import SUMSQ_GUARD_BITS
+
+from hw.convert import FloatToInt8, IntToFloat
 from hw.fadd import FAdd
 from hw.lmul import LMul
 from hw.narrow import Narrow
@@ -36,11 +39,20 @@ class Function(enum.Enum, shape=4):
     QUANT = 9
     RSQRT = 10
     RECIP = 11
+    INT_MUL = 12
+    INT_POW2 = 13
 
 
 assert {f.name.lower() for f in Function} == set(FUNCTIONS)
 
 operands = data.StructLayout({"a": 32, "b": 32})
+
+BF16 = get_format("bf16")
+#: The conversion's input: ``a`` as a signed (``int_mul``: an accumulator) or unsigned 32-bit
+#: integer (``int_pow2``: an aligned sum of at most 256 squares, below 2**(8 + 16 + 8)).
+INT_WIDTH = 33
+#: ``int_pow2`` scales by ``2**(b - POW2_BIAS)``: an aligned sum's weight (golden.numerics.scale_aligned)
+POW2_BIAS = BF16.bias + BF16.man_bits + SUMSQ_GUARD_BITS
 
 
 class Arithmetic(wiring.Component):
@@ -63,7 +75,7 @@ class Arithmetic(wiring.Component):
 
     Latency by path, counting the output register: ``mul`` 4, ``quant`` 7, ``add`` and the
     sigmoids 14, ``add32``/``sub32`` 12, ``round16`` 3, ``rsqrt``/``recip`` 3, ``copy``/``zero``
-    1 (``LATENCY[fn]``). Throughput one element per cycle on every path. No back-pressure, so no
+    1, ``int_mul`` 11, ``int_pow2`` 10 (``LATENCY[fn]``). Throughput one element per cycle on every path. No back-pressure, so no
     stream handshake: the units never stall (their outputs are always taken), and a result
     appears exactly its path's latency after its operands, so the sequencer issues freely and
     counts results to know when the pipeline is empty. No multiplier.
@@ -80,6 +92,8 @@ class Arithmetic(wiring.Component):
         Function.SUB32: 1 + FAdd.LATENCY + 1,
         Function.ROUND16: Narrow.LATENCY + 1,
         Function.RSQRT: 2 + 1, Function.RECIP: 2 + 1,
+        Function.INT_MUL: 7 + LMul.LATENCY + 1,
+        Function.INT_POW2: 7 + 2 + 1,
     }
 
     fn: In(Function)
@@ -97,7 +111,9 @@ class Arithmetic(wiring.Component):
         m.submodules.narrow = narrow = Narrow()
         m.submodules.recip = recip = Reciprocal()
         m.submodules.rsqrt = rsqrt = ReciprocalSqrt()
-        for unit in (lmul, to_int, fadd, narrow, recip, rsqrt):
+        m.submodules.to_float = to_float = IntToFloat(INT_WIDTH)
+        assert to_float.latency == 7
+        for unit in (lmul, to_int, fadd, narrow, recip, rsqrt, to_float):
             m.d.comb += unit.o.ready.eq(1)  # never stalls: each input is taken as it comes
 
         def one_of(*fns):
@@ -106,12 +122,40 @@ class Arithmetic(wiring.Component):
         def on(*fns):
             return self.i_valid & one_of(*fns)
 
+        # the integers' conversion to bf16, into the L-Mul (``int_mul``) or a power of two
+        m.d.comb += [
+            to_float.i.valid.eq(on(Function.INT_MUL, Function.INT_POW2)),
+            to_float.i.payload.eq(Cat(a, (fn == Function.INT_MUL) & a[31])),
+        ]
+        from_int = to_float.o.valid & (fn == Function.INT_MUL)
+
         # the L-Mul path, then the int8 conversion of the bf16 product for ``quant``
         m.d.comb += [
-            lmul.i.valid.eq(on(Function.MUL, Function.QUANT)),
-            lmul.i.payload.a.eq(a), lmul.i.payload.b.eq(b),
+            lmul.i.valid.eq(on(Function.MUL, Function.QUANT) | from_int),
+            lmul.i.payload.a.eq(Mux(fn == Function.INT_MUL, Cat(Const(0, 16), to_float.o.payload), a)),
+            lmul.i.payload.b.eq(b),
             to_int.i.valid.eq(lmul.o.valid & (fn == Function.QUANT)),
             to_int.i.payload.eq(lmul.o.payload[16:]),
+        ]
+
+        # ``int_pow2``: the converted sum's exponent plus b - POW2_BIAS, flushed to +0 at or below
+        # 0 and saturated at 255 and above (the exponent, then the range: two carry chains)
+        pow2_valid = Signal()
+        pow2_exp = Signal(range(-512, 512))
+        pow2_zero = Signal()
+        pow2_man = Signal(BF16.man_bits)
+        pow2 = Signal(16)
+        pow2_out = Signal()
+        value = to_float.o.payload
+        m.d.sync += [
+            pow2_valid.eq(to_float.o.valid & (fn == Function.INT_POW2)),
+            pow2_exp.eq(value[BF16.man_bits:15] + b[:8] - POW2_BIAS),
+            pow2_zero.eq(value[BF16.man_bits:15] == 0),
+            pow2_man.eq(value[:BF16.man_bits]),
+            pow2_out.eq(pow2_valid),
+            pow2.eq(Mux(pow2_zero | (pow2_exp <= 0), 0,
+                        Mux(pow2_exp >= BF16.exp_all_ones, BF16.max_finite_field,
+                            Cat(pow2_man, pow2_exp[:8], Const(0, 1))))),
         ]
 
         # the adder path: a register in front, holding the sigmoid's segment operands or (a, b)
@@ -140,8 +184,10 @@ class Arithmetic(wiring.Component):
             with m.Case(Function.ZERO, Function.COPY):
                 m.d.sync += [self.o_valid.eq(self.i_valid),
                              self.o.eq(Mux(fn == Function.COPY, a, 0))]
-            with m.Case(Function.MUL):
+            with m.Case(Function.MUL, Function.INT_MUL):
                 m.d.sync += [self.o_valid.eq(lmul.o.valid), self.o.eq(lmul.o.payload)]
+            with m.Case(Function.INT_POW2):
+                m.d.sync += [self.o_valid.eq(pow2_out), self.o.eq(Cat(Const(0, 16), pow2))]
             with m.Case(Function.QUANT):
                 m.d.sync += [self.o_valid.eq(to_int.o.valid), self.o.eq(to_int.o.payload.as_unsigned())]
             with m.Case(Function.ADD32, Function.SUB32):

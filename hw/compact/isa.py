@@ -29,7 +29,7 @@ import numpy as np
 
 from golden.formats import decode, encode
 from golden.image import DeviceLayout
-from golden.numerics import Numerics, block_sum, top_exponent
+from golden.numerics import Numerics, aligned_total, scale_aligned, top_exponent
 from golden.pack import decode_table
 
 __all__ = ["BANKS", "BANK_FORMATS", "FUNCTIONS", "REDUCTIONS", "SCALARS", "Vec", "Mem", "Scalar", "Imm",
@@ -41,7 +41,7 @@ BANKS = ("x", "i", "f", "r", "s", "u", "t", "p", "q", "h", "w", "logits")
 #: The grid each bank's words hold: a write of anything else is a program error, since the
 #: gateware would keep only the word's bits.
 BANK_FORMATS = {bank: {"h": "fp32", "w": "fp32", "q": "int8"}.get(bank, "bf16") for bank in BANKS}
-#: Scalar registers (32 bits: a bf16 or fp32 value, or an exponent field).
+#: Scalar registers (32 bits: a bf16 value, an exponent field or an aligned sum).
 SCALARS = 8
 
 #: fn -> (operands, what it computes). Each is one of the pipeline's paths (docs/compact_engine.md):
@@ -60,9 +60,11 @@ FUNCTIONS = {
     "quant": (2, "int8 of a * b"),
     "rsqrt": (1, "1 / sqrt(a)"),
     "recip": (1, "1 / a"),
+    "int_mul": (2, "integer a converted to bf16, times b (a MatVec's rows)"),
+    "int_pow2": (2, "integer a times 2**(b - 150) rounded to bf16 (an aligned sum, b its exponent field)"),
 }
 #: Reductions of a pass's results into a scalar register.
-REDUCTIONS = ("absmax", "top_exponent", "block_sum")
+REDUCTIONS = ("absmax", "top_exponent", "aligned_sum")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +124,7 @@ class Pass:
     b: Vec | Mem | Scalar | Imm | None = None
     reduce: str | None = None
     into: Scalar | None = None  # the reduction's register
-    exponent: Scalar | None = None  # block_sum: the register holding the top exponent field
+    exponent: Scalar | None = None  # aligned_sum: the register holding the top exponent field
     first_only: bool = False  # only in the first step after a reset (clearing the state)
 
     def __post_init__(self):
@@ -135,12 +137,14 @@ class Pass:
             raise ValueError(f"{self.fn} takes {arity} operand(s)")
         if self.b is None and arity == 2:
             raise ValueError(f"{self.fn} takes two operands")
+        if self.fn in ("int_mul", "int_pow2") and not isinstance(self.b, Scalar):
+            raise ValueError(f"{self.fn} takes b from a scalar register (the pipeline reads it late)")
         if (self.reduce is None) != (self.into is None):
             raise ValueError("a reduction needs a register (into=) and a register needs a reduction")
         if self.reduce is not None and self.reduce not in REDUCTIONS:
             raise ValueError(f"unknown reduction {self.reduce!r}; reductions are {REDUCTIONS}")
-        if (self.reduce == "block_sum") != (self.exponent is not None):
-            raise ValueError("block_sum, and only block_sum, takes exponent=")
+        if (self.reduce == "aligned_sum") != (self.exponent is not None):
+            raise ValueError("aligned_sum, and only aligned_sum, takes exponent=")
         if self.dst is None and self.reduce is None:
             raise ValueError("a pass with no destination must reduce")
         if isinstance(self.dst, Scalar) and self.n != 1:
@@ -199,6 +203,10 @@ def evaluate(fn: str, a, b=None, nx: Numerics | None = None) -> np.ndarray:
         out = nx.rsqrt(a)
     elif fn == "recip":
         out = nx.recip(a)
+    elif fn == "int_mul":
+        out = nx.mul(nx.from_int(a), b)
+    elif fn == "int_pow2":
+        out = scale_aligned(a, np.asarray(b, np.int64))
     else:
         raise ValueError(f"unknown function {fn!r}; functions are {sorted(FUNCTIONS)}")
     return np.asarray(out, np.float64)
@@ -282,8 +290,8 @@ class Machine:
             self.scalars[p.into.index] = nx.absmax(out)[0]
         elif p.reduce == "top_exponent":
             self.scalars[p.into.index] = top_exponent(out)[0]
-        elif p.reduce == "block_sum":
-            self.scalars[p.into.index] = block_sum(out, int(self.scalars[p.exponent.index]))[0]
+        elif p.reduce == "aligned_sum":
+            self.scalars[p.into.index] = aligned_total(out, int(self.scalars[p.exponent.index]))[0]
 
     def _matvec(self, mv: MatVec):
         nx = self.nx

@@ -29,7 +29,8 @@ def quantiser(src: Vec, k: int, gain: Mem, pre: Mem | None, header: int) -> list
         Pass("mul", k, Vec("u"), src, gain, reduce="absmax", into=AMAX),
         # the squares of v into t, their top exponent on the way; then their sum
         *squares,
-        Pass("copy", k, None, Vec("t"), reduce="block_sum", into=SUMSQ, exponent=EXPONENT),
+        Pass("copy", k, None, Vec("t"), reduce="aligned_sum", into=SUMSQ, exponent=EXPONENT),
+        Pass("int_pow2", 1, SUMSQ, SUMSQ, EXPONENT),
         Pass("add", 1, SUMSQ, SUMSQ, Mem("pg", header, "hi")),  # + K * eps
         Pass("rsqrt", 1, NORM, SUMSQ),
         Pass("recip", 1, INV, AMAX),
