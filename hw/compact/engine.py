@@ -1,0 +1,426 @@
+"""The compact token engine: ``hw.compact.program`` run from a ROM on one arithmetic pipeline.
+
+docs/compact_engine.md has the design. The engine serves ``hw.port.engine_port`` with the same
+memory map as ``hw.engine.TokenEngine`` (``golden.image.REGIONS``), so the link, the protocol and
+the host runtime do not change.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+
+from golden.image import COUNTERS, REGIONS, REGION_SHIFT, SCRATCH_BYTES, DeviceLayout
+from hw.port import TOKEN_WIDTH, engine_port
+from hw.ternary_matvec import TritDecoder, acc_width
+
+from .arith import Arithmetic, Function
+from .isa import BANK_FORMATS, BANKS, SCALARS, Imm, MatVec, Mem, Pass, Scalar, Vec
+from .program import step_program
+
+__all__ = ["CompactEngine", "LANES", "encode_program", "instruction", "INVALID_TOKEN"]
+
+#: Ternary lanes: a weight word is 2 bytes, one 16-bit word of the image memory per cycle.
+LANES = 10
+#: ``done`` carries this for a token id out of range (as ``hw.engine``).
+INVALID_TOKEN = (1 << TOKEN_WIDTH) - 1
+
+SPACE_BANK, SPACE_MEM, SPACE_SCALAR, SPACE_IMM = range(4)
+DST_NONE, DST_BANK, DST_SCALAR = range(3)
+REDUCE = {None: 0, "absmax": 1, "top_exponent": 2, "aligned_sum": 3}
+
+operand = data.StructLayout({"space": 2, "id": 4, "base": 16, "stride2": 1, "per_token": 1})
+#: One ROM word: a Pass, or a MatVec (``matvec``; rows in ``n``, the scale register in ``a.id``,
+#: the first weight word in ``a.base``, words per row in ``b.base``, the odd rows' bank in
+#: ``odd``).
+instruction = data.StructLayout({
+    "matvec": 1, "fn": Function, "n": 11, "first_only": 1,
+    "dst_space": 2, "dst_id": 4, "dst_base": 11,
+    "a": operand, "b": operand,
+    "reduce": 2, "into": 3, "exponent": 3,
+    "odd": 4, "split": 1, "argmax": 1,
+})
+
+
+class ImageMap:
+    """Where each region of the device image lies in the engine's 16-bit image memory."""
+
+    def __init__(self, layout: DeviceLayout):
+        c = layout.config
+        self.words = {"weights": layout.weight_words * layout.word_bytes // 2,
+                      "embedding": layout.embedding_words, "pg": 2 * layout.pg_words,
+                      "aux": layout.aux_words, "scratch": SCRATCH_BYTES // 2}
+        self.base, at = {}, 0
+        for region, words in self.words.items():
+            self.base[region] = at
+            at += words
+        self.depth = at
+        self.d = c.hidden_size
+
+    def operand_address(self, mem: Mem) -> int:
+        if mem.region == "pg":
+            return self.base["pg"] + 2 * mem.base + (mem.half == "hi")
+        return self.base[mem.region] + mem.base
+
+
+def _operand(operand, image_map: ImageMap) -> dict:
+    if operand is None:
+        return {"space": SPACE_IMM, "id": 0, "base": 0, "stride2": 0, "per_token": 0}
+    if isinstance(operand, Vec):
+        return {"space": SPACE_BANK, "id": BANKS.index(operand.bank), "base": operand.base,
+                "stride2": 0, "per_token": 0}
+    if isinstance(operand, Mem):
+        return {"space": SPACE_MEM, "id": 0, "base": image_map.operand_address(operand),
+                "stride2": int(operand.region == "pg"), "per_token": int(operand.per_token)}
+    if isinstance(operand, Scalar):
+        return {"space": SPACE_SCALAR, "id": operand.index, "base": 0, "stride2": 0, "per_token": 0}
+    from golden.formats import encode
+    return {"space": SPACE_IMM, "id": 0, "base": int(encode(operand.value, "bf16")), "stride2": 0,
+            "per_token": 0}
+
+
+def encode_program(program, layout: DeviceLayout) -> list[dict]:
+    """The ROM words of ``program`` (``instruction`` fields as dicts)."""
+    image_map = ImageMap(layout)
+    words = []
+    for ins in program:
+        if isinstance(ins, MatVec):
+            words.append({
+                "matvec": 1, "fn": Function.INT_MUL, "n": ins.rows, "first_only": 0,
+                "dst_space": DST_BANK, "dst_id": BANKS.index(ins.dst.bank), "dst_base": ins.dst.base,
+                "a": {"space": SPACE_SCALAR, "id": ins.scale.index, "base": ins.word_base,
+                      "stride2": 0, "per_token": 0},
+                "b": {"space": SPACE_IMM, "id": 0, "base": ins.words_per_row, "stride2": 0, "per_token": 0},
+                "reduce": 0, "into": 0, "exponent": 0,
+                "odd": BANKS.index(ins.odd.bank) if ins.odd else 0, "split": int(ins.odd is not None),
+                "argmax": int(ins.argmax),
+            })
+            continue
+        dst = ins.dst
+        words.append({
+            "matvec": 0, "fn": Function[ins.fn.upper()], "n": ins.n, "first_only": int(ins.first_only),
+            "dst_space": DST_NONE if dst is None else DST_SCALAR if isinstance(dst, Scalar) else DST_BANK,
+            "dst_id": 0 if dst is None else dst.index if isinstance(dst, Scalar) else BANKS.index(dst.bank),
+            "dst_base": dst.base if isinstance(dst, Vec) else 0,
+            "a": _operand(ins.a, image_map), "b": _operand(ins.b, image_map),
+            "reduce": REDUCE[ins.reduce], "into": ins.into.index if ins.into else 0,
+            "exponent": ins.exponent.index if ins.exponent else 0,
+            "odd": 0, "split": 0, "argmax": 0,
+        })
+    return words
+
+
+class CompactEngine(wiring.Component):
+    """One token step of ``hw.compact.program.step_program(layout)``, served through
+    ``hw.port.engine_port``.
+
+    Parameters
+    ----------
+    layout : golden.image.DeviceLayout
+        The model's dimensions and the memory map; its lane count must be ``LANES``.
+    image : dict of region name to bytes, optional
+        Initial contents of the writable regions (``DeviceLayout.image``), for simulation.
+
+    Latency: a step takes one cycle per element of every pass and per weight word of every
+    MatVec, plus the pipeline's latency per pass and a few cycles per instruction (no overlap).
+    Throughput: one step at a time; ``step.ready`` is low while a step runs and until ``done`` is
+    taken. The bus is served between steps only, one request at a time: a write takes 1 cycle, a
+    read 2 plus ``rdata`` back-pressure. A 16-bit image word is written when its odd byte is
+    written (the even byte waits in a register): the host writes whole words, in order.
+    """
+
+    def __init__(self, layout: DeviceLayout, image: dict | None = None):
+        if not isinstance(layout, DeviceLayout):
+            raise ValueError(f"layout must be a golden.image.DeviceLayout, got {layout!r}")
+        if layout.lanes != LANES:
+            raise ValueError(f"the compact engine has {LANES} lanes, the layout {layout.lanes}")
+        c = layout.config
+        if c.vocab_size >= INVALID_TOKEN:
+            raise ValueError(f"vocab_size must be below {INVALID_TOKEN}, got {c.vocab_size}")
+        longest = max(c.hidden_size, 2 * c.intermediate_size, c.vocab_size)
+        if longest >= 1 << 10 or c.num_hidden_layers * c.hidden_size >= 1 << 10:
+            raise ValueError("vectors are limited to 1,023 elements")
+        self.layout = layout
+        self.image_map = ImageMap(layout)
+        if self.image_map.depth > 1 << 16:
+            raise ValueError(f"the image takes {2 * self.image_map.depth} bytes, more than the "
+                             f"{1 << 17} the image memory addresses")
+        self.image = {} if image is None else dict(image)
+        self.program = step_program(layout)
+        self.rom = encode_program(self.program, layout)
+        self.memories = {}  # filled by elaborate(): the banks by name, for simulation tools
+        super().__init__(engine_port)
+
+    def _image_init(self) -> list[int]:
+        words = [0] * self.image_map.depth
+        for region, data_bytes in self.image.items():
+            base = self.image_map.base[region]
+            for k in range(0, len(data_bytes), 2):
+                words[base + k // 2] = int.from_bytes(data_bytes[k:k + 2], "little")
+        return words
+
+    def elaborate(self, platform):
+        m = Module()
+        lay, imap = self.layout, self.image_map
+        cfg = lay.config
+        d, vocab = cfg.hidden_size, cfg.vocab_size
+        maxk = max(op.cols for op in lay.ops)
+        depth = {bank: max(d, cfg.intermediate_size, 2) for bank in BANKS}
+        depth.update(h=cfg.num_hidden_layers * d, w=cfg.num_hidden_layers * d, logits=vocab)
+
+        m.submodules.arith = arith = Arithmetic()
+
+        # ---- memories ---------------------------------------------------------------------------
+        m.submodules.image = image = Memory(shape=16, depth=imap.depth, init=self._image_init())
+        img_rd, img_wr = image.read_port(), image.write_port()
+        m.submodules.rom = rom = Memory(shape=instruction, depth=len(self.rom), init=self.rom)
+        rom_rd = rom.read_port()
+        banks, rd, wr = {}, {}, {}
+        for bank in BANKS:
+            if bank == "q":
+                continue
+            width = 32 if BANK_FORMATS[bank] == "fp32" else 16
+            m.submodules[f"bank_{bank}"] = banks[bank] = Memory(shape=width, depth=depth[bank], init=[])
+            rd[bank], wr[bank] = banks[bank].read_port(), banks[bank].write_port()
+        self.memories.update(banks)
+        q_words = -(-maxk // LANES)
+        m.submodules.bank_q = q_mem = Memory(shape=8 * LANES, depth=q_words, init=[])
+        q_rd, q_wr = q_mem.read_port(), q_mem.write_port()
+        trit_roms = []
+        for lane in range(2):
+            m.submodules[f"trits{lane}"] = trom = Memory(shape=10, depth=256, init=TritDecoder.rom_init())
+            trit_roms.append(trom.read_port())
+        scalars = [Signal(32, name=f"scalar{k}") for k in range(SCALARS)]
+
+        def scalar(index):
+            value = Signal(32)
+            with m.Switch(index):
+                for k in range(SCALARS):
+                    with m.Case(k):
+                        m.d.comb += value.eq(scalars[k])
+            return value
+
+        # ---- step control -----------------------------------------------------------------------
+        busy = Signal()
+        token = Signal(TOKEN_WIDTH)
+        emb_row = Signal(16)  # token * d, as shifts and adds (no multiplier)
+        fresh = Signal(init=1)
+        first = Signal()
+        argmax = Signal(TOKEN_WIDTH)
+        pc = Signal(range(len(self.rom) + 1))
+        ins = Signal(instruction)
+        m.d.comb += self.step.ready.eq(~busy & ~self.done.valid & ~self.bus.valid)
+        with m.If(self.reset):
+            m.d.sync += fresh.eq(1)
+        go = Signal()
+        with m.If(self.step.valid & self.step.ready):
+            with m.If(self.step.payload < vocab):
+                m.d.sync += [token.eq(self.step.payload), first.eq(fresh | self.reset), fresh.eq(0),
+                             busy.eq(1), pc.eq(0)]
+                m.d.comb += go.eq(1)
+            with m.Else():
+                m.d.sync += [self.done.valid.eq(1), self.done.payload.eq(INVALID_TOKEN)]
+        with m.If(self.done.valid & self.done.ready):
+            m.d.sync += self.done.valid.eq(0)
+        terms = [token << k for k in range(d.bit_length()) if d >> k & 1]
+        m.d.comb += emb_row.eq(sum(terms[1:], terms[0]))
+
+        # ---- passes: issue, operands, write-back, reductions ------------------------------------
+        j = Signal(11)  # elements issued
+        out = Signal(11)  # results written
+        issuing = Signal()
+        issued = Signal()  # an element's reads were issued last cycle: its operands are on the ports
+        a_addr, b_addr = Signal(16), Signal(16)  # bank element or image word of each operand
+        m.d.sync += issued.eq(issuing)
+        a, b = ins.a, ins.b
+
+        def space_is(op, space):
+            return op.space == space
+
+        # bank read addresses: each bank is read by the operand that names it
+        for bank in rd:
+            k = BANKS.index(bank)
+            m.d.comb += rd[bank].addr.eq(Mux(space_is(a, SPACE_BANK) & (a.id == k), a_addr, b_addr))
+        mem_addr = Mux(space_is(a, SPACE_MEM), a_addr, b_addr)
+
+        def value(op, addr_bank):
+            v = Signal(32)
+            with m.Switch(op.space):
+                with m.Case(SPACE_BANK):
+                    with m.Switch(op.id):
+                        for bank in rd:
+                            with m.Case(BANKS.index(bank)):
+                                data_ = rd[bank].data
+                                m.d.comb += v.eq(data_ if len(data_) == 32 else Cat(Const(0, 16), data_))
+                with m.Case(SPACE_MEM):
+                    m.d.comb += v.eq(Cat(Const(0, 16), img_rd.data))
+                with m.Case(SPACE_SCALAR):
+                    m.d.comb += v.eq(scalar(op.id))
+                with m.Case(SPACE_IMM):
+                    m.d.comb += v.eq(Cat(Const(0, 16), op.base))
+            return v
+
+        a_val, b_val = value(a, a_addr), value(b, b_addr)
+        m.d.comb += [arith.fn.eq(ins.fn), arith.i.a.eq(a_val), arith.i.b.eq(b_val)]
+
+        # write-back
+        dst_bank = Signal(4)
+        dst_addr = Signal(11)
+        result = arith.o
+        for bank in wr:
+            k = BANKS.index(bank)
+            m.d.comb += [
+                wr[bank].addr.eq(dst_addr),
+                wr[bank].data.eq(result if len(wr[bank].data) == 32 else result[16:]),
+                wr[bank].en.eq(arith.o_valid & (ins.dst_space == DST_BANK) & (dst_bank == k)),
+            ]
+        # ...the codes, ten to a q word (lane l of word w: element 10 w + l), each word written
+        # with its last code (the pass's last word may stop short: its other lanes meet zero trits)
+        codes = Signal(8 * LANES)
+        code_lane = Signal(range(LANES))
+        q_addr = Signal(range(q_words + 1))
+        code_in = arith.o_valid & (ins.dst_space == DST_BANK) & (dst_bank == BANKS.index("q")) & ~ins.matvec
+        last_out = out + 1 == ins.n
+        word_codes = Cat(*[Mux(code_lane == lane, result[:8], codes[8 * lane:8 * lane + 8])
+                           for lane in range(LANES)])
+        m.d.comb += [q_wr.addr.eq(q_addr), q_wr.data.eq(word_codes),
+                     q_wr.en.eq(code_in & ((code_lane == LANES - 1) | last_out))]
+        with m.If(code_in):
+            m.d.sync += [codes.eq(word_codes), code_lane.eq(code_lane + 1)]
+            with m.If(code_lane == LANES - 1):
+                m.d.sync += [code_lane.eq(0), q_addr.eq(q_addr + 1)]
+
+        # reductions into their scalar register
+        red = scalars  # the reduction accumulates in the register it names
+        top = scalar(ins.exponent)[:8]
+        exp = result[23:31]
+        sig = Cat(result[16:23], exp != 0)
+        dist = top - exp
+        aligned = Mux(dist[6:].any(), 0, (Cat(Const(0, 16), sig) >> dist[:6]))
+        with m.If(arith.o_valid & ~ins.matvec):
+            with m.Switch(ins.into):
+                for k in range(SCALARS):
+                    with m.Case(k):
+                        with m.Switch(ins.reduce):
+                            with m.Case(REDUCE["absmax"]):
+                                with m.If(result[:31] > red[k][:31]):
+                                    m.d.sync += red[k].eq(result[:31])
+                            with m.Case(REDUCE["top_exponent"]):
+                                with m.If(exp > red[k][:8]):
+                                    m.d.sync += red[k].eq(exp)
+                            with m.Case(REDUCE["aligned_sum"]):
+                                m.d.sync += red[k].eq(red[k] + aligned)
+            with m.If(ins.dst_space == DST_SCALAR):
+                with m.Switch(ins.dst_id):
+                    for k in range(SCALARS):
+                        with m.Case(k):
+                            m.d.sync += scalars[k].eq(result)
+
+        # ---- MatVec: weight words and codes into the lanes, rows into the pipeline ---------------
+        row = Signal(11)
+        word = Signal(6)  # word within the row
+        mv_issue = Signal()
+        mv_last = Signal()  # the row's last word
+        m.d.comb += [q_rd.addr.eq(word)]
+        # stage 1: the image word and the q word land; the trit ROMs take the word's bytes
+        p1_valid, p1_last, p2_valid, p2_last, s2_valid, s2_last = (Signal() for _ in range(6))
+        s1_codes = Signal(8 * LANES)
+        m.d.sync += [p1_valid.eq(mv_issue), p1_last.eq(mv_last), s1_codes.eq(q_rd.data),
+                     p2_valid.eq(p1_valid), p2_last.eq(p1_last)]
+        for lane, trom in enumerate(trit_roms):
+            m.d.comb += trom.addr.eq(img_rd.data[8 * lane:8 * lane + 8])
+        # stage 2: the trits and the codes: the word's dot product, registered
+        trits = Cat(trit_roms[0].data, trit_roms[1].data)
+        width = acc_width(LANES)
+        terms = []
+        for lane in range(LANES):
+            code = s1_codes[8 * lane:8 * lane + 8].as_signed()
+            t = trits[2 * lane:2 * lane + 2]
+            terms.append(Mux(t[0], Mux(t[1], -code, code), 0))
+        dot = Signal(signed(width))
+        m.d.sync += [s2_valid.eq(p2_valid), s2_last.eq(p2_last), dot.eq(sum(terms[1:], terms[0]))]
+        # stage 3: the row's accumulator; its last word sends the row to the pipeline
+        acc = Signal(signed(acc_width(maxk)))
+        row_acc = acc + dot
+        best = Signal(signed(acc_width(maxk)))
+        rows_done = Signal(11)
+        with m.If(s2_valid):
+            m.d.sync += acc.eq(Mux(s2_last, 0, row_acc))
+            with m.If(s2_last):
+                m.d.sync += rows_done.eq(rows_done + 1)
+                with m.If(ins.argmax & ((rows_done == 0) | (row_acc > best))):
+                    m.d.sync += [best.eq(row_acc), argmax.eq(rows_done)]
+
+        # ---- the sequencer ----------------------------------------------------------------------
+        m.d.comb += [rom_rd.addr.eq(pc), img_rd.addr.eq(mem_addr)]
+        stride = Mux(ins.a.stride2 | ins.b.stride2, 2, 1)
+        last = len(self.rom) - 1
+        with m.FSM(name="seq"):
+            with m.State("IDLE"):
+                with m.If(go):
+                    m.next = "FETCH"
+            with m.State("FETCH"):  # the ROM word of pc is read
+                m.next = "DECODE"
+            with m.State("DECODE"):
+                word_ = rom_rd.data
+                m.d.sync += [ins.eq(word_), j.eq(0), out.eq(0), row.eq(0), word.eq(0),
+                             rows_done.eq(0), acc.eq(0), code_lane.eq(0), q_addr.eq(0),
+                             dst_bank.eq(word_.dst_id), dst_addr.eq(word_.dst_base)]
+                first_addr = lambda op: Mux(op.per_token, op.base + emb_row, op.base)  # noqa: E731
+                m.d.sync += [a_addr.eq(first_addr(word_.a)), b_addr.eq(first_addr(word_.b))]
+                with m.If(word_.matvec):
+                    m.d.sync += a_addr.eq(word_.a.base)
+                    m.next = "MATVEC"
+                with m.Elif(word_.first_only & ~first):
+                    m.d.sync += pc.eq(pc + 1)
+                    m.next = "FETCH"
+                with m.Else():
+                    with m.If(word_.dst_space == DST_NONE):
+                        pass
+                    with m.If(word_.reduce != 0):
+                        with m.Switch(word_.into):
+                            for k in range(SCALARS):
+                                with m.Case(k):
+                                    m.d.sync += scalars[k].eq(0)
+                    m.next = "PASS"
+            with m.State("PASS"):
+                m.d.comb += issuing.eq(j < ins.n)
+                with m.If(issuing):
+                    m.d.sync += [j.eq(j + 1), a_addr.eq(a_addr + Mux(ins.a.space == SPACE_MEM, stride, 1)),
+                                 b_addr.eq(b_addr + Mux(ins.b.space == SPACE_MEM, stride, 1))]
+                with m.If(arith.o_valid):
+                    m.d.sync += [out.eq(out + 1), dst_addr.eq(dst_addr + 1)]
+                    with m.If(last_out):
+                        m.next = "NEXT"
+            with m.State("MATVEC"):
+                rows = ins.n
+                wpr = ins.b.base[:6]
+                m.d.comb += [issuing.eq(0), mv_issue.eq(row < rows), mv_last.eq(word == wpr - 1),
+                             img_rd.addr.eq(a_addr)]
+                with m.If(mv_issue):
+                    m.d.sync += [a_addr.eq(a_addr + 1), word.eq(Mux(mv_last, 0, word + 1))]
+                    with m.If(mv_last):
+                        m.d.sync += row.eq(row + 1)
+                with m.If(arith.o_valid):
+                    m.d.sync += out.eq(out + 1)
+                    with m.If(ins.split):
+                        m.d.sync += [dst_addr.eq(Mux(out[0], dst_addr + 1, dst_addr)),
+                                     dst_bank.eq(Mux(out[0], ins.dst_id, ins.odd))]
+                    with m.Else():
+                        m.d.sync += dst_addr.eq(dst_addr + 1)
+                    with m.If(last_out):
+                        m.next = "NEXT"
+            with m.State("NEXT"):
+                with m.If(pc == last):
+                    m.d.sync += [busy.eq(0), self.done.valid.eq(1), self.done.payload.eq(argmax)]
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.sync += pc.eq(pc + 1)
+                    m.next = "FETCH"
+
+        # the pipeline's input: a pass's element one cycle after its reads, a MatVec's rows
+        m.d.comb += arith.i_valid.eq(Mux(ins.matvec, s2_valid & s2_last, issued))
+        with m.If(ins.matvec):
+            m.d.comb += [arith.i.a.eq(row_acc), arith.i.b.eq(scalar(ins.a.id))]
+        return m
