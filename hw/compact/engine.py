@@ -125,9 +125,9 @@ class CompactEngine(wiring.Component):
     Latency: a step takes one cycle per element of every pass and per weight word of every
     MatVec, plus the pipeline's latency per pass and a few cycles per instruction (no overlap).
     Throughput: one step at a time; ``step.ready`` is low while a step runs and until ``done`` is
-    taken. The bus is served between steps only, one request at a time: a write takes 1 cycle, a
-    read 2 plus ``rdata`` back-pressure. A 16-bit image word is written when its odd byte is
-    written (the even byte waits in a register): the host writes whole words, in order.
+    taken. The bus is served between steps only, one request at a time: a write takes 2 cycles, a
+    read 4 plus ``rdata`` back-pressure. Every byte is written as it comes (the image memory has
+    byte enables).
     """
 
     def __init__(self, layout: DeviceLayout, image: dict | None = None):
@@ -173,7 +173,7 @@ class CompactEngine(wiring.Component):
 
         # ---- memories ---------------------------------------------------------------------------
         m.submodules.image = image = Memory(shape=16, depth=imap.depth, init=self._image_init())
-        img_rd, img_wr = image.read_port(), image.write_port()
+        img_rd, img_wr = image.read_port(), image.write_port(granularity=8)
         m.submodules.rom = rom = Memory(shape=instruction, depth=len(self.rom), init=self.rom)
         rom_rd = rom.read_port()
         banks, rd, wr = {}, {}, {}
@@ -210,7 +210,6 @@ class CompactEngine(wiring.Component):
         argmax = Signal(TOKEN_WIDTH)
         pc = Signal(range(len(self.rom) + 1))
         ins = Signal(instruction)
-        m.d.comb += self.step.ready.eq(~busy & ~self.done.valid & ~self.bus.valid)
         with m.If(self.reset):
             m.d.sync += fresh.eq(1)
         go = Signal()
@@ -356,6 +355,7 @@ class CompactEngine(wiring.Component):
         m.d.comb += [rom_rd.addr.eq(pc), img_rd.addr.eq(mem_addr)]
         stride = Mux(ins.a.stride2 | ins.b.stride2, 2, 1)
         last = len(self.rom) - 1
+        finish = Signal()  # the step's last instruction is done
         with m.FSM(name="seq"):
             with m.State("IDLE"):
                 with m.If(go):
@@ -412,6 +412,7 @@ class CompactEngine(wiring.Component):
                     with m.If(last_out):
                         m.next = "NEXT"
             with m.State("NEXT"):
+                m.d.comb += finish.eq(pc == last)
                 with m.If(pc == last):
                     m.d.sync += [busy.eq(0), self.done.valid.eq(1), self.done.payload.eq(argmax)]
                     m.next = "IDLE"
@@ -419,8 +420,89 @@ class CompactEngine(wiring.Component):
                     m.d.sync += pc.eq(pc + 1)
                     m.next = "FETCH"
 
+        # ---- activity counters (golden.image.COUNTERS; the compact engine has no MLGRU or GLU
+        # units of its own, so their counters stay 0: their work is in the passes) --------------
+        counters = {name: Signal(32, name=f"count_{name}") for name in
+                    ("cycles", "busy_cycles", "steps", "weight_words", "quant_elements", "post_rows", "lmul_ops")}
+        m.d.sync += counters["cycles"].eq(counters["cycles"] + 1)
+        with m.If(busy):
+            m.d.sync += counters["busy_cycles"].eq(counters["busy_cycles"] + 1)
+        with m.If(finish):
+            m.d.sync += counters["steps"].eq(counters["steps"] + 1)
+        with m.If(mv_issue):
+            m.d.sync += counters["weight_words"].eq(counters["weight_words"] + 1)
+        counted = arith.o_valid
+        with m.If(counted & (ins.fn == Function.QUANT)):
+            m.d.sync += counters["quant_elements"].eq(counters["quant_elements"] + 1)
+        with m.If(counted & ins.matvec):
+            m.d.sync += counters["post_rows"].eq(counters["post_rows"] + 1)
+        with m.If(counted & ((ins.fn == Function.MUL) | (ins.fn == Function.QUANT) | (ins.fn == Function.INT_MUL))):
+            m.d.sync += counters["lmul_ops"].eq(counters["lmul_ops"] + 1)
+
+        bus_idle = self._bus(m, imap, img_rd, img_wr, rd["logits"], counters, busy)
+        # a waiting bus request goes first (hw.port): the link's requests keep their order
+        m.d.comb += self.step.ready.eq(~busy & ~self.done.valid & ~self.bus.valid & bus_idle)
+
         # the pipeline's input: a pass's element one cycle after its reads, a MatVec's rows
         m.d.comb += arith.i_valid.eq(Mux(ins.matvec, s2_valid & s2_last, issued))
         with m.If(ins.matvec):
             m.d.comb += [arith.i.a.eq(row_acc), arith.i.b.eq(scalar(ins.a.id))]
         return m
+
+    def _bus(self, m, imap, img_rd, img_wr, logits_rd, counters, busy):
+        """The byte bus between steps: the image regions (byte writes into the 16-bit words), the
+        logits, the counters (a read of a counter's byte 0 latches it for its
+        other three) and the scratch bytes (in the image memory)."""
+        regions = {REGIONS[name] >> REGION_SHIFT: name for name in ("weights", "embedding", "pg", "aux", "scratch")}
+        req = Signal.like(self.bus.payload)
+        region = req.addr[REGION_SHIFT:]
+        offset = req.addr[:REGION_SHIFT]
+        in_image = Signal()
+        image_byte = Signal(18)
+        with m.Switch(region):
+            for number, name in regions.items():
+                with m.Case(number):
+                    m.d.comb += [in_image.eq(offset < 2 * imap.words[name]),
+                                 image_byte.eq(2 * imap.base[name] + offset)]
+        latched = Signal(32)  # the counter being read
+        rdata = Signal(8)
+        bus_idle = Signal()
+        with m.FSM(name="bus"):
+            with m.State("IDLE"):
+                m.d.comb += bus_idle.eq(1)
+                m.d.comb += self.bus.ready.eq(~busy)
+                with m.If(self.bus.valid & ~busy):
+                    m.d.sync += req.eq(self.bus.payload)
+                    m.next = "ACCESS"
+            with m.State("ACCESS"):  # the write, or the read's address
+                with m.If(req.write):
+                    m.d.comb += [img_wr.addr.eq(image_byte[1:]), img_wr.data.eq(Cat(req.data, req.data)),
+                                 img_wr.en.eq(Mux(in_image, Mux(image_byte[0], 0b10, 0b01), 0))]
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.comb += [img_rd.addr.eq(image_byte[1:]), logits_rd.addr.eq(offset[1:])]
+                    m.next = "READ"
+            with m.State("READ"):  # the memories' words are out: pick the byte
+                counter = Signal(32)
+                with m.Switch(offset[2:6]):
+                    for k, name in enumerate(COUNTERS):
+                        if name in counters:
+                            with m.Case(k):
+                                m.d.comb += counter.eq(counters[name])
+                with m.If(region == REGIONS["counters"] >> REGION_SHIFT):
+                    with m.If(offset[:2] == 0):
+                        m.d.sync += latched.eq(counter)
+                    m.d.sync += rdata.eq(Mux(offset[:2] == 0, counter[:8],
+                                             (latched >> Cat(Const(0, 3), offset[:2]))[:8]))
+                with m.Elif(region == REGIONS["logits"] >> REGION_SHIFT):
+                    m.d.sync += rdata.eq(Mux(offset[0], logits_rd.data[8:], logits_rd.data[:8]))
+                with m.Elif(in_image):
+                    m.d.sync += rdata.eq(Mux(image_byte[0], img_rd.data[8:], img_rd.data[:8]))
+                with m.Else():
+                    m.d.sync += rdata.eq(0)
+                m.next = "REPLY"
+            with m.State("REPLY"):
+                m.d.comb += [self.rdata.valid.eq(1), self.rdata.payload.eq(rdata)]
+                with m.If(self.rdata.ready):
+                    m.next = "IDLE"
+        return bus_idle
