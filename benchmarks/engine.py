@@ -23,7 +23,6 @@ import numpy as np
 
 from golden.bitexact import BitExactModel
 from golden.image import COUNTERS, REGIONS, DeviceLayout
-from hw.engine import TokenEngine
 from sim.engine_bus import bus_read, step
 
 from .markdown import replace_section
@@ -36,15 +35,21 @@ PROMPT = b"def "
 TIMELINE_ROWS = ("lanes", "codes", "quantiser", "glu", "mlgru", "post", "resid")
 
 
-def measure(model, lanes: int, tokens: int, progress=print, timeline: bool = False) -> dict:
-    """Simulate ``tokens`` steps of the engine for ``model`` (a model folder or a
-    ``BitExactModel``) with ``lanes`` lanes: the layout, each step's (token, argmax, cycles), the
-    counters after the last step and (``timeline``) the first step's activity trace."""
+def measure(model, lanes: int, tokens: int, progress=print, timeline: bool = False,
+            engine: str = "token") -> dict:
+    """Simulate ``tokens`` steps of the engine (``hw.top.ENGINES``: the token engine, or the
+    compact one, which has no timeline) for ``model`` (a model folder or a ``BitExactModel``) with
+    ``lanes`` lanes: the layout, each step's (token, argmax, cycles), the counters after the last
+    step and (``timeline``) the first step's activity trace."""
     from amaranth.sim import Simulator
+
+    from hw.top import ENGINES
 
     golden = model if isinstance(model, BitExactModel) else BitExactModel.from_pretrained(model)
     layout = DeviceLayout(golden.config, lanes)
-    dut = TokenEngine(layout, layout.image(golden.device))
+    if timeline and engine != "token":
+        raise ValueError("only the token engine records a timeline")
+    dut = ENGINES[engine](layout, layout.image(golden.device))
     ids = list(PROMPT[:tokens]) + [0] * max(0, tokens - len(PROMPT))
     steps, counters, trace = [], {}, []
 

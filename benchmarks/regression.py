@@ -6,8 +6,9 @@
 
 What is measured (and what tests/test_benchmark_regression.py re-measures in CI):
 
-* per board, the token engine (``hw.engine.TokenEngine``) for the board's shipped model
-  (``benchmarks.boards.MODELS``) at the board's lane count, in the Amaranth simulator, one token
+* per board, the board's token engine (``hw.boards.BOARDS[...].engine``: ``hw.engine.TokenEngine``
+  on the ULX3S, ``hw.compact.engine.CompactEngine`` on the iCEBreaker) for the board's shipped
+  model (``benchmarks.boards.MODELS``) at the board's lane count, in the Amaranth simulator, one token
   from the zero state (``benchmarks.engine.measure``; cycle counts are exact): cycles per token
   and lane utilisation (weight words / cycles of the step);
 * the Yosys resources (``synth_ecp5``, no place and route) of the token engine for the small test
@@ -47,9 +48,10 @@ def measure_engine(board: str, model: str | None = None, lanes: int | None = Non
 
     model = model or MODELS[board]
     lanes = lanes or BOARDS[board].lanes
-    result = measure(ROOT / model, lanes, 1, progress=progress or (lambda s: None))
+    engine = BOARDS[board].engine
+    result = measure(ROOT / model, lanes, 1, progress=progress or (lambda s: None), engine=engine)
     fig = figures(result)
-    return {"board": board, "model": model, "lanes": lanes, "tokens": 1,
+    return {"board": board, "model": model, "engine": engine, "lanes": lanes, "tokens": 1,
             "layout": result["layout"].describe(),
             "ternary_weights": result["layout"].ternary_weights, **fig}, result
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from golden.bitexact import BitExactModel
 from golden.image import REGIONS, DeviceLayout
 from hw.boards import get_board, uart_divisor
-from hw.top import DeviceCore
+from hw.top import core_for_board
 from host import protocol as proto
 from host.device import Device, open_transport
 from host.protocol import crc32
@@ -87,7 +87,7 @@ def measure(model_dir, board: str, tokens: int, runs: int, divisor: int, log=pri
     model = BitExactModel.from_pretrained(model_dir)
     layout = DeviceLayout(model.config, spec.lanes)
     t0 = time.monotonic()
-    with SimBoard(DeviceCore(layout, divisor), divisor, name=f"mmfree_{board.replace('-', '_')}",
+    with SimBoard(core_for_board(board, layout, divisor), divisor, name=f"mmfree_{board.replace('-', '_')}",
                   poll_cycles=POLL_CYCLES) as sim:
         start_s = time.monotonic() - t0
         pid = sim._proc.pid  # noqa: SLF001 (the harness process, for its CPU time)

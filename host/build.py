@@ -132,20 +132,20 @@ def core_factory(model, board):
     check_fits(DeviceLayout(config, lanes), brd)
 
     def engine(*, divisor):
-        return core_for_model(config, lanes=lanes, divisor=divisor)
-    return engine, f"token engine for {model} ({lanes} lanes)", False
+        return core_for_model(config, lanes=lanes, divisor=divisor, engine=brd.engine)
+    return engine, f"{brd.engine} engine for {model} ({lanes} lanes)", False
 
 
 def check_fits(layout, board):
-    """ValueError unless the model's image fits the board's block RAM (a lower bound on what the
-    engine needs: its own buffers come on top), so a model that cannot fit is refused in a second
-    rather than after minutes of synthesis."""
-    need, have = layout.image_bytes, board.block_ram_bytes
+    """ValueError unless the model's image fits where the board's engine keeps it (block RAM, or
+    the UP5K's SPRAM; a lower bound on what the engine needs: its own buffers come on top), so a
+    model that cannot fit is refused in a second rather than after minutes of synthesis."""
+    need, have = layout.image_bytes, board.image_memory_bytes
     if need > have:
         regions = ", ".join(f"{name} {size:,}" for name, size in layout.region_bytes.items())
         raise ValueError(
             f"the model does not fit {board.name}: its image takes {need:,} bytes ({regions}), "
-            f"{need / have:.1f}x the {have:,} bytes of the part's block RAM ({board.block_ram}), "
+            f"{need / have:.2f}x the {have:,} bytes of {board.image_memory}, "
             "where the engine keeps the model; choose a smaller model or another board")
 
 

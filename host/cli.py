@@ -393,11 +393,11 @@ def cmd_sim_board(args) -> int:
     from golden.config import ModelConfig
     from golden.image import DeviceLayout
     from hw.boards import get_board
-    from hw.top import SIM_DIVISOR, DeviceCore
+    from hw.top import SIM_DIVISOR, core_for_board
     from sim.board import serve
 
     layout = DeviceLayout(ModelConfig.load(args.model), args.lanes or get_board(args.board).lanes)
-    return serve(DeviceCore(layout, SIM_DIVISOR), SIM_DIVISOR, name=f"mmfree_{args.board.replace('-', '_')}",
+    return serve(core_for_board(args.board, layout, SIM_DIVISOR), SIM_DIVISOR, name=f"mmfree_{args.board.replace('-', '_')}",
                  port=args.tcp_port)
 
 

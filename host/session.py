@@ -100,7 +100,7 @@ def open_device(*, port: str | None = None, board: str = "ulx3s-85f", config=Non
     spec = get_board(board)
     with contextlib.ExitStack() as stack:
         if port is None:
-            from hw.top import SIM_DIVISOR, DeviceCore
+            from hw.top import SIM_DIVISOR, core_for_board
             from sim.board import SimBoard, SimBoardError
 
             if config is None:
@@ -108,7 +108,7 @@ def open_device(*, port: str | None = None, board: str = "ulx3s-85f", config=Non
             log(f"starting a simulated {board} board (no --port given)")
             layout = DeviceLayout(config, lanes or spec.lanes)
             try:
-                sim = stack.enter_context(SimBoard(DeviceCore(layout, SIM_DIVISOR), SIM_DIVISOR,
+                sim = stack.enter_context(SimBoard(core_for_board(board, layout, SIM_DIVISOR), SIM_DIVISOR,
                                                    name=f"mmfree_{board.replace('-', '_')}", quiet=not progress))
             except SimBoardError as exc:
                 raise DeviceError(f"the simulated board did not start: {exc}") from None

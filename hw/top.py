@@ -17,16 +17,21 @@ from golden.config import ModelConfig
 from golden.image import COUNTERS, REGIONS, DeviceLayout
 from golden.numerics import NUMERICS_VERSION
 
+from .compact.engine import CompactEngine
 from .engine import TokenEngine
 from .link import Link
 from .uart import UARTRx, UARTTx
 
-__all__ = ["DeviceCore", "core_for_model", "build_info", "DEFAULT_LANES", "SIM_DIVISOR"]
+__all__ = ["DeviceCore", "core_for_model", "core_for_board", "build_info", "DEFAULT_LANES", "SIM_DIVISOR",
+           "ENGINES"]
 
 #: Lanes when the caller does not choose: 5 trits per byte, so a multiple of 5.
 DEFAULT_LANES = 195
 #: Clocks per UART bit on the simulated board: the fastest the UART takes, so an upload is quick.
 SIM_DIVISOR = 4
+#: The token engines: the throughput one (hw.engine, every unit its own pipelines) and the
+#: compact one for small parts (hw.compact: one shared pipeline run by a program).
+ENGINES = {"token": TokenEngine, "compact": CompactEngine}
 #: Frame timeout of the link, in bit times (USB bridges leave gaps inside a frame).
 TIMEOUT_BITS = 60_000
 
@@ -45,11 +50,12 @@ def _rtl_digest() -> str:
     return digest.hexdigest()
 
 
-def build_info(layout: DeviceLayout, divisor: int) -> dict:
+def build_info(layout: DeviceLayout, divisor: int, engine: str = "token") -> dict:
     """What the device reports about itself (INFO): enough for the host to refuse a model or an
     image that does not match."""
     info = {
         "numerics": NUMERICS_VERSION,
+        "engine": engine,
         "model": layout.describe(),
         "uart_divisor": divisor,
         "regions": {name: base for name, base in REGIONS.items()},
@@ -69,6 +75,8 @@ class DeviceCore(wiring.Component):
         Clock cycles per UART bit (clock / baud rate).
     image : dict, optional
         A model preloaded into the memories (see ``TokenEngine``).
+    engine : str
+        Which token engine (``ENGINES``): ``"token"`` (default) or ``"compact"``.
 
     Attributes
     ----------
@@ -81,10 +89,12 @@ class DeviceCore(wiring.Component):
     uart_rx: In(1, init=1)
     uart_tx: Out(1, init=1)
 
-    def __init__(self, layout: DeviceLayout, divisor: int, image=None):
+    def __init__(self, layout: DeviceLayout, divisor: int, image=None, engine: str = "token"):
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
         self.layout, self.divisor = layout, divisor
-        self.engine = TokenEngine(layout, image)
-        self.info = build_info(layout, divisor)
+        self.engine = ENGINES[engine](layout, image)
+        self.info = build_info(layout, divisor, engine)
         self.link = Link(
             info=json.dumps(self.info, separators=(",", ":"), sort_keys=True).encode(),
             logits_base=REGIONS["logits"], vocab=layout.config.vocab_size,
@@ -105,6 +115,14 @@ class DeviceCore(wiring.Component):
 
 
 def core_for_model(config: ModelConfig, *, lanes: int = DEFAULT_LANES, divisor: int,
-                   image=None) -> DeviceCore:
+                   image=None, engine: str = "token") -> DeviceCore:
     """The core top for a model's dimensions (from its ``config.json``)."""
-    return DeviceCore(DeviceLayout(config, lanes), divisor, image)
+    return DeviceCore(DeviceLayout(config, lanes), divisor, image, engine)
+
+
+def core_for_board(board: str, layout: DeviceLayout, divisor: int, image=None) -> DeviceCore:
+    """The core a board carries (its engine, ``hw.boards.BOARDS``) for ``layout``: what the
+    build, the simulated board and the benchmarks all run."""
+    from .boards import get_board
+
+    return DeviceCore(layout, divisor, image, get_board(board).engine)

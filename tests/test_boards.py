@@ -445,21 +445,24 @@ def test_block_ram_of_the_parts():
     assert BOARDS["ulx3s-85f"].block_ram_bytes == 479_232
 
 
-def test_a_model_too_large_for_the_block_ram_is_refused_before_synthesis():
+def test_a_model_too_large_for_the_image_memory_is_refused_before_synthesis():
     from golden.config import ModelConfig
     from golden.image import DeviceLayout
+    # the compact engine keeps the image in the UP5K's SPRAM: 4 x 256 Kbit (anchors.md)
+    assert BOARDS["icebreaker"].image_memory_bytes == 131_072
+    assert BOARDS["ulx3s-85f"].image_memory_bytes == BOARDS["ulx3s-85f"].block_ram_bytes
     up5k = DeviceLayout(ModelConfig.load(ROOT / "models/mmfree-up5k"), BOARDS["icebreaker"].lanes)
-    assert up5k.image_bytes == 150_580          # 77,824 + 65,536 + 5,684 + 1,536 (its regions)
-    with pytest.raises(ValueError, match=r"does not fit icebreaker: its image takes 150,580 bytes.*"
-                                         r"9\.8x the 15,360 bytes"):
+    assert up5k.image_bytes == 145_972          # 73,216 + 65,536 + 5,684 + 1,536 (its regions)
+    with pytest.raises(ValueError, match=r"does not fit icebreaker: its image takes 145,972 bytes.*"
+                                         r"1\.11x the 131,072 bytes of 4 SPRAM"):
         check_fits(up5k, BOARDS["icebreaker"])
     with pytest.raises(ValueError, match="does not fit icebreaker"):
         core_factory(ROOT / "models/mmfree-up5k", "icebreaker")
     ecp5 = DeviceLayout(ModelConfig.load(ROOT / "models/mmfree-ecp5"), BOARDS["ulx3s-85f"].lanes)
     check_fits(ecp5, BOARDS["ulx3s-85f"])       # 401,932 of 479,232 bytes
-    # the boundary: exactly the block RAM fits, one byte more does not
+    # the boundary: exactly the image memory fits, one byte more does not
     import dataclasses
-    exact = dataclasses.replace(BOARDS["ulx3s-85f"], block_ram_bytes=ecp5.image_bytes)
+    exact = dataclasses.replace(BOARDS["ulx3s-85f"], image_memory_bytes=ecp5.image_bytes)
     check_fits(ecp5, exact)
     with pytest.raises(ValueError):
-        check_fits(ecp5, dataclasses.replace(exact, block_ram_bytes=ecp5.image_bytes - 1))
+        check_fits(ecp5, dataclasses.replace(exact, image_memory_bytes=ecp5.image_bytes - 1))

@@ -146,6 +146,6 @@ def test_engine_refuses_what_it_cannot_run():
         CompactEngine(DeviceLayout(config, 20))
     with pytest.raises(ValueError, match="DeviceLayout"):
         CompactEngine(config)
-    big = small_config(vocab_size=256, hidden_size=256, num_hidden_layers=3, intermediate_size=256)
+    big = small_config(vocab_size=256, hidden_size=256, num_hidden_layers=3, intermediate_size=384)
     with pytest.raises(ValueError, match="bytes"):
         CompactEngine(DeviceLayout(big, LANES))

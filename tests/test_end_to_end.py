@@ -18,12 +18,14 @@ PROMPT = b"def "
 TOKENS = 64
 
 
-@pytest.fixture(scope="module")
-def session():
+@pytest.fixture(scope="module", params=["ulx3s-85f", "icebreaker"])
+def session(request):
+    """The shipped UP5K model on each board's core: the token engine (ULX3S, 195 lanes) and the
+    compact engine (iCEBreaker, 10 lanes; in simulation the image need not fit the SPRAM)."""
     if why := missing_simulator("verilator"):
         pytest.fail(why)
     model = BitExactModel.from_pretrained(ROOT / "models" / "mmfree-up5k")
-    with open_session(model, board="ulx3s-85f", progress=False, log=lambda message: None) as s:
+    with open_session(model, board=request.param, progress=False, log=lambda message: None) as s:
         yield s
 
 

@@ -38,14 +38,15 @@ class Board:
     family: str             # "ice40" or "ecp5": which PLL and which report cells
     clock_mhz: float        # default core clock (PLL output)
     baud: int
-    lanes: int              # default lane count (a multiple of 5, 5 trits per byte): a placeholder
-                            # until the engine has been placed and routed on the board
+    engine: str             # the token engine it carries (hw.top.ENGINES): "token" or "compact"
+    lanes: int              # default lane count (a multiple of 5, 5 trits per byte)
     constraints: str        # file under constraints/ holding what the build emits
     bitstream: str          # product file name the build writes
-    block_ram_bytes: int    # the part's block RAM, where the engine's memories go (9-bit bytes on
-                            # ECP5: its words are 36 bits wide); iCE40 SPRAM is not counted: the
-                            # engine does not use it
+    block_ram_bytes: int    # the part's block RAM (9-bit bytes on ECP5: its words are 36 bits wide)
     block_ram: str          # what that is, for messages
+    image_memory_bytes: int  # where the engine keeps the model's image: the block RAM, or the
+                             # UP5K's SPRAM for the compact engine
+    image_memory: str        # what that is, for messages
 
     @property
     def ref_mhz(self):
@@ -61,16 +62,19 @@ class Board:
 
 BOARDS = {
     "icebreaker": Board(
+        # the compact engine (hw.compact, docs/compact_engine.md): the token engine does not fit
         name="icebreaker", platform=ICEBreakerPlatform, family="ice40", clock_mhz=24.0,
-        baud=BAUD, lanes=20, constraints="icebreaker.pcf", bitstream="top.bin",
-        block_ram_bytes=30 * 4096 // 8, block_ram="30 EBR x 4 Kbit (iCE40 UP5K)"),
+        baud=BAUD, engine="compact", lanes=10, constraints="icebreaker.pcf", bitstream="top.bin",
+        block_ram_bytes=30 * 4096 // 8, block_ram="30 EBR x 4 Kbit (iCE40 UP5K)",
+        image_memory_bytes=4 * 256 * 1024 // 8, image_memory="4 SPRAM x 256 Kbit (iCE40 UP5K)"),
     "ulx3s-85f": Board(
         # 75 MHz: below the whole device's fmax on the ECP5 (BENCHMARKS.md), so the default
         # bitstream meets timing at the clock it runs; 3 Mbaud is exactly 25 clocks per bit. The
         # fmax target is 100 MHz (issue 4), not reached yet.
         name="ulx3s-85f", platform=ULX3S_85F_Platform, family="ecp5", clock_mhz=75.0,
-        baud=BAUD, lanes=195, constraints="ulx3s-85f.lpf", bitstream="top.bit",
-        block_ram_bytes=208 * 18432 // 8, block_ram="208 EBR x 18 Kbit (ECP5 LFE5U-85F)"),
+        baud=BAUD, engine="token", lanes=195, constraints="ulx3s-85f.lpf", bitstream="top.bit",
+        block_ram_bytes=208 * 18432 // 8, block_ram="208 EBR x 18 Kbit (ECP5 LFE5U-85F)",
+        image_memory_bytes=208 * 18432 // 8, image_memory="208 EBR x 18 Kbit (ECP5 LFE5U-85F)"),
 }
 
 

@@ -30,7 +30,11 @@ SPACE_BANK, SPACE_MEM, SPACE_SCALAR, SPACE_IMM = range(4)
 DST_NONE, DST_BANK, DST_SCALAR = range(3)
 REDUCE = {None: 0, "absmax": 1, "top_exponent": 2, "aligned_sum": 3}
 
-operand = data.StructLayout({"space": 2, "id": 4, "base": 16, "stride2": 1, "per_token": 1})
+#: Image words the engine addresses: 256 KiB, twice the UP5K's SPRAM (a build checks that the
+#: model fits the part, ``host.build.check_fits``; a simulation takes any model up to this).
+IMAGE_ADDR_BITS = 17
+
+operand = data.StructLayout({"space": 2, "id": 4, "base": IMAGE_ADDR_BITS, "stride2": 1, "per_token": 1})
 #: One ROM word: a Pass, or a MatVec (``matvec``; rows in ``n``, the scale register in ``a.id``,
 #: the first weight word in ``a.base``, words per row in ``b.base``, the odd rows' bank in
 #: ``odd``).
@@ -143,9 +147,9 @@ class CompactEngine(wiring.Component):
             raise ValueError("vectors are limited to 1,023 elements")
         self.layout = layout
         self.image_map = ImageMap(layout)
-        if self.image_map.depth > 1 << 16:
-            raise ValueError(f"the image takes {2 * self.image_map.depth} bytes, more than the "
-                             f"{1 << 17} the image memory addresses")
+        if self.image_map.depth > 1 << IMAGE_ADDR_BITS:
+            raise ValueError(f"the image takes {2 * self.image_map.depth:,} bytes, more than the "
+                             f"{2 << IMAGE_ADDR_BITS:,} the image memory addresses")
         self.image = {} if image is None else dict(image)
         self.program = step_program(layout)
         self.rom = encode_program(self.program, layout)
@@ -204,7 +208,7 @@ class CompactEngine(wiring.Component):
         # ---- step control -----------------------------------------------------------------------
         busy = Signal()
         token = Signal(TOKEN_WIDTH)
-        emb_row = Signal(16)  # token * d, as shifts and adds (no multiplier)
+        emb_row = Signal(IMAGE_ADDR_BITS)  # token * d, as shifts and adds (no multiplier)
         fresh = Signal(init=1)
         first = Signal()
         argmax = Signal(TOKEN_WIDTH)
@@ -230,7 +234,7 @@ class CompactEngine(wiring.Component):
         out = Signal(11)  # results written
         issuing = Signal()
         issued = Signal()  # an element's reads were issued last cycle: its operands are on the ports
-        a_addr, b_addr = Signal(16), Signal(16)  # bank element or image word of each operand
+        a_addr, b_addr = Signal(IMAGE_ADDR_BITS), Signal(IMAGE_ADDR_BITS)  # bank element or image word
         m.d.sync += issued.eq(issuing)
         a, b = ins.a, ins.b
 
@@ -458,7 +462,7 @@ class CompactEngine(wiring.Component):
         region = req.addr[REGION_SHIFT:]
         offset = req.addr[:REGION_SHIFT]
         in_image = Signal()
-        image_byte = Signal(18)
+        image_byte = Signal(IMAGE_ADDR_BITS + 1)
         with m.Switch(region):
             for number, name in regions.items():
                 with m.Case(number):
