@@ -114,9 +114,14 @@ def render_boards(rec: dict) -> str:
         "nextpnr, seed 1 (recorded build)")
     row("**cycles per token**", lambda f: f"**{f['engine']['cycles_per_token']:,}**",
         "Amaranth simulation, `python -m benchmarks.regression --record`")
+    def share(f, n):
+        # the compact engine has no per-unit busy counters: its passes are the cycles besides the weights
+        if f["engine"].get("engine", "token") != "token" and n != "weight_words":
+            return "- (no such unit)"
+        return f"{f['engine']['per_token'][n]:,.0f} ({f['engine']['per_token'][n] / f['engine']['cycles_per_token']:.0%})"
+
     for name in ("weight_words", "lanes_starved", "quant_busy", "glu_busy", "mlgru_busy", "post_starved"):
-        row(f"&nbsp; {name}", lambda f, n=name: f"{f['engine']['per_token'][n]:,.0f} "
-            f"({f['engine']['per_token'][n] / f['engine']['cycles_per_token']:.0%})", "device counters in the simulation")
+        row(f"&nbsp; {name}", lambda f, n=name: share(f, n), "device counters in the simulation")
     row("**lane utilisation** (weight words / cycles)", lambda f: f"**{f['engine']['lane_utilisation']:.1%}**",
         "simulation")
     row("&nbsp; counting only real weights", lambda f: f"{f['engine']['weight_utilisation']:.1%}", "simulation")
@@ -152,22 +157,19 @@ def render_boards(rec: dict) -> str:
                       + ". An estimate, not a measurement (docs/energy.md).", ""]
     up = figs.get("icebreaker")
     if up and not up["build"]:
-        tiny = (f" Even the engine for the d = 16 test model synthesises to {synth['lut']:,} LUT4 and "
-                f"{synth['ff']:,} flip-flops (Yosys `synth_ecp5`, `python -m benchmarks.regression --record`), "
-                "against the UP5K's 5,280 logic cells." if synth else "")
-        lines += ["**iCE40 UP5K: not built, because the engine does not fit.** Its quantiser, MLGRU engine and "
-                  "GLU stage alone, sized for the UP5K model, each fill or exceed the UP5K's 5,280 logic cells "
-                  "(per-block table above: normquant_k256, mlgru_d128, glu_i256): the element-wise units are "
-                  "sized for throughput, not area." + tiny + " The cycles per token in its column are "
-                  "from the simulation of the same engine for the UP5K model at 20 lanes (what the engine would "
-                  "take per token); there is no fmax, so no tokens/s, weights/s or energy. The UP5K needs a "
-                  "smaller, time-multiplexed engine (20 lanes is the board table's placeholder).", "",
-                  _up5k_memory(), ""]
+        lines += ["**iCE40 UP5K: not built yet.** The iCEBreaker carries the compact engine (`hw.compact`, "
+                  "[docs/compact_engine.md](docs/compact_engine.md)): one arithmetic pipeline shared by every "
+                  "element-wise operation, driven by the token step as a program, and 10 ternary lanes. The "
+                  "throughput engine does not fit: its quantiser, MLGRU engine and GLU stage alone each fill or "
+                  "exceed the UP5K's 5,280 logic cells (per-block table above). The cycles per token in the "
+                  "column come from the Amaranth simulation of the compact engine for the UP5K model, with the "
+                  "argmax checked against the golden model. With no build there is no fmax, so no tokens/s, "
+                  "weights/s or energy.", "", _up5k_memory(), ""]
     return "\n".join(lines)
 
 
 def _up5k_memory() -> str:
-    """The second reason, from the layout and the part's memories: the model does not fit either."""
+    """What stands between the compact engine and a UP5K bitstream: the model's image and SPRAM."""
     from golden.config import ModelConfig
     from golden.image import DeviceLayout
     from .boards import MODELS
@@ -176,16 +178,14 @@ def _up5k_memory() -> str:
     root = Path(__file__).resolve().parent.parent
     layout = DeviceLayout(ModelConfig.load(root / MODELS["icebreaker"]), board.lanes)
     regions = layout.region_bytes
-    spram = 4 * 256 * 1024 // 8                 # 4 SPRAM x 256 Kbit (anchors.md)
-    rest = layout.image_bytes - regions["embedding"]
-    return (f"**Nor does the model's image fit the engine's memories.** `{MODELS['icebreaker']}` takes "
-            f"{layout.image_bytes:,} bytes on chip (" + ", ".join(f"{k} {v:,}" for k, v in regions.items())
-            + f"; `golden.image.DeviceLayout.region_bytes`), against {board.block_ram_bytes:,} bytes of block "
-            f"RAM ({board.block_ram}), where the engine's memories go; `mmfree build --board icebreaker` "
-            "refuses it before synthesis (`host.build.check_fits`). Even the block RAM and the "
-            f"{spram:,} bytes of SPRAM together ({board.block_ram_bytes + spram:,}) are short of it. A UP5K "
-            f"engine would keep the weights, pg and aux words ({rest:,} bytes) in SPRAM and read the one "
-            f"embedding row a token needs ({2 * layout.config.hidden_size} bytes) from the board's SPI flash.")
+    return (f"**The model's image does not fit the SPRAM yet.** The compact engine keeps the image in "
+            f"{board.image_memory} ({board.image_memory_bytes:,} bytes). `{MODELS['icebreaker']}` takes "
+            f"{layout.image_bytes:,} bytes at {board.lanes} lanes ("
+            + ", ".join(f"{k} {v:,}" for k, v in regions.items())
+            + "; `golden.image.DeviceLayout.region_bytes`), so `mmfree build --board icebreaker` refuses it "
+            "before synthesis (`host.build.check_fits`). The simulation takes it, since there the image "
+            "memory is larger. The next step is a smaller UP5K model, then the build; docs/compact_engine.md "
+            "lists what is left.")
 
 
 def _si(x, unit=""):

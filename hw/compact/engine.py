@@ -176,7 +176,9 @@ class CompactEngine(wiring.Component):
         m.submodules.arith = arith = Arithmetic()
 
         # ---- memories ---------------------------------------------------------------------------
-        m.submodules.image = image = Memory(shape=16, depth=imap.depth, init=self._image_init())
+        # (no init without a preloaded image: a zero init is a line of Verilog per word)
+        m.submodules.image = image = Memory(shape=16, depth=imap.depth,
+                                            init=self._image_init() if self.image else [])
         img_rd, img_wr = image.read_port(), image.write_port(granularity=8)
         m.submodules.rom = rom = Memory(shape=instruction, depth=len(self.rom), init=self.rom)
         rom_rd = rom.read_port()
