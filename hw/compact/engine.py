@@ -249,7 +249,7 @@ class CompactEngine(wiring.Component):
             m.d.comb += rd[bank].addr.eq(Mux(space_is(a, SPACE_BANK) & (a.id == k), a_addr, b_addr))
         mem_addr = Mux(space_is(a, SPACE_MEM), a_addr, b_addr)
 
-        def value(op, addr_bank):
+        def value(op):
             v = Signal(32)
             with m.Switch(op.space):
                 with m.Case(SPACE_BANK):
@@ -266,7 +266,7 @@ class CompactEngine(wiring.Component):
                     m.d.comb += v.eq(Cat(Const(0, 16), op.base))
             return v
 
-        a_val, b_val = value(a, a_addr), value(b, b_addr)
+        a_val, b_val = value(a), value(b)
         m.d.comb += [arith.fn.eq(ins.fn), arith.i.a.eq(a_val), arith.i.b.eq(b_val)]
 
         # write-back
@@ -297,7 +297,7 @@ class CompactEngine(wiring.Component):
                 m.d.sync += [code_lane.eq(0), q_addr.eq(q_addr + 1)]
 
         # reductions into their scalar register
-        red = scalars  # the reduction accumulates in the register it names
+        red = scalars  # a reduction accumulates in the register it names (cleared at DECODE)
         top = scalar(ins.exponent)[:8]
         exp = result[23:31]
         sig = Cat(result[16:23], exp != 0)
@@ -382,8 +382,6 @@ class CompactEngine(wiring.Component):
                     m.d.sync += pc.eq(pc + 1)
                     m.next = "FETCH"
                 with m.Else():
-                    with m.If(word_.dst_space == DST_NONE):
-                        pass
                     with m.If(word_.reduce != 0):
                         with m.Switch(word_.into):
                             for k in range(SCALARS):
