@@ -32,6 +32,10 @@ SIM_DIVISOR = 4
 #: The token engines: the throughput one (hw.engine, every unit its own pipelines) and the
 #: compact one for small parts (hw.compact: one shared pipeline run by a program).
 ENGINES = {"token": TokenEngine, "compact": CompactEngine}
+#: The link's largest WRITE payload and READ length per engine (the host reads it from INFO): its
+#: buffer holds two, 2 KiB for the token engine (one ECP5 block RAM), 512 bytes for the compact
+#: engine (one iCE40 block RAM of 30, where 2 KiB would take four).
+LINK_PAYLOAD = {"token": 1024, "compact": 256}
 #: Frame timeout of the link, in bit times (USB bridges leave gaps inside a frame).
 TIMEOUT_BITS = 60_000
 
@@ -99,7 +103,7 @@ class DeviceCore(wiring.Component):
             info=json.dumps(self.info, separators=(",", ":"), sort_keys=True).encode(),
             logits_base=REGIONS["logits"], vocab=layout.config.vocab_size,
             counters_base=REGIONS["counters"], counters_len=4 * len(COUNTERS),
-            timeout_cycles=TIMEOUT_BITS * divisor)
+            timeout_cycles=TIMEOUT_BITS * divisor, max_payload=LINK_PAYLOAD[engine])
         self.rx, self.tx = UARTRx(divisor), UARTTx(divisor)  # validate the divisor now
         super().__init__()
 
