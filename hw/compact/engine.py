@@ -180,6 +180,10 @@ class CompactEngine(wiring.Component):
         m.submodules.image = image = Memory(shape=16, depth=imap.depth,
                                             init=self._image_init() if self.image else [])
         img_rd, img_wr = image.read_port(), image.write_port(granularity=8)
+        # one address for both ports: a single-port RAM, which the UP5K's SPRAM is (Yosys
+        # ``synth_ice40 -spram`` maps it there; with two addresses it takes block RAMs)
+        img_addr = Signal(IMAGE_ADDR_BITS)
+        m.d.comb += [img_rd.addr.eq(img_addr), img_wr.addr.eq(img_addr)]
         m.submodules.rom = rom = Memory(shape=instruction, depth=len(self.rom), init=self.rom)
         rom_rd = rom.read_port()
         banks, rd, wr = {}, {}, {}
@@ -358,7 +362,7 @@ class CompactEngine(wiring.Component):
                     m.d.sync += [best.eq(row_acc), argmax.eq(rows_done)]
 
         # ---- the sequencer ----------------------------------------------------------------------
-        m.d.comb += [rom_rd.addr.eq(pc), img_rd.addr.eq(mem_addr)]
+        m.d.comb += [rom_rd.addr.eq(pc), img_addr.eq(mem_addr)]
         stride = Mux(ins.a.stride2 | ins.b.stride2, 2, 1)
         last = len(self.rom) - 1
         finish = Signal()  # the step's last instruction is done
@@ -401,7 +405,7 @@ class CompactEngine(wiring.Component):
                 rows = ins.n
                 wpr = ins.b.base[:6]
                 m.d.comb += [issuing.eq(0), mv_issue.eq(row < rows), mv_last.eq(word == wpr - 1),
-                             img_rd.addr.eq(a_addr)]
+                             img_addr.eq(a_addr)]
                 with m.If(mv_issue):
                     m.d.sync += [a_addr.eq(a_addr + 1), word.eq(Mux(mv_last, 0, word + 1))]
                     with m.If(mv_last):
@@ -443,7 +447,7 @@ class CompactEngine(wiring.Component):
         with m.If(counted & ((ins.fn == Function.MUL) | (ins.fn == Function.QUANT) | (ins.fn == Function.INT_MUL))):
             m.d.sync += counters["lmul_ops"].eq(counters["lmul_ops"] + 1)
 
-        bus_idle = self._bus(m, imap, img_rd, img_wr, rd["logits"], counters, busy)
+        bus_idle = self._bus(m, imap, img_addr, img_rd, img_wr, rd["logits"], counters, busy)
         # a waiting bus request goes first (hw.port): the link's requests keep their order
         m.d.comb += self.step.ready.eq(~busy & ~self.done.valid & ~self.bus.valid & bus_idle)
 
@@ -453,7 +457,7 @@ class CompactEngine(wiring.Component):
             m.d.comb += [arith.i.a.eq(row_acc), arith.i.b.eq(scalar(ins.a.id))]
         return m
 
-    def _bus(self, m, imap, img_rd, img_wr, logits_rd, counters, busy):
+    def _bus(self, m, imap, img_addr, img_rd, img_wr, logits_rd, counters, busy):
         """The byte bus between steps: the image regions (byte writes into the 16-bit words), the
         logits, the counters (a read of a counter's byte 0 latches it for its
         other three) and the scratch bytes (in the image memory)."""
@@ -480,11 +484,11 @@ class CompactEngine(wiring.Component):
                     m.next = "ACCESS"
             with m.State("ACCESS"):  # the write, or the read's address
                 with m.If(req.write):
-                    m.d.comb += [img_wr.addr.eq(image_byte[1:]), img_wr.data.eq(Cat(req.data, req.data)),
+                    m.d.comb += [img_addr.eq(image_byte[1:]), img_wr.data.eq(Cat(req.data, req.data)),
                                  img_wr.en.eq(Mux(in_image, Mux(image_byte[0], 0b10, 0b01), 0))]
                     m.next = "IDLE"
                 with m.Else():
-                    m.d.comb += [img_rd.addr.eq(image_byte[1:]), logits_rd.addr.eq(offset[1:])]
+                    m.d.comb += [img_addr.eq(image_byte[1:]), logits_rd.addr.eq(offset[1:])]
                     m.next = "READ"
             with m.State("READ"):  # the memories' words are out: pick the byte
                 counter = Signal(32)
