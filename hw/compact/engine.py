@@ -12,6 +12,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 
 from golden.image import COUNTERS, REGIONS, REGION_SHIFT, SCRATCH_BYTES, DeviceLayout
+from hw.pipeline import NO_RW_CHECK
 from hw.port import TOKEN_WIDTH, engine_port
 from hw.ternary_matvec import TritDecoder, acc_width
 
@@ -176,9 +177,13 @@ class CompactEngine(wiring.Component):
         m.submodules.arith = arith = Arithmetic()
 
         # ---- memories ---------------------------------------------------------------------------
-        # (no init without a preloaded image: a zero init is a line of Verilog per word)
+        # (no init without a preloaded image: a zero init is a line of Verilog per word). The bus
+        # writes between steps and never reads the word it writes in the same cycle: no
+        # read-during-write behaviour is asked of it (NO_RW_CHECK), so the SPRAM can hold it;
+        # ``ram_style = "huge"`` asks for SPRAM (by Yosys's costs 241 block RAMs are cheaper).
         m.submodules.image = image = Memory(shape=16, depth=imap.depth,
-                                            init=self._image_init() if self.image else [])
+                                            init=self._image_init() if self.image else [],
+                                            attrs={**NO_RW_CHECK, "ram_style": "huge"})
         img_rd, img_wr = image.read_port(), image.write_port(granularity=8)
         # one address for both ports: a single-port RAM, which the UP5K's SPRAM is (Yosys
         # ``synth_ice40 -spram`` maps it there; with two addresses it takes block RAMs)
