@@ -73,7 +73,7 @@ def test_state_persists_and_reset_clears_it():
     (lambda: Vec("nope"), "unknown bank"),
     (lambda: Mem("weights", 0), "pg, aux or embedding"),
     (lambda: Mem("pg", 0), "half="),
-    (lambda: Scalar(8), "out of range"),
+    (lambda: Scalar(6), "out of range"),
     (lambda: Imm(0.1), "not exact"),
     (lambda: Pass("frobnicate", 4, Vec("x"), Vec("u")), "unknown function"),
     (lambda: Pass("mul", 4, Vec("x"), Vec("u"), Vec("u", 1)), "one read port"),

@@ -305,31 +305,38 @@ class CompactEngine(wiring.Component):
             with m.If(code_lane == LANES - 1):
                 m.d.sync += [code_lane.eq(0), q_addr.eq(q_addr + 1)]
 
-        # reductions into their scalar register
-        red = scalars  # a reduction accumulates in the register it names (cleared at DECODE)
-        top = scalar(ins.exponent)[:8]
+        # the pass's reduction: one accumulator (cleared at DECODE), its register written with
+        # the pass's last result; a scalar destination (a pass of one element) written directly
+        reduced = Signal(32)
+        reduced_next = Signal(32)
+        top = Signal(8)
+        with m.Switch(ins.exponent):
+            for k in range(SCALARS):
+                with m.Case(k):
+                    m.d.comb += top.eq(scalars[k][:8])
         exp = result[23:31]
         sig = Cat(result[16:23], exp != 0)
         dist = top - exp
         aligned = Mux(dist[6:].any(), 0, (Cat(Const(0, 16), sig) >> dist[:6]))
+        m.d.comb += reduced_next.eq(reduced)
+        with m.Switch(ins.reduce):
+            with m.Case(REDUCE["absmax"]):
+                with m.If(result[:31] > reduced[:31]):
+                    m.d.comb += reduced_next.eq(result[:31])
+            with m.Case(REDUCE["top_exponent"]):
+                with m.If(exp > reduced[:8]):
+                    m.d.comb += reduced_next.eq(exp)
+            with m.Case(REDUCE["aligned_sum"]):
+                m.d.comb += reduced_next.eq(reduced + aligned)
+        to_scalar = Signal(range(SCALARS))
+        m.d.comb += to_scalar.eq(Mux(ins.dst_space == DST_SCALAR, ins.dst_id, ins.into))
         with m.If(arith.o_valid & ~ins.matvec):
-            with m.Switch(ins.into):
-                for k in range(SCALARS):
-                    with m.Case(k):
-                        with m.Switch(ins.reduce):
-                            with m.Case(REDUCE["absmax"]):
-                                with m.If(result[:31] > red[k][:31]):
-                                    m.d.sync += red[k].eq(result[:31])
-                            with m.Case(REDUCE["top_exponent"]):
-                                with m.If(exp > red[k][:8]):
-                                    m.d.sync += red[k].eq(exp)
-                            with m.Case(REDUCE["aligned_sum"]):
-                                m.d.sync += red[k].eq(red[k] + aligned)
-            with m.If(ins.dst_space == DST_SCALAR):
-                with m.Switch(ins.dst_id):
+            m.d.sync += reduced.eq(reduced_next)
+            with m.If((ins.dst_space == DST_SCALAR) | ((ins.reduce != 0) & last_out)):
+                with m.Switch(to_scalar):
                     for k in range(SCALARS):
                         with m.Case(k):
-                            m.d.sync += scalars[k].eq(result)
+                            m.d.sync += scalars[k].eq(Mux(ins.dst_space == DST_SCALAR, result, reduced_next))
 
         # ---- MatVec: weight words and codes into the lanes, rows into the pipeline ---------------
         row = Signal(11)
@@ -391,11 +398,7 @@ class CompactEngine(wiring.Component):
                     m.d.sync += pc.eq(pc + 1)
                     m.next = "FETCH"
                 with m.Else():
-                    with m.If(word_.reduce != 0):
-                        with m.Switch(word_.into):
-                            for k in range(SCALARS):
-                                with m.Case(k):
-                                    m.d.sync += scalars[k].eq(0)
+                    m.d.sync += reduced.eq(0)
                     m.next = "PASS"
             with m.State("PASS"):
                 m.d.comb += issuing.eq(j < ins.n)
@@ -459,7 +462,7 @@ class CompactEngine(wiring.Component):
         # the pipeline's input: a pass's element one cycle after its reads, a MatVec's rows
         m.d.comb += arith.i_valid.eq(Mux(ins.matvec, s2_valid & s2_last, issued))
         with m.If(ins.matvec):
-            m.d.comb += [arith.i.a.eq(row_acc), arith.i.b.eq(scalar(ins.a.id))]
+            m.d.comb += [arith.i.a.eq(row_acc), arith.i.b.eq(a_val)]  # a: the scale register
         return m
 
     def _bus(self, m, imap, img_addr, img_rd, img_wr, logits_rd, counters, busy):

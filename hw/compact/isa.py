@@ -42,7 +42,7 @@ BANKS = ("x", "i", "f", "r", "s", "u", "t", "p", "q", "h", "w", "logits")
 #: gateware would keep only the word's bits.
 BANK_FORMATS = {bank: {"h": "fp32", "w": "fp32", "q": "int8"}.get(bank, "bf16") for bank in BANKS}
 #: Scalar registers (32 bits: a bf16 value, an exponent field or an aligned sum).
-SCALARS = 8
+SCALARS = 6
 
 #: fn -> (operands, what it computes). Each is one of the pipeline's paths (docs/compact_engine.md):
 #: the L-Mul (fp32: on bf16 operands it is the bf16 L-Mul), the adder (fp32, then rounded to bf16
