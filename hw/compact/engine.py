@@ -185,10 +185,11 @@ class CompactEngine(wiring.Component):
                                             init=self._image_init() if self.image else [],
                                             attrs={**NO_RW_CHECK, "ram_style": "huge"})
         img_rd, img_wr = image.read_port(), image.write_port(granularity=8)
-        # one address for both ports: a single-port RAM, which the UP5K's SPRAM is (Yosys
-        # ``synth_ice40 -spram`` maps it there; with two addresses it takes block RAMs)
+        # A single-port RAM, as the UP5K's SPRAM is: one address for both ports (with two, Yosys
+        # takes block RAMs) and no read in a write's cycle (with a read in every cycle it took
+        # eight SPRAMs for four SPRAMs' worth of words).
         img_addr = Signal(IMAGE_ADDR_BITS)
-        m.d.comb += [img_rd.addr.eq(img_addr), img_wr.addr.eq(img_addr)]
+        m.d.comb += [img_rd.addr.eq(img_addr), img_wr.addr.eq(img_addr), img_rd.en.eq(~img_wr.en.any())]
         m.submodules.rom = rom = Memory(shape=instruction, depth=len(self.rom), init=self.rom)
         rom_rd = rom.read_port()
         banks, rd, wr = {}, {}, {}
