@@ -83,7 +83,7 @@ def _ice40() -> FamilyModel:
     # 32 KB SRAM costs 20 pJ. An SPRAM block is 32 KB; carried to 1.2 V by V^2.
     bit = 20e-12 / 64 * (1.2 / 0.9) ** 2
     src = "tinyvision-ai-inc/ice40_power (Joulescope, core rail 1.219 V)"
-    return FamilyModel("ice40", 1.2, cells=5000, lanes=20, coefficients=(
+    return FamilyModel("ice40", 1.2, cells=5000, lanes=10, coefficients=(
         Coefficient("static_w", static, "W", "measured",
                     f"{src}: blank design 85.6 uA x 1.219 V"),
         Coefficient("pll_w", pll, "W", "measured",

@@ -3,9 +3,9 @@ re-measured, must not worsen by more than 5% (relative to the recorded value).
 
 Re-measured here:
 
-* cycles per token and lane utilisation (weight words over the step's cycles) of the token engine
-  for each board's shipped model at the board's lane count (``models/mmfree-ecp5``, 195 lanes;
-  ``models/mmfree-up5k``, 20 lanes): one token in the Amaranth simulator, exact cycle counts,
+* cycles per token and lane utilisation (weight words over the step's cycles) of each board's
+  engine for its shipped model at its lane count (``models/mmfree-ecp5``, token engine, 195
+  lanes; ``models/mmfree-up5k``, compact engine, 10 lanes): one token in the Amaranth simulator, exact cycle counts,
   every argmax checked against the golden model (``benchmarks.engine.measure``); about 40 s of CPU
   each;
 * the Yosys resources (``synth_ecp5``, no place and route) of the token engine for the small test
