@@ -7,6 +7,9 @@ the host runtime do not change.
 
 from __future__ import annotations
 
+import operator
+from functools import reduce
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
@@ -192,16 +195,21 @@ class CompactEngine(wiring.Component):
         m.d.comb += [img_rd.addr.eq(img_addr), img_wr.addr.eq(img_addr), img_rd.en.eq(~img_wr.en.any())]
         m.submodules.rom = rom = Memory(shape=instruction, depth=len(self.rom), init=self.rom)
         rom_rd = rom.read_port()
+        # A bank is never read and written at one address in one cycle: a pass reads element j
+        # while it writes an element issued a pipeline's latency earlier, and the next
+        # instruction reads only after FETCH and DECODE. So no read-during-write logic
+        # (NO_RW_CHECK: about 480 LUT4 on the UP5K).
         banks, rd, wr = {}, {}, {}
         for bank in BANKS:
             if bank == "q":
                 continue
             width = 32 if BANK_FORMATS[bank] == "fp32" else 16
-            m.submodules[f"bank_{bank}"] = banks[bank] = Memory(shape=width, depth=depth[bank], init=[])
+            m.submodules[f"bank_{bank}"] = banks[bank] = Memory(shape=width, depth=depth[bank], init=[],
+                                                                attrs=NO_RW_CHECK)
             rd[bank], wr[bank] = banks[bank].read_port(), banks[bank].write_port()
         self.memories.update(banks)
         q_words = -(-maxk // LANES)
-        m.submodules.bank_q = q_mem = Memory(shape=8 * LANES, depth=q_words, init=[])
+        m.submodules.bank_q = q_mem = Memory(shape=8 * LANES, depth=q_words, init=[], attrs=NO_RW_CHECK)
         q_rd, q_wr = q_mem.read_port(), q_mem.write_port()
         trit_roms = []
         for lane in range(2):
@@ -250,33 +258,40 @@ class CompactEngine(wiring.Component):
         m.d.sync += issued.eq(issuing)
         a, b = ins.a, ins.b
 
-        def space_is(op, space):
-            return op.space == space
+        # Each operand's source, decoded at DECODE (the instruction holds for the pass): a one-hot
+        # select of the bank it reads, whether it reads the image, and a register holding its
+        # scalar or immediate value. The operand is then an AND-OR of the sources, not a
+        # multiplexer on the instruction's fields (1,600 LUT4 on the UP5K).
+        bank_names = list(rd)
+        sel = {op: Signal(len(bank_names), name=f"{op}_bank") for op in "ab"}
+        from_mem = {op: Signal(name=f"{op}_mem") for op in "ab"}
+        const = {op: Signal(32, name=f"{op}_const") for op in "ab"}
+
+        def decode_operand(op, field):
+            """Statements loading operand ``op``'s decoded source from ROM word field ``field``."""
+            return [
+                sel[op].eq(Cat(*[(field.space == SPACE_BANK) & (field.id == BANKS.index(bank))
+                                 for bank in bank_names])),
+                from_mem[op].eq(field.space == SPACE_MEM),
+                const[op].eq(Mux(field.space == SPACE_SCALAR, scalar(field.id),
+                                 Mux(field.space == SPACE_IMM, Cat(Const(0, 16), field.base[:16]), 0))),
+            ]
 
         # bank read addresses: each bank is read by the operand that names it
-        for bank in rd:
-            k = BANKS.index(bank)
-            m.d.comb += rd[bank].addr.eq(Mux(space_is(a, SPACE_BANK) & (a.id == k), a_addr, b_addr))
-        mem_addr = Mux(space_is(a, SPACE_MEM), a_addr, b_addr)
+        for k, bank in enumerate(bank_names):
+            m.d.comb += rd[bank].addr.eq(Mux(sel["a"][k], a_addr, b_addr))
+        mem_addr = Mux(from_mem["a"], a_addr, b_addr)
 
         def value(op):
-            v = Signal(32)
-            with m.Switch(op.space):
-                with m.Case(SPACE_BANK):
-                    with m.Switch(op.id):
-                        for bank in rd:
-                            with m.Case(BANKS.index(bank)):
-                                data_ = rd[bank].data
-                                m.d.comb += v.eq(data_ if len(data_) == 32 else Cat(Const(0, 16), data_))
-                with m.Case(SPACE_MEM):
-                    m.d.comb += v.eq(Cat(Const(0, 16), img_rd.data))
-                with m.Case(SPACE_SCALAR):
-                    m.d.comb += v.eq(scalar(op.id))
-                with m.Case(SPACE_IMM):
-                    m.d.comb += v.eq(Cat(Const(0, 16), op.base))
+            terms = [const[op], Mux(from_mem[op], Cat(Const(0, 16), img_rd.data), 0)]
+            for k, bank in enumerate(bank_names):
+                data_ = rd[bank].data
+                terms.append(Mux(sel[op][k], data_ if len(data_) == 32 else Cat(Const(0, 16), data_), 0))
+            v = Signal(32, name=f"{op}_value")
+            m.d.comb += v.eq(reduce(operator.or_, terms))
             return v
 
-        a_val, b_val = value(a), value(b)
+        a_val, b_val = value("a"), value("b")
         m.d.comb += [arith.fn.eq(ins.fn), arith.i.a.eq(a_val), arith.i.b.eq(b_val)]
 
         # write-back
@@ -391,7 +406,8 @@ class CompactEngine(wiring.Component):
                              rows_done.eq(0), acc.eq(0), code_lane.eq(0), q_addr.eq(0),
                              dst_bank.eq(word_.dst_id), dst_addr.eq(word_.dst_base)]
                 first_addr = lambda op: Mux(op.per_token, op.base + emb_row, op.base)  # noqa: E731
-                m.d.sync += [a_addr.eq(first_addr(word_.a)), b_addr.eq(first_addr(word_.b))]
+                m.d.sync += [a_addr.eq(first_addr(word_.a)), b_addr.eq(first_addr(word_.b)),
+                             *decode_operand("a", word_.a), *decode_operand("b", word_.b)]
                 with m.If(word_.matvec):
                     m.d.sync += a_addr.eq(word_.a.base)
                     m.next = "MATVEC"
@@ -404,8 +420,8 @@ class CompactEngine(wiring.Component):
             with m.State("PASS"):
                 m.d.comb += issuing.eq(j < ins.n)
                 with m.If(issuing):
-                    m.d.sync += [j.eq(j + 1), a_addr.eq(a_addr + Mux(ins.a.space == SPACE_MEM, stride, 1)),
-                                 b_addr.eq(b_addr + Mux(ins.b.space == SPACE_MEM, stride, 1))]
+                    m.d.sync += [j.eq(j + 1), a_addr.eq(a_addr + Mux(from_mem["a"], stride, 1)),
+                                 b_addr.eq(b_addr + Mux(from_mem["b"], stride, 1))]
                 with m.If(arith.o_valid):
                     m.d.sync += [out.eq(out + 1), dst_addr.eq(dst_addr + 1)]
                     with m.If(last_out):
