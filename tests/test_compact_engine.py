@@ -9,6 +9,7 @@ from golden.bitexact import BitExactModel, DeviceModel
 from golden.formats import decode
 from golden.image import DeviceLayout
 from hw.compact.engine import LANES, CompactEngine
+from sim.engine_bus import bus_read, bus_write, step
 from tests.synthetic import make_random_params, small_config
 
 
@@ -71,27 +72,6 @@ def test_steps_equal_the_bitexact_model(lower_bound):
         assert argmax == want_argmax, f"argmax of step {t}"
 
 
-async def bus_write(ctx, engine, addr, data):
-    for k, byte in enumerate(data):
-        ctx.set(engine.bus.valid, 1)
-        ctx.set(engine.bus.payload, {"addr": addr + k, "write": 1, "data": byte})
-        await ctx.tick().until(engine.bus.ready)
-    ctx.set(engine.bus.valid, 0)
-
-
-async def bus_read(ctx, engine, addr, length):
-    out = []
-    ctx.set(engine.rdata.ready, 1)
-    for k in range(length):
-        ctx.set(engine.bus.valid, 1)
-        ctx.set(engine.bus.payload, {"addr": addr + k, "write": 0, "data": 0})
-        await ctx.tick().until(engine.bus.ready)
-        ctx.set(engine.bus.valid, 0)
-        *_, payload = await ctx.tick().sample(engine.rdata.payload).until(engine.rdata.valid)
-        out.append(payload)
-    return bytes(out)
-
-
 def test_the_bus_uploads_the_image_and_reads_logits_counters_and_scratch():
     """No preload: the image goes in through the bus (and reads back); a step's logits and
     argmax equal the bit-exact model's; the counters count what the step did."""
@@ -109,13 +89,7 @@ def test_the_bus_uploads_the_image_and_reads_logits_counters_and_scratch():
         got["pg"] = await bus_read(ctx, engine, REGIONS["pg"], 64)
         got["weights_tail"] = await bus_read(ctx, engine, REGIONS["weights"] + len(image["weights"]) - 8, 8)
         got["scratch"] = await bus_read(ctx, engine, REGIONS["scratch"], 5)
-        ctx.set(engine.done.ready, 1)
-        ctx.set(engine.step.valid, 1)
-        ctx.set(engine.step.payload, 9)
-        await ctx.tick().until(engine.step.ready)
-        ctx.set(engine.step.valid, 0)
-        *_, got["argmax"] = await ctx.tick().sample(engine.done.payload).until(engine.done.valid)
-        await ctx.tick()
+        got["argmax"], _ = await step(ctx, engine, 9)
         got["logits"] = await bus_read(ctx, engine, REGIONS["logits"], 2 * config.vocab_size)
         got["counters"] = await bus_read(ctx, engine, REGIONS["counters"], 4 * len(COUNTERS))
 
