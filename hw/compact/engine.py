@@ -119,6 +119,29 @@ def encode_program(program, layout: DeviceLayout) -> list[dict]:
     return words
 
 
+def operand_sources(program) -> dict:
+    """What ``program`` reads through each operand (``a``, ``b``): the banks, the scalar
+    registers, whether the image and whether immediates; and under ``exponent``, the scalar
+    registers an aligned sum takes its exponent from. The engine wires only these: the ROM is
+    fixed at build time, and the synthesis tools cannot see through it."""
+    used = {op: {"banks": [], "scalars": set(), "mem": False, "imm": False} for op in "ab"}
+    used["exponent"] = set()
+    for ins in program:
+        if isinstance(ins, MatVec):
+            used["a"]["scalars"].add(ins.scale.index)  # the row's scale comes through a
+            continue
+        if ins.exponent is not None:
+            used["exponent"].add(ins.exponent.index)
+        for op, operand in (("a", ins.a), ("b", ins.b)):
+            if isinstance(operand, Vec) and operand.bank not in used[op]["banks"]:
+                used[op]["banks"].append(operand.bank)
+            elif isinstance(operand, Scalar):
+                used[op]["scalars"].add(operand.index)
+            used[op]["mem"] |= isinstance(operand, Mem)
+            used[op]["imm"] |= isinstance(operand, Imm)
+    return used
+
+
 class CompactEngine(wiring.Component):
     """One token step of ``hw.compact.program.step_program(layout)``, served through
     ``hw.port.engine_port``.
@@ -210,17 +233,18 @@ class CompactEngine(wiring.Component):
         self.memories.update(banks)
         q_words = -(-maxk // LANES)
         m.submodules.bank_q = q_mem = Memory(shape=8 * LANES, depth=q_words, init=[], attrs=NO_RW_CHECK)
-        q_rd, q_wr = q_mem.read_port(), q_mem.write_port()
+        q_rd, q_wr = q_mem.read_port(), q_mem.write_port(granularity=8)
         trit_roms = []
         for lane in range(2):
             m.submodules[f"trits{lane}"] = trom = Memory(shape=10, depth=256, init=TritDecoder.rom_init())
             trit_roms.append(trom.read_port())
         scalars = [Signal(32, name=f"scalar{k}") for k in range(SCALARS)]
 
-        def scalar(index):
+        def scalar(index, among):
+            """Scalar register ``index``, one of ``among`` (the ones read there)."""
             value = Signal(32)
             with m.Switch(index):
-                for k in range(SCALARS):
+                for k in sorted(among):
                     with m.Case(k):
                         m.d.comb += value.eq(scalars[k])
             return value
@@ -262,31 +286,37 @@ class CompactEngine(wiring.Component):
         # select of the bank it reads, whether it reads the image, and a register holding its
         # scalar or immediate value. The operand is then an AND-OR of the sources, not a
         # multiplexer on the instruction's fields (1,600 LUT4 on the UP5K).
-        bank_names = list(rd)
-        sel = {op: Signal(len(bank_names), name=f"{op}_bank") for op in "ab"}
+        # Only the sources the program reads through an operand are wired to it (operand_sources).
+        sources = operand_sources(self.program)
+        sel = {op: {bank: Signal(name=f"{op}_bank_{bank}") for bank in sources[op]["banks"]} for op in "ab"}
         from_mem = {op: Signal(name=f"{op}_mem") for op in "ab"}
         const = {op: Signal(32, name=f"{op}_const") for op in "ab"}
 
         def decode_operand(op, field):
             """Statements loading operand ``op``'s decoded source from ROM word field ``field``."""
+            used = sources[op]
+            imm = Cat(Const(0, 16), field.base[:16]) if used["imm"] else 0
             return [
-                sel[op].eq(Cat(*[(field.space == SPACE_BANK) & (field.id == BANKS.index(bank))
-                                 for bank in bank_names])),
-                from_mem[op].eq(field.space == SPACE_MEM),
-                const[op].eq(Mux(field.space == SPACE_SCALAR, scalar(field.id),
-                                 Mux(field.space == SPACE_IMM, Cat(Const(0, 16), field.base[:16]), 0))),
+                *[flag.eq((field.space == SPACE_BANK) & (field.id == BANKS.index(bank)))
+                  for bank, flag in sel[op].items()],
+                from_mem[op].eq((field.space == SPACE_MEM) if used["mem"] else 0),
+                const[op].eq(Mux(field.space == SPACE_SCALAR, scalar(field.id, used["scalars"]),
+                                 Mux(field.space == SPACE_IMM, imm, 0))),
             ]
 
         # bank read addresses: each bank is read by the operand that names it
-        for k, bank in enumerate(bank_names):
-            m.d.comb += rd[bank].addr.eq(Mux(sel["a"][k], a_addr, b_addr))
+        for bank in rd:
+            if bank in sel["a"] and bank in sel["b"]:
+                m.d.comb += rd[bank].addr.eq(Mux(sel["a"][bank], a_addr, b_addr))
+            elif bank in sel["a"] or bank in sel["b"]:
+                m.d.comb += rd[bank].addr.eq(a_addr if bank in sel["a"] else b_addr)
         mem_addr = Mux(from_mem["a"], a_addr, b_addr)
 
         def value(op):
             terms = [const[op], Mux(from_mem[op], Cat(Const(0, 16), img_rd.data), 0)]
-            for k, bank in enumerate(bank_names):
+            for bank, flag in sel[op].items():
                 data_ = rd[bank].data
-                terms.append(Mux(sel[op][k], data_ if len(data_) == 32 else Cat(Const(0, 16), data_), 0))
+                terms.append(Mux(flag, data_ if len(data_) == 32 else Cat(Const(0, 16), data_), 0))
             v = Signal(32, name=f"{op}_value")
             m.d.comb += v.eq(reduce(operator.or_, terms))
             return v
@@ -305,19 +335,17 @@ class CompactEngine(wiring.Component):
                 wr[bank].data.eq(result if len(wr[bank].data) == 32 else result[16:]),
                 wr[bank].en.eq(arith.o_valid & (ins.dst_space == DST_BANK) & (dst_bank == k)),
             ]
-        # ...the codes, ten to a q word (lane l of word w: element 10 w + l), each word written
-        # with its last code (the pass's last word may stop short: its other lanes meet zero trits)
-        codes = Signal(8 * LANES)
+        # ...the codes, ten to a q word (lane l of word w: element 10 w + l), each written into
+        # its lane's byte (a pass's last word may stop short: its other lanes keep older codes,
+        # which meet zero trits)
         code_lane = Signal(range(LANES))
         q_addr = Signal(range(q_words + 1))
         code_in = arith.o_valid & (ins.dst_space == DST_BANK) & (dst_bank == BANKS.index("q")) & ~ins.matvec
         last_out = out + 1 == ins.n
-        word_codes = Cat(*[Mux(code_lane == lane, result[:8], codes[8 * lane:8 * lane + 8])
-                           for lane in range(LANES)])
-        m.d.comb += [q_wr.addr.eq(q_addr), q_wr.data.eq(word_codes),
-                     q_wr.en.eq(code_in & ((code_lane == LANES - 1) | last_out))]
+        m.d.comb += [q_wr.addr.eq(q_addr), q_wr.data.eq(Cat(*[result[:8]] * LANES)),
+                     q_wr.en.eq(Mux(code_in, 1 << code_lane, 0))]
         with m.If(code_in):
-            m.d.sync += [codes.eq(word_codes), code_lane.eq(code_lane + 1)]
+            m.d.sync += code_lane.eq(code_lane + 1)
             with m.If(code_lane == LANES - 1):
                 m.d.sync += [code_lane.eq(0), q_addr.eq(q_addr + 1)]
 
@@ -326,10 +354,7 @@ class CompactEngine(wiring.Component):
         reduced = Signal(32)
         reduced_next = Signal(32)
         top = Signal(8)
-        with m.Switch(ins.exponent):
-            for k in range(SCALARS):
-                with m.Case(k):
-                    m.d.comb += top.eq(scalars[k][:8])
+        m.d.comb += top.eq(scalar(ins.exponent, sources["exponent"])[:8])
         exp = result[23:31]
         sig = Cat(result[16:23], exp != 0)
         dist = top - exp
