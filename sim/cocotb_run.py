@@ -7,9 +7,10 @@ with its parameters passed through the environment. A failing cocotb test fails 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
-import re
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -56,8 +57,6 @@ def icarus_time_zero_trigger(text: str) -> str:
 def run_bench(component, name: str, bench: str, simulator: str, env: dict | None = None,
               testcase: str | None = None) -> None:
     """Convert ``component`` to Verilog as module ``name`` and run cocotb bench ``sim.benches.<bench>``."""
-    from cocotb_tools.runner import get_runner
-
     if simulator not in SIMULATORS:
         raise ValueError(f"simulator must be one of {SIMULATORS}, got {simulator!r}")
     text = verilog.convert(component, name=name, emit_src=False)
@@ -66,6 +65,16 @@ def run_bench(component, name: str, bench: str, simulator: str, env: dict | None
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     build_dir = BUILD / f"{name}-{simulator}-{digest}"
     build_dir.mkdir(parents=True, exist_ok=True)
+    # One run per build directory at a time: the suite runs on several pytest workers, and two
+    # tests of the same design would otherwise build and write results into the same files.
+    with open(build_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _build_and_test(build_dir, name, text, bench, simulator, env, testcase)
+
+
+def _build_and_test(build_dir: Path, name: str, text: str, bench: str, simulator: str, env, testcase) -> None:
+    from cocotb_tools.runner import get_runner
+
     source = build_dir / f"{name}.v"
     if not source.exists() or source.read_text() != text:
         source.write_text(text)
