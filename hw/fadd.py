@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.formats import get_format
 
-from .pipeline import payload_register, register, stall_advance
+from .pipeline import Stages, payload_register, stall_advance
 
 __all__ = ["FAdd", "fadd_operands", "fadd_result", "leading_zeros", "leading_zero_groups", "combine_leading_zeros"]
 
@@ -90,6 +90,9 @@ class FAdd(wiring.Component):
     tag_width : int
         Width of an optional side-band ``tag`` carried from each operand pair to its result (0: no
         tag). Used by ``hw.nonlinear.SiLU`` to carry ``x`` alongside the sigmoid.
+    wired : collection of str
+        Stages of ``STAGES`` (``"s0"`` .. ``"s8"``) to build without their registers, for a slow
+        clock (``hw.pipeline.Stages``); ``latency`` drops by one for each.
 
     Attributes
     ----------
@@ -98,7 +101,7 @@ class FAdd(wiring.Component):
     o : Out(stream.Signature(width or StructLayout({"sum": width, "tag": tag_width})))
         Results as bit patterns (a plain ``width``-bit payload when there is no tag).
 
-    Latency 10 cycles, throughput one result per cycle. The stages: (0) classify, zero the
+    Latency 10 cycles (``latency``: fewer with wired stages), throughput one result per cycle. The stages: (0) classify, zero the
     operands whose exponent field is 0; (1) compare ``|a|``
     with ``|b|`` and subtract the exponents both ways; (2) swap so that ``|big| >= |small|``, clamp
     the alignment distance, decode the sticky mask; (3) align the small significand (barrel
@@ -111,14 +114,19 @@ class FAdd(wiring.Component):
     """
 
     LATENCY = 10
+    #: The stages that end in a register before the output register (``hw.pipeline.Stages``).
+    STAGES = tuple(f"s{k}" for k in range(9))
 
-    def __init__(self, fmt="bf16", tag_width: int = 0):
+    def __init__(self, fmt="bf16", tag_width: int = 0, *, wired=()):
         self.fmt = get_format(fmt)
         if self.fmt.name not in FADD_FORMATS:
             raise ValueError(f"FAdd supports {', '.join(FADD_FORMATS)}, not {self.fmt.name!r}")
         if not isinstance(tag_width, int) or tag_width < 0:
             raise ValueError(f"tag_width must be a non-negative integer, got {tag_width!r}")
         self.tag_width = tag_width
+        self.stages = Stages(self.STAGES, wired)
+        #: cycles from operands to result: LATENCY less one per wired stage
+        self.latency = 1 + self.stages.count
         super().__init__({
             "i": In(stream.Signature(fadd_operands(self.fmt, tag_width))),
             "o": Out(stream.Signature(fadd_result(self.fmt, tag_width))),
@@ -137,7 +145,7 @@ class FAdd(wiring.Component):
         out = payload_register(m, self.o)
 
         def reg(value, name, shape=None, **kw):
-            return register(m, advance, value, name, shape, **kw)
+            return self.stages.register(m, advance, value, name, shape, **kw)
 
         tagged = self.tag_width > 0
 

@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 
 from .skid import registered
 
-__all__ = ["stall_advance", "register", "payload_register", "replicas", "flow", "CreditQueue", "CreditRing", "NO_RW_CHECK",
+__all__ = ["stall_advance", "register", "Stages", "payload_register", "replicas", "flow", "CreditQueue", "CreditRing", "NO_RW_CHECK",
            "KEEP_REPLICAS", "DROP_LUT_RAM_HINTS", "HONOUR_NO_RW_CHECK", "after_read_script"]
 
 #: Attributes of a memory whose read and write ports never access the same word in the same
@@ -89,6 +89,50 @@ def register(m: Module, enable, value, name: str, shape=None, *, reset_less=True
     with m.If(enable):
         m.d.sync += reg.eq(value)
     return reg
+
+
+class Stages:
+    """Which of a unit's pipeline registers exist.
+
+    A unit names each register after the stage it ends (``"s3_sum"`` ends stage ``"s3"``) and
+    makes it with ``register``. The stages in ``wired`` get no registers: their values go straight
+    on, and the next stage computes both in one cycle. Each wired stage takes one cycle off the
+    unit's latency (``count`` registered stages remain). Built for a fast clock, a unit has a
+    register wherever the ECP5 needs one; on a slow clock (the UP5K at 24 MHz) most of them only
+    cost logic cells, since on iCE40 a flip-flop whose input no LUT drives takes a cell of its own.
+
+    Parameters
+    ----------
+    names : sequence of str
+        The unit's stages, in order.
+    wired : collection of str
+        The stages without registers (default none).
+    """
+
+    def __init__(self, names, wired=()):
+        self.names = tuple(names)
+        wired = frozenset(wired)
+        unknown = sorted(wired - set(self.names))
+        if unknown:
+            raise ValueError(f"unknown stages {unknown}; the unit's stages are {list(self.names)}")
+        self.wired = wired
+
+    @property
+    def count(self) -> int:
+        """Stages that end in a register."""
+        return len(self.names) - len(self.wired)
+
+    def register(self, m: Module, enable, value, name: str, shape=None, *, reset_less=True) -> Signal:
+        """``register(m, enable, value, name, ...)``, or a wire carrying ``value`` when the stage
+        ``name`` ends (its prefix up to the first ``_``) is wired."""
+        stage = name.split("_", 1)[0]
+        if stage not in self.names:
+            raise ValueError(f"register {name!r} ends no stage of {list(self.names)}")
+        if stage not in self.wired:
+            return register(m, enable, value, name, shape, reset_less=reset_less)
+        wire = Signal(value.shape() if shape is None else shape, name=name)
+        m.d.comb += wire.eq(value)
+        return wire
 
 
 def replicas(name: str, shape, copies: int, *, reset_less=True, init=None) -> list:

@@ -45,6 +45,20 @@ def test_latency_and_throughput(fmt):
     assert measure_pipeline(FAdd(fmt), payloads) == ({FAdd.LATENCY}, len(payloads) + FAdd.LATENCY - 1)
 
 
+@pytest.mark.parametrize("wired", [("s0", "s2", "s5", "s7"), FAdd.STAGES])
+def test_wired_stages_give_the_same_sums_sooner(wired):
+    """Without some stages' registers (a slow clock's adder, hw.pipeline.Stages): the same sums
+    under back-pressure, one cycle sooner per wired stage."""
+    a, b, sub = fadd_random_pairs("fp32", 800, seed=8)
+    expected = fadd_expected(a, b, sub, "fp32")
+    payloads = [{"a": int(x), "b": int(y), "sub": int(s)} for x, y, s in zip(a, b, sub)]
+    assert simulate_stream(FAdd("fp32", wired=wired), payloads) == expected.tolist()
+    latency = FAdd.LATENCY - len(wired)
+    dut = FAdd("fp32", wired=wired)
+    assert dut.latency == latency
+    assert measure_pipeline(dut, payloads[:20]) == ({latency}, 20 + latency - 1)
+
+
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_rejects_bad_parameters():
     with pytest.raises(ValueError, match="FAdd supports"):
@@ -53,6 +67,8 @@ def test_rejects_bad_parameters():
         FAdd("fp8")
     with pytest.raises(ValueError, match="tag_width"):
         FAdd("bf16", tag_width=-1)
+    with pytest.raises(ValueError, match=r"unknown stages \['s9'\]"):
+        FAdd("bf16", wired=("s1", "s9"))
     gc.collect()  # the rejected objects' UnusedElaboratable warnings fire here, under the filter
 
 
