@@ -195,6 +195,11 @@ class Link(wiring.Component):
     max_payload : int
         Largest WRITE payload and READ length, a power of two from 16 to 32768 (default 1024).
         The payload buffer holds two of them (2 KiB by default: one ECP5 block RAM, four iCE40).
+    registered : bool
+        Registers (``hw.skid``) on the engine's streams and between the reply stages (default
+        True): for a fast clock, where the handshakes crossing the die are the slow paths. On a
+        slow clock they only cost logic cells (about 240 flip-flops); without them every stream
+        passes straight through, with the same behaviour a cycle sooner.
 
     Attributes
     ----------
@@ -220,7 +225,8 @@ class Link(wiring.Component):
     """
 
     def __init__(self, *, info: bytes, logits_base: int, vocab: int, counters_base: int,
-                 counters_len: int, timeout_cycles: int, max_payload: int = 1024):
+                 counters_len: int, timeout_cycles: int, max_payload: int = 1024,
+                 registered: bool = True):
         if not isinstance(info, (bytes, bytearray)):
             raise ValueError(f"info must be bytes, got {type(info).__name__}")
         if not isinstance(vocab, int) or not 1 <= vocab <= 0xFFFF:
@@ -240,6 +246,7 @@ class Link(wiring.Component):
         self.counters_base, self.counters_len = counters_base, counters_len
         self.timeout_cycles = timeout_cycles
         self.max_payload = max_payload
+        self.registered = bool(registered)
         self.rom = struct.pack("<BHH", PROTOCOL_VERSION, max_payload, vocab) + self.info
         super().__init__({
             "rx": In(stream.Signature(8)),
@@ -356,10 +363,13 @@ class Link(wiring.Component):
         # crossings in one cycle were the link's slowest paths). The engine serves a step only
         # when no bus request waits (``hw.port``), so requests keep their order through the
         # two buffers, whose latencies are equal.
-        bus = registered_into(m, "bus_q", wiring.flipped(self.engine.bus))
-        rdata = registered(m, "rdata_q", wiring.flipped(self.engine.rdata))
-        step = registered_into(m, "step_q", wiring.flipped(self.engine.step))
-        done = registered(m, "done_q", wiring.flipped(self.engine.done))
+        if self.registered:
+            bus = registered_into(m, "bus_q", wiring.flipped(self.engine.bus))
+            rdata = registered(m, "rdata_q", wiring.flipped(self.engine.rdata))
+            step = registered_into(m, "step_q", wiring.flipped(self.engine.step))
+            done = registered(m, "done_q", wiring.flipped(self.engine.done))
+        else:
+            bus, rdata, step, done = self.engine.bus, self.engine.rdata, self.engine.step, self.engine.done
         reset = Signal()  # a register too: a strobe the cycle after RESET's dispatch
         m.d.sync += reset.eq(0)
         m.d.comb += self.engine.reset.eq(reset)
@@ -369,8 +379,12 @@ class Link(wiring.Component):
         m.submodules.cobs = cobs = CobsEncoder()
         # registers between the stages: the reply bytes come from block RAM (slow clock-to-output)
         # and each stage is combinational from input to output
-        wiring.connect(m, registered(m, "reply_q", rb), crc_append.i)
-        wiring.connect(m, registered(m, "crc_q", crc_append.o), cobs.i)
+        if self.registered:
+            wiring.connect(m, registered(m, "reply_q", rb), crc_append.i)
+            wiring.connect(m, registered(m, "crc_q", crc_append.o), cobs.i)
+        else:
+            wiring.connect(m, rb, crc_append.i)
+            wiring.connect(m, crc_append.o, cobs.i)
         wiring.connect(m, cobs.o, wiring.flipped(self.tx))
 
         m.submodules.rom = rom = Memory(shape=8, depth=len(self.rom), init=self.rom)

@@ -36,6 +36,9 @@ ENGINES = {"token": TokenEngine, "compact": CompactEngine}
 #: buffer holds two, 2 KiB for the token engine (one ECP5 block RAM), 512 bytes for the compact
 #: engine (one iCE40 block RAM of 30, where 2 KiB would take four).
 LINK_PAYLOAD = {"token": 1024, "compact": 256}
+#: Whether the link registers its streams (``Link(registered=...)``): the token engine's boards run
+#: fast clocks; the compact engine's (the UP5K at 24 MHz) do not need them.
+LINK_REGISTERED = {"token": True, "compact": False}
 #: Frame timeout of the link, in bit times (USB bridges leave gaps inside a frame).
 TIMEOUT_BITS = 60_000
 
@@ -103,7 +106,8 @@ class DeviceCore(wiring.Component):
             info=json.dumps(self.info, separators=(",", ":"), sort_keys=True).encode(),
             logits_base=REGIONS["logits"], vocab=layout.config.vocab_size,
             counters_base=REGIONS["counters"], counters_len=4 * len(COUNTERS),
-            timeout_cycles=TIMEOUT_BITS * divisor, max_payload=LINK_PAYLOAD[engine])
+            timeout_cycles=TIMEOUT_BITS * divisor, max_payload=LINK_PAYLOAD[engine],
+            registered=LINK_REGISTERED[engine])
         self.rx, self.tx = UARTRx(divisor), UARTTx(divisor)  # validate the divisor now
         super().__init__()
 

@@ -284,7 +284,10 @@ def run_script(script, **kw):
 
 # ---------------------------------------------------------------------------------------------
 
-def test_every_command():
+# ``registered``: with and without the registers on the engine's streams and between the reply
+# stages (hw.top.LINK_REGISTERED: the compact engine's slow boards go without).
+@pytest.mark.parametrize("registered", [True, False])
+def test_every_command(registered):
     model = Model()
 
     async def script(ctx, b):
@@ -319,14 +322,15 @@ def test_every_command():
         assert all(b.engine.mem.get(a) == v for a, v in model.engine.mem.items())
         assert b.resets == 1
 
-    bench = run_script(script)
+    bench = run_script(script, dut=make_link(registered=registered))
     seqs = {r.seq: r for r in bench.replies if r.status == Status.OK}
     assert p.parse_info(seqs[1].payload) == p.Info(p.PROTOCOL_VERSION, P, VOCAB, INFO_BLOB)
     assert seqs[9].payload == seqs[13].payload
     assert [r.status for r in bench.replies if r.seq == 14] == [Status.TOKEN] * 4 + [Status.OK]
 
 
-def test_every_error_code():
+@pytest.mark.parametrize("registered", [True, False])
+def test_every_error_code(registered):
     model = Model()
 
     async def script(ctx, b):
@@ -354,7 +358,7 @@ def test_every_error_code():
         for wire in cases:
             await b.check(ctx, model, wire)
 
-    bench = run_script(script)
+    bench = run_script(script, dut=make_link(registered=registered))
     codes = {r.status for r in bench.replies if r.is_error}
     assert codes == set(ErrorCode) - {ErrorCode.BUSY}   # BUSY: test_busy_when_flooded
     assert bench.replies[-1].status == Status.OK
@@ -497,8 +501,8 @@ def _fuzz_case(rng, model):
     return p.encode_frame(_random_body(rng)) + p.encode_frame(_random_body(rng))[:-1]
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_fuzz_then_normal_traffic(seed):
+@pytest.mark.parametrize("seed, registered", [(1, True), (2, False)])
+def test_fuzz_then_normal_traffic(seed, registered):
     model = Model()
     rng = random.Random(seed)
     cases = []
@@ -522,7 +526,7 @@ def test_fuzz_then_normal_traffic(seed):
         await b.check(ctx, check_model, p.read(3, 0x500, 15))
         await b.check(ctx, check_model, p.step(4, 1, logits=True))
 
-    bench = run_script(script, seed=seed)
+    bench = run_script(script, seed=seed, dut=make_link(registered=registered))
     assert bench.replies[-2].payload == b"after the storm"
     assert len(bench.replies) > 1000
     errors = {r.status for r in bench.replies if r.is_error}
