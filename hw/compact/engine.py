@@ -20,7 +20,7 @@ from hw.port import TOKEN_WIDTH, engine_port
 from hw.ternary_matvec import TritDecoder, acc_width
 
 from .arith import Arithmetic, Function
-from .isa import BANK_FORMATS, BANKS, SCALARS, Imm, MatVec, Mem, Pass, Scalar, Vec
+from .isa import BANK_FORMATS, BANKS, SCALAR_FORMATS, SCALARS, Imm, MatVec, Mem, Pass, Scalar, Vec
 from .program import step_program
 
 __all__ = ["CompactEngine", "LANES", "encode_program", "instruction", "INVALID_TOKEN"]
@@ -238,7 +238,16 @@ class CompactEngine(wiring.Component):
         for lane in range(2):
             m.submodules[f"trits{lane}"] = trom = Memory(shape=10, depth=256, init=TritDecoder.rom_init())
             trit_roms.append(trom.read_port())
-        scalars = [Signal(32, name=f"scalar{k}") for k in range(SCALARS)]
+        # Each scalar register keeps only the bits its format has (SCALAR_FORMATS): a bf16
+        # value's upper half, an exponent field's low byte, a word's 32 bits.
+        scalar_bits = {"bf16": (16, 32), "exponent": (0, 8), "word": (0, 32)}
+        scalars = [Signal(hi - lo, name=f"scalar{k}") for k, (lo, hi) in
+                   enumerate(scalar_bits[fmt] for fmt in SCALAR_FORMATS)]
+
+        def scalar_word(k):
+            """Scalar register ``k`` as the pipeline's 32-bit word."""
+            lo, _hi = scalar_bits[SCALAR_FORMATS[k]]
+            return Cat(Const(0, lo), scalars[k]) if lo else scalars[k]
 
         def scalar(index, among):
             """Scalar register ``index``, one of ``among`` (the ones read there)."""
@@ -246,7 +255,7 @@ class CompactEngine(wiring.Component):
             with m.Switch(index):
                 for k in sorted(among):
                     with m.Case(k):
-                        m.d.comb += value.eq(scalars[k])
+                        m.d.comb += value.eq(scalar_word(k))
             return value
 
         # ---- step control -----------------------------------------------------------------------
@@ -374,34 +383,53 @@ class CompactEngine(wiring.Component):
         with m.If(arith.o_valid & ~ins.matvec):
             m.d.sync += reduced.eq(reduced_next)
             with m.If((ins.dst_space == DST_SCALAR) | ((ins.reduce != 0) & last_out)):
+                scalar_in = Mux(ins.dst_space == DST_SCALAR, result, reduced_next)
                 with m.Switch(to_scalar):
                     for k in range(SCALARS):
+                        lo, hi = scalar_bits[SCALAR_FORMATS[k]]
                         with m.Case(k):
-                            m.d.sync += scalars[k].eq(Mux(ins.dst_space == DST_SCALAR, result, reduced_next))
+                            m.d.sync += scalars[k].eq(scalar_in[lo:hi])
 
         # ---- MatVec: weight words and codes into the lanes, rows into the pipeline ---------------
         row = Signal(11)
         word = Signal(6)  # word within the row
         mv_issue = Signal()
         mv_last = Signal()  # the row's last word
-        m.d.comb += [q_rd.addr.eq(word)]
-        # stage 1: the image word and the q word land; the trit ROMs take the word's bytes
+        # stage 1: the image word lands, and the trit ROMs take its bytes; the q word is read a
+        # cycle later than the image word, so that it lands with the trits (no register for it)
+        word_late = Signal.like(word)
+        m.d.sync += word_late.eq(word)
+        m.d.comb += [q_rd.addr.eq(word_late)]
         p1_valid, p1_last, p2_valid, p2_last, s2_valid, s2_last = (Signal() for _ in range(6))
-        s1_codes = Signal(8 * LANES)
-        m.d.sync += [p1_valid.eq(mv_issue), p1_last.eq(mv_last), s1_codes.eq(q_rd.data),
-                     p2_valid.eq(p1_valid), p2_last.eq(p1_last)]
+        m.d.sync += [p1_valid.eq(mv_issue), p1_last.eq(mv_last), p2_valid.eq(p1_valid), p2_last.eq(p1_last)]
         for lane, trom in enumerate(trit_roms):
             m.d.comb += trom.addr.eq(img_rd.data[8 * lane:8 * lane + 8])
-        # stage 2: the trits and the codes: the word's dot product, registered
+        # stage 2: the trits and the codes: the word's dot product, registered. A negated code is
+        # its complement plus one: the complements go into the sum and the ones are counted, so no
+        # lane has an adder of its own; the sum is a tree of two-input adders (kept apart: Yosys
+        # would merge a long sum into a carry-save network of twice the cells).
         trits = Cat(trit_roms[0].data, trit_roms[1].data)
         width = acc_width(LANES)
-        terms = []
+        terms, negated = [], []
         for lane in range(LANES):
-            code = s1_codes[8 * lane:8 * lane + 8].as_signed()
-            t = trits[2 * lane:2 * lane + 2]
-            terms.append(Mux(t[0], Mux(t[1], -code, code), 0))
+            code = q_rd.data[8 * lane:8 * lane + 8]
+            nonzero, negative = trits[2 * lane], trits[2 * lane + 1]
+            term = Signal(signed(8), name=f"lane{lane}")
+            m.d.comb += term.eq((code ^ negative.replicate(8)) & nonzero.replicate(8))
+            terms.append(term)
+            negated.append(nonzero & negative)
+        terms.append(sum(negated[1:], negated[0]))
+        level = 0
+        while len(terms) > 1:
+            pairs = []
+            for k in range(0, len(terms) - 1, 2):
+                partial = Signal(signed(width), name=f"dot{level}_{k // 2}", attrs={"keep": 1})
+                m.d.comb += partial.eq(terms[k] + terms[k + 1])
+                pairs.append(partial)
+            terms = pairs + terms[len(terms) - len(terms) % 2:]
+            level += 1
         dot = Signal(signed(width))
-        m.d.sync += [s2_valid.eq(p2_valid), s2_last.eq(p2_last), dot.eq(sum(terms[1:], terms[0]))]
+        m.d.sync += [s2_valid.eq(p2_valid), s2_last.eq(p2_last), dot.eq(terms[0])]
         # stage 3: the row's accumulator; its last word sends the row to the pipeline
         acc = Signal(signed(acc_width(maxk)))
         row_acc = acc + dot

@@ -32,7 +32,7 @@ from golden.image import DeviceLayout
 from golden.numerics import Numerics, aligned_total, scale_aligned, top_exponent
 from golden.pack import decode_table
 
-__all__ = ["BANKS", "BANK_FORMATS", "FUNCTIONS", "REDUCTIONS", "SCALARS", "Vec", "Mem", "Scalar", "Imm",
+__all__ = ["BANKS", "BANK_FORMATS", "FUNCTIONS", "REDUCTIONS", "SCALARS", "SCALAR_FORMATS", "Vec", "Mem", "Scalar", "Imm",
            "Pass", "MatVec", "Machine", "evaluate"]
 
 #: Vector banks, one block RAM each: ``h`` (the state, L x d words) and ``w`` (its products) fp32,
@@ -41,8 +41,12 @@ BANKS = ("x", "i", "f", "r", "s", "u", "t", "p", "q", "h", "w", "logits")
 #: The grid each bank's words hold: a write of anything else is a program error, since the
 #: gateware would keep only the word's bits.
 BANK_FORMATS = {bank: {"h": "fp32", "w": "fp32", "q": "int8"}.get(bank, "bf16") for bank in BANKS}
-#: Scalar registers (32 bits: a bf16 value, an exponent field or an aligned sum).
-SCALARS = 6
+#: What each scalar register holds: a bf16 value, a bf16 exponent field (0..255), or a whole
+#: word (an aligned sum, an integer below 2**32, or a bf16 value). The gateware keeps only those
+#: bits (16, 8 or 32), so a write of anything else is a program error, as for the banks.
+SCALAR_FORMATS = ("bf16", "exponent", "word", "bf16", "bf16", "bf16")
+#: Scalar registers.
+SCALARS = len(SCALAR_FORMATS)
 
 #: fn -> (operands, what it computes). Each is one of the pipeline's paths (docs/compact_engine.md):
 #: the L-Mul (fp32: on bf16 operands it is the bf16 L-Mul), the adder (fp32, then rounded to bf16
@@ -266,9 +270,19 @@ class Machine:
             words = words & 0xFFFF if operand.half == "lo" else words >> 16
         return decode(words, "bf16")
 
+    def _set_scalar(self, index: int, value):
+        fmt = SCALAR_FORMATS[index]
+        value = float(value)
+        bf16 = self.nx.round(np.array([value]), "bf16")[0] == value
+        integer = value == int(value) and 0 <= value < (256 if fmt == "exponent" else 1 << 32)
+        on_grid = {"bf16": bf16, "exponent": integer, "word": bf16 or integer}[fmt]
+        if not on_grid:
+            raise ValueError(f"a pass writes {value!r} into scalar {index}, which keeps only {fmt} values")
+        self.scalars[index] = value
+
     def _write(self, dst, values):
         if isinstance(dst, Scalar):
-            self.scalars[dst.index] = values[0]
+            self._set_scalar(dst.index, values[0])
         elif dst is not None:
             fmt = BANK_FORMATS[dst.bank]
             on_grid = (np.all((values == np.round(values)) & (np.abs(values) <= 127)) if fmt == "int8"
@@ -287,11 +301,11 @@ class Machine:
         out = evaluate(p.fn, a, b, nx) if p.fn != "zero" else np.zeros(p.n)
         self._write(p.dst, out)
         if p.reduce == "absmax":
-            self.scalars[p.into.index] = nx.absmax(out)[0]
+            self._set_scalar(p.into.index, nx.absmax(out)[0])
         elif p.reduce == "top_exponent":
-            self.scalars[p.into.index] = top_exponent(out)[0]
+            self._set_scalar(p.into.index, top_exponent(out)[0])
         elif p.reduce == "aligned_sum":
-            self.scalars[p.into.index] = aligned_total(out, int(self.scalars[p.exponent.index]))[0]
+            self._set_scalar(p.into.index, aligned_total(out, int(self.scalars[p.exponent.index]))[0])
 
     def _matvec(self, mv: MatVec):
         nx = self.nx

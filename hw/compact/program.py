@@ -14,6 +14,7 @@ from .isa import Imm, MatVec, Mem, Pass, Scalar, Vec
 
 __all__ = ["step_program", "quantiser", "silu"]
 
+# (their formats: hw.compact.isa.SCALAR_FORMATS)
 AMAX, EXPONENT, SUMSQ, NORM, INV, SCALE = (Scalar(k) for k in range(6))
 
 
