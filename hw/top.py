@@ -36,9 +36,11 @@ ENGINES = {"token": TokenEngine, "compact": CompactEngine}
 #: buffer holds two, 2 KiB for the token engine (one ECP5 block RAM), 512 bytes for the compact
 #: engine (one iCE40 block RAM of 30, where 2 KiB would take four).
 LINK_PAYLOAD = {"token": 1024, "compact": 256}
-#: Whether the link registers its streams (``Link(registered=...)``): the token engine's boards run
-#: fast clocks; the compact engine's (the UP5K at 24 MHz) do not need them.
-LINK_REGISTERED = {"token": True, "compact": False}
+#: The link's build options per engine (``Link``): the token engine's boards run fast clocks and
+#: have room; the compact engine's (the UP5K at 24 MHz) need neither the registers on the link's
+#: streams nor a byte-wide checksum.
+LINK_OPTIONS = {"token": {"registered": True, "serial_checksum": False},
+                "compact": {"registered": False, "serial_checksum": True}}
 #: Frame timeout of the link, in bit times (USB bridges leave gaps inside a frame).
 TIMEOUT_BITS = 60_000
 
@@ -107,7 +109,7 @@ class DeviceCore(wiring.Component):
             logits_base=REGIONS["logits"], vocab=layout.config.vocab_size,
             counters_base=REGIONS["counters"], counters_len=4 * len(COUNTERS),
             timeout_cycles=TIMEOUT_BITS * divisor, max_payload=LINK_PAYLOAD[engine],
-            registered=LINK_REGISTERED[engine])
+            **LINK_OPTIONS[engine])
         self.rx, self.tx = UARTRx(divisor), UARTTx(divisor)  # validate the divisor now
         super().__init__()
 

@@ -284,10 +284,15 @@ def run_script(script, **kw):
 
 # ---------------------------------------------------------------------------------------------
 
-# ``registered``: with and without the registers on the engine's streams and between the reply
-# stages (hw.top.LINK_REGISTERED: the compact engine's slow boards go without).
-@pytest.mark.parametrize("registered", [True, False])
-def test_every_command(registered):
+# Both builds of the link (hw.top.LINK_OPTIONS): the token engine's (registered streams, byte-wide
+# checksum) and the compact engine's (neither).
+TOKEN_BUILD = {"registered": True, "serial_checksum": False}
+COMPACT_BUILD = {"registered": False, "serial_checksum": True}
+BUILDS = [pytest.param(TOKEN_BUILD, id="token"), pytest.param(COMPACT_BUILD, id="compact")]
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_every_command(build):
     model = Model()
 
     async def script(ctx, b):
@@ -322,15 +327,15 @@ def test_every_command(registered):
         assert all(b.engine.mem.get(a) == v for a, v in model.engine.mem.items())
         assert b.resets == 1
 
-    bench = run_script(script, dut=make_link(registered=registered))
+    bench = run_script(script, dut=make_link(**build))
     seqs = {r.seq: r for r in bench.replies if r.status == Status.OK}
     assert p.parse_info(seqs[1].payload) == p.Info(p.PROTOCOL_VERSION, P, VOCAB, INFO_BLOB)
     assert seqs[9].payload == seqs[13].payload
     assert [r.status for r in bench.replies if r.seq == 14] == [Status.TOKEN] * 4 + [Status.OK]
 
 
-@pytest.mark.parametrize("registered", [True, False])
-def test_every_error_code(registered):
+@pytest.mark.parametrize("build", BUILDS)
+def test_every_error_code(build):
     model = Model()
 
     async def script(ctx, b):
@@ -358,7 +363,7 @@ def test_every_error_code(registered):
         for wire in cases:
             await b.check(ctx, model, wire)
 
-    bench = run_script(script, dut=make_link(registered=registered))
+    bench = run_script(script, dut=make_link(**build))
     codes = {r.status for r in bench.replies if r.is_error}
     assert codes == set(ErrorCode) - {ErrorCode.BUSY}   # BUSY: test_busy_when_flooded
     assert bench.replies[-1].status == Status.OK
@@ -501,8 +506,9 @@ def _fuzz_case(rng, model):
     return p.encode_frame(_random_body(rng)) + p.encode_frame(_random_body(rng))[:-1]
 
 
-@pytest.mark.parametrize("seed, registered", [(1, True), (2, False)])
-def test_fuzz_then_normal_traffic(seed, registered):
+@pytest.mark.parametrize("seed, build", [pytest.param(1, TOKEN_BUILD, id="1-token"),
+                                         pytest.param(2, COMPACT_BUILD, id="2-compact")])
+def test_fuzz_then_normal_traffic(seed, build):
     model = Model()
     rng = random.Random(seed)
     cases = []
@@ -526,7 +532,7 @@ def test_fuzz_then_normal_traffic(seed, registered):
         await b.check(ctx, check_model, p.read(3, 0x500, 15))
         await b.check(ctx, check_model, p.step(4, 1, logits=True))
 
-    bench = run_script(script, seed=seed, dut=make_link(registered=registered))
+    bench = run_script(script, seed=seed, dut=make_link(**build))
     assert bench.replies[-2].payload == b"after the storm"
     assert len(bench.replies) > 1000
     errors = {r.status for r in bench.replies if r.is_error}
