@@ -13,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 from golden.formats import get_format
 from golden.numerics import SUMSQ_GUARD_BITS
 
-from hw.convert import FloatToInt8, IntToFloat
+from hw.convert import FloatToInt8
 from hw.fadd import FAdd
 from hw.lmul import LMul
 from hw.narrow import Narrow
@@ -48,18 +48,64 @@ assert {f.name.lower() for f in Function} == set(FUNCTIONS)
 operands = data.StructLayout({"a": 32, "b": 32})
 
 BF16 = get_format("bf16")
-#: The conversion's input: ``a`` as a signed (``int_mul``: an accumulator) or unsigned 32-bit
-#: integer (``int_pow2``: an aligned sum of at most 256 squares, below 2**(8 + 16 + 8)).
-INT_WIDTH = 33
-#: The units' stages built without registers (``hw.pipeline.Stages``): the compact engine runs
-#: on the UP5K at 24 MHz, where the ECP5's register after every step of the adder and the
-#: integer conversion only costs logic cells. Each wired stage merges two steps that fit one
-#: cycle together (the adder alone, this way: 34.4 MHz on the UP5K by ``benchmarks.synth``'s
-#: flow, 10 stages: 43.7 MHz; 916 placed cells with the harness instead of 1,072).
+FP32_MAN = get_format("fp32").man_bits
+#: ``int_mul``'s accumulators are below 2**23 in magnitude: ``(2**23 + |acc|) - 2**23`` in fp32
+#: (exponent field 150 = 127 + 23) is then exact.
+INT_MUL_BITS = FP32_MAN
+MAGIC_EXPONENT = get_format("fp32").bias + FP32_MAN
+#: The adder's stages built without registers (``hw.pipeline.Stages``): the compact engine runs
+#: on the UP5K at 24 MHz, where the ECP5's register after every step of the adder only costs
+#: logic cells. Each wired stage merges two steps that fit one cycle together (the adder alone,
+#: this way: 34.4 MHz on the UP5K by ``benchmarks.synth``'s flow, 10 stages: 43.7 MHz; 916
+#: placed cells with the harness instead of 1,072).
 FADD_WIRED = ("s0", "s2", "s5", "s7")
-TO_FLOAT_WIRED = ("s1b", "s2b")
+#: ``int_pow2`` normalises its integer (an aligned sum of at most 256 squares, below 2**32) a bit
+#: per cycle: up to 31 shifts, always that many cycles, then the rounding. It runs once per
+#: quantiser (passes of one element), where a shifter of 32 bits by 0-31 would be 400 logic cells.
+POW2_SHIFTS = 31
 #: ``int_pow2`` scales by ``2**(b - POW2_BIAS)``: an aligned sum's weight (golden.numerics.scale_aligned)
 POW2_BIAS = BF16.bias + BF16.man_bits + SUMSQ_GUARD_BITS
+
+
+def _int_pow2(m: Module, start, total, exponent):
+    """``int_pow2`` of ``total`` (a 32-bit unsigned integer) by ``2**(exponent - POW2_BIAS)``
+    (``exponent`` an 8-bit field), begun when ``start`` is high: returns ``(valid, bf16)``,
+    registers that carry the result ``POW2_SHIFTS + 2`` cycles later. One at a time: another
+    start before then is lost (the program runs ``int_pow2`` on one element per pass).
+
+    The integer is shifted left until its top bit is set (one bit per cycle, counting down its
+    leading one's position), then rounded to 8 significant bits, to nearest even, and scaled:
+    flushed to +0 at or below exponent field 0, saturated at 255 and above."""
+    norm = Signal(32)
+    top = Signal(range(32))  # the position of norm's leading one in total
+    steps = Signal(range(POW2_SHIFTS))
+    busy, shifted = Signal(), Signal()
+    scale = Signal(8)
+    with m.If(start):
+        m.d.sync += [norm.eq(total), top.eq(31), steps.eq(0), busy.eq(1), scale.eq(exponent)]
+    with m.Elif(busy):
+        m.d.sync += steps.eq(steps + 1)
+        with m.If(~norm[31] & (top != 0)):
+            m.d.sync += [norm.eq(norm << 1), top.eq(top - 1)]
+        with m.If(steps == POW2_SHIFTS - 1):
+            m.d.sync += busy.eq(0)
+    m.d.sync += shifted.eq(busy & (steps == POW2_SHIFTS - 1))
+
+    man_bits = BF16.man_bits
+    kept = norm[32 - man_bits - 1:]  # 8 bits, the leading one on top
+    round_bit = norm[32 - man_bits - 2]
+    sticky = norm[:32 - man_bits - 2].any()
+    rounded = kept + (round_bit & (sticky | kept[0]))  # 9 bits; a carry leaves the fraction 0
+    field = Signal(range(-512, 512))
+    m.d.comb += field.eq(top + rounded[man_bits + 1] + scale + (BF16.bias - POW2_BIAS))
+    valid, result = Signal(), Signal(16)
+    m.d.sync += [
+        valid.eq(shifted),
+        result.eq(Mux((norm == 0) | (field <= 0), 0,
+                      Mux(field >= BF16.exp_all_ones, BF16.max_finite_field,
+                          Cat(rounded[:man_bits], field[:8], Const(0, 1))))),
+    ]
+    return valid, result
 
 
 class Arithmetic(wiring.Component):
@@ -82,7 +128,8 @@ class Arithmetic(wiring.Component):
 
     Latency by path, counting the output register: ``mul`` 4, ``quant`` 7, ``add`` and the
     sigmoids 10, ``add32``/``sub32`` 8, ``round16`` 3, ``rsqrt``/``recip`` 3, ``copy``/``zero``
-    1, ``int_mul`` 9, ``int_pow2`` 8 (``latency[fn]``). Throughput one element per cycle on every path. No back-pressure, so no
+    1, ``int_mul`` 13, ``int_pow2`` 34 (``latency[fn]``). Throughput one element per cycle on
+    every path but ``int_pow2``, which takes one element at a time (``_int_pow2``). No back-pressure, so no
     stream handshake: the units never stall (their outputs are always taken), and a result
     appears exactly its path's latency after its operands, so the sequencer issues freely and
     counts results to know when the pipeline is empty. No multiplier.
@@ -96,8 +143,7 @@ class Arithmetic(wiring.Component):
 
     def __init__(self):
         self._fadd = FAdd("fp32", wired=FADD_WIRED)
-        self._to_float = IntToFloat(INT_WIDTH, wired=TO_FLOAT_WIRED)
-        adder, to_float = self._fadd.latency, self._to_float.latency
+        adder = self._fadd.latency
         #: Cycles from operands to result, by function.
         self.latency = {
             Function.ZERO: 1, Function.COPY: 1,
@@ -110,8 +156,8 @@ class Arithmetic(wiring.Component):
             Function.SUB32: 1 + adder + 1,
             Function.ROUND16: Narrow.LATENCY + 1,
             Function.RSQRT: 2 + 1, Function.RECIP: 2 + 1,
-            Function.INT_MUL: to_float + LMul.LATENCY + 1,
-            Function.INT_POW2: to_float + 2 + 1,
+            Function.INT_MUL: 1 + adder + Narrow.LATENCY + LMul.LATENCY + 1,
+            Function.INT_POW2: POW2_SHIFTS + 3,
         }
         super().__init__()
 
@@ -124,8 +170,7 @@ class Arithmetic(wiring.Component):
         m.submodules.narrow = narrow = Narrow()
         m.submodules.recip = recip = Reciprocal()
         m.submodules.rsqrt = rsqrt = ReciprocalSqrt()
-        m.submodules.to_float = to_float = self._to_float
-        for unit in (lmul, to_int, fadd, narrow, recip, rsqrt, to_float):
+        for unit in (lmul, to_int, fadd, narrow, recip, rsqrt):
             m.d.comb += unit.o.ready.eq(1)  # never stalls: each input is taken as it comes
 
         def one_of(*fns):
@@ -134,55 +179,37 @@ class Arithmetic(wiring.Component):
         def on(*fns):
             return self.i_valid & one_of(*fns)
 
-        # the integers' conversion to bf16, into the L-Mul (``int_mul``) or a power of two
-        m.d.comb += [
-            to_float.i.valid.eq(on(Function.INT_MUL, Function.INT_POW2)),
-            to_float.i.payload.eq(Cat(a, (fn == Function.INT_MUL) & a[31])),
-        ]
-        from_int = to_float.o.valid & (fn == Function.INT_MUL)
-
-        # the L-Mul path, then the int8 conversion of the bf16 product for ``quant``
+        # the L-Mul path, then the int8 conversion of the bf16 product for ``quant``; for
+        # ``int_mul`` it takes the accumulator as bf16 from the rounding unit (below)
+        from_int = narrow.o.valid & (fn == Function.INT_MUL)
         m.d.comb += [
             lmul.i.valid.eq(on(Function.MUL, Function.QUANT) | from_int),
-            lmul.i.payload.a.eq(Mux(fn == Function.INT_MUL, Cat(Const(0, 16), to_float.o.payload), a)),
+            lmul.i.payload.a.eq(Mux(fn == Function.INT_MUL, Cat(Const(0, 16), narrow.o.payload), a)),
             lmul.i.payload.b.eq(b),
             to_int.i.valid.eq(lmul.o.valid & (fn == Function.QUANT)),
             to_int.i.payload.eq(lmul.o.payload[16:]),
         ]
-
-        # ``int_pow2``: the converted sum's exponent plus b - POW2_BIAS, flushed to +0 at or below
-        # 0 and saturated at 255 and above (the exponent, then the range: two carry chains)
-        pow2_valid = Signal()
-        pow2_exp = Signal(range(-512, 512))
-        pow2_zero = Signal()
-        pow2_man = Signal(BF16.man_bits)
-        pow2 = Signal(16)
-        pow2_out = Signal()
-        value = to_float.o.payload
-        m.d.sync += [
-            pow2_valid.eq(to_float.o.valid & (fn == Function.INT_POW2)),
-            pow2_exp.eq(value[BF16.man_bits:15] + b[:8] - POW2_BIAS),
-            pow2_zero.eq(value[BF16.man_bits:15] == 0),
-            pow2_man.eq(value[:BF16.man_bits]),
-            pow2_out.eq(pow2_valid),
-            pow2.eq(Mux(pow2_zero | (pow2_exp <= 0), 0,
-                        Mux(pow2_exp >= BF16.exp_all_ones, BF16.max_finite_field,
-                            Cat(pow2_man, pow2_exp[:8], Const(0, 1))))),
-        ]
+        pow2_out, pow2 = _int_pow2(m, on(Function.INT_POW2), a, b[:8])
 
         # the adder path: a register in front, holding the sigmoid's segment operands or (a, b)
         x = Signal(16)
         m.d.comb += x.eq(a[16:] ^ Cat(Const(0, 15), fn == Function.SIGMOID_NEG))
         seg_a, seg_b = sigmoid_operands(m, x)
         sigmoid = one_of(Function.SIGMOID, Function.SIGMOID_NEG)
+        # ``int_mul``: an accumulator (|acc| < 2**23) becomes fp32 exactly as the difference
+        # (2**23 + |acc|) - 2**23, both with acc's sign, which the adder computes without rounding;
+        # the rounding unit then rounds it to bf16 once, as the contract's conversion does
+        int_mul = fn == Function.INT_MUL
+        magnitude = Mux(a[31], -a, a)[:FP32_MAN]
+        big = Cat(Const(0, FP32_MAN), Const(MAGIC_EXPONENT, 8), a[31])  # +-2**23
         m.d.sync += [
             fadd.i.valid.eq(on(Function.ADD, Function.ADD32, Function.SUB32,
-                               Function.SIGMOID, Function.SIGMOID_NEG)),
-            fadd.i.payload.a.eq(Mux(sigmoid, Cat(Const(0, 16), seg_a), a)),
-            fadd.i.payload.b.eq(Mux(sigmoid, Cat(Const(0, 16), seg_b), b)),
-            fadd.i.payload.sub.eq(fn == Function.SUB32),
+                               Function.SIGMOID, Function.SIGMOID_NEG, Function.INT_MUL)),
+            fadd.i.payload.a.eq(Mux(sigmoid, Cat(Const(0, 16), seg_a), Mux(int_mul, big | magnitude, a))),
+            fadd.i.payload.b.eq(Mux(sigmoid, Cat(Const(0, 16), seg_b), Mux(int_mul, big, b))),
+            fadd.i.payload.sub.eq((fn == Function.SUB32) | int_mul),
         ]
-        narrowing = one_of(Function.ADD, Function.SIGMOID, Function.SIGMOID_NEG)
+        narrowing = one_of(Function.ADD, Function.SIGMOID, Function.SIGMOID_NEG, Function.INT_MUL)
         m.d.comb += [
             # the rounding unit: the adder's bf16 sums, or a itself for ``round16``
             narrow.i.valid.eq((fadd.o.valid & narrowing) | on(Function.ROUND16)),

@@ -19,7 +19,7 @@ from hw.pipeline import NO_RW_CHECK
 from hw.port import TOKEN_WIDTH, engine_port
 from hw.ternary_matvec import TritDecoder, acc_width
 
-from .arith import Arithmetic, Function
+from .arith import INT_MUL_BITS, Arithmetic, Function
 from .isa import BANK_FORMATS, BANKS, SCALAR_FORMATS, SCALARS, Imm, MatVec, Mem, Pass, Scalar, Vec
 from .program import step_program
 
@@ -49,6 +49,11 @@ instruction = data.StructLayout({
     "reduce": 2, "into": 3, "exponent": 3,
     "odd": 4, "split": 1, "argmax": 1,
 })
+
+
+def maxk_of(layout: DeviceLayout) -> int:
+    """The longest row of any op: the codes a MatVec's accumulator sums."""
+    return max(op.cols for op in layout.ops)
 
 
 class ImageMap:
@@ -179,6 +184,12 @@ class CompactEngine(wiring.Component):
                              f"{2 << IMAGE_ADDR_BITS:,} the image memory addresses")
         self.image = {} if image is None else dict(image)
         self.program = step_program(layout)
+        # what the arithmetic pipeline's integer paths take (hw.compact.arith): accumulators below
+        # 2**23, and int_pow2 one element at a time
+        if 127 * maxk_of(layout) >= 1 << INT_MUL_BITS:
+            raise ValueError(f"rows of {maxk_of(layout)} codes overflow int_mul's {INT_MUL_BITS}-bit accumulators")
+        if any(isinstance(ins, Pass) and ins.fn == "int_pow2" and ins.n != 1 for ins in self.program):
+            raise ValueError("int_pow2 runs on passes of one element")
         self.rom = encode_program(self.program, layout)
         self.memories = {}  # filled by elaborate(): the banks by name, for simulation tools
         super().__init__(engine_port)
@@ -196,7 +207,7 @@ class CompactEngine(wiring.Component):
         lay, imap = self.layout, self.image_map
         cfg = lay.config
         d, vocab = cfg.hidden_size, cfg.vocab_size
-        maxk = max(op.cols for op in lay.ops)
+        maxk = maxk_of(lay)
         depth = {bank: max(d, cfg.intermediate_size, 2) for bank in BANKS}
         depth.update(h=cfg.num_hidden_layers * d, w=cfg.num_hidden_layers * d, logits=vocab)
 
@@ -545,11 +556,13 @@ class CompactEngine(wiring.Component):
         offset = req.addr[:REGION_SHIFT]
         in_image = Signal()
         image_byte = Signal(IMAGE_ADDR_BITS + 1)
+        # the region's base and size as a choice of constants, then one adder and one compare
+        region_base, region_bytes = Signal(IMAGE_ADDR_BITS + 1), Signal(IMAGE_ADDR_BITS + 2)
         with m.Switch(region):
             for number, name in regions.items():
                 with m.Case(number):
-                    m.d.comb += [in_image.eq(offset < 2 * imap.words[name]),
-                                 image_byte.eq(2 * imap.base[name] + offset)]
+                    m.d.comb += [region_base.eq(2 * imap.base[name]), region_bytes.eq(2 * imap.words[name])]
+        m.d.comb += [image_byte.eq(region_base + offset), in_image.eq(offset < region_bytes)]
         latched = Signal(32)  # the counter being read
         rdata = Signal(8)
         bus_idle = Signal()
