@@ -46,9 +46,12 @@ class _TableUnit(wiring.Component):
     i: In(stream.Signature(16))
     o: Out(stream.Signature(16))
 
-    def __init__(self, rom_words):
+    def __init__(self, rom_words, block_ram=False):
         super().__init__()
-        self._rom = memory.Memory(shape=MAN + 1, depth=len(rom_words), init=rom_words)
+        # block_ram: ask for a block RAM where the tools would build the ROM from logic (a small
+        # ROM costs fewer block RAM bits than LUTs by their measure, not always by the part's room)
+        self._rom = memory.Memory(shape=MAN + 1, depth=len(rom_words), init=rom_words,
+                                  attrs={"ram_style": "block"} if block_ram else None)
 
     def rom_address(self, x):
         raise NotImplementedError
@@ -113,13 +116,15 @@ class _TableUnit(wiring.Component):
 class Reciprocal(_TableUnit):
     """bf16 ``1/x``, correctly rounded; zero (either sign) -> +largest finite, Inf -> +0, NaN -> NaN.
 
-    A 128 x 8-bit ROM indexed by the mantissa. Latency 2, throughput 1/cycle (see ``_TableUnit``).
+    A 128 x 8-bit ROM indexed by the mantissa, in block RAM with ``block_ram`` (else where the
+    synthesis tools choose: LUTs on the UP5K, about 70 more LUT4). Latency 2, throughput 1/cycle
+    (see ``_TableUnit``).
     """
 
-    def __init__(self):
+    def __init__(self, *, block_ram=False):
         # reference inputs 1.m (exponent field 127); results have exponent field 126 or 127
         refs = (127 << MAN) | np.arange(1 << MAN)
-        super().__init__(_table(Numerics.recip, refs, base_exp=126))
+        super().__init__(_table(Numerics.recip, refs, base_exp=126), block_ram)
 
     def rom_address(self, x):
         return x[:MAN]

@@ -14,7 +14,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.config import ModelConfig
-from golden.image import COUNTERS, REGIONS, DeviceLayout
+from golden.image import COUNTERS, REGION_SHIFT, REGIONS, DeviceLayout
 from golden.numerics import NUMERICS_VERSION
 
 from .compact.engine import CompactEngine
@@ -67,7 +67,9 @@ def build_info(layout: DeviceLayout, divisor: int, engine: str = "token") -> dic
         "engine": engine,
         "model": layout.describe(),
         "uart_divisor": divisor,
-        "regions": {name: base for name, base in REGIONS.items()},
+        # each region's base address in units of 2**REGION_SHIFT (1 MiB): the iCEBreaker's INFO
+        # then fits one 512-byte block RAM
+        "region_mib": {name: base >> REGION_SHIFT for name, base in REGIONS.items()},
         "counters": list(COUNTERS),
     }
     info["build"] = hashlib.sha256((json.dumps(info, sort_keys=True) + _rtl_digest()).encode()).hexdigest()[:16]

@@ -168,7 +168,7 @@ class Arithmetic(wiring.Component):
         m.submodules.to_int = to_int = FloatToInt8()
         m.submodules.fadd = fadd = self._fadd
         m.submodules.narrow = narrow = Narrow()
-        m.submodules.recip = recip = Reciprocal()
+        m.submodules.recip = recip = Reciprocal(block_ram=True)  # the UP5K has a block RAM for it
         m.submodules.rsqrt = rsqrt = ReciprocalSqrt()
         for unit in (lmul, to_int, fadd, narrow, recip, rsqrt):
             m.d.comb += unit.o.ready.eq(1)  # never stalls: each input is taken as it comes

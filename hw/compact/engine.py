@@ -126,17 +126,20 @@ def encode_program(program, layout: DeviceLayout) -> list[dict]:
 
 def operand_sources(program) -> dict:
     """What ``program`` reads through each operand (``a``, ``b``): the banks, the scalar
-    registers, whether the image and whether immediates; and under ``exponent``, the scalar
-    registers an aligned sum takes its exponent from. The engine wires only these: the ROM is
-    fixed at build time, and the synthesis tools cannot see through it."""
+    registers, whether the image and whether immediates; under ``exponent``, the scalar registers
+    an aligned sum takes its exponent from, and under ``absmax`` those an absmax goes into. The
+    engine wires only these: the ROM is fixed at build time, and the synthesis tools cannot see
+    through it."""
     used = {op: {"banks": [], "scalars": set(), "mem": False, "imm": False} for op in "ab"}
-    used["exponent"] = set()
+    used["exponent"], used["absmax"] = set(), set()
     for ins in program:
         if isinstance(ins, MatVec):
             used["a"]["scalars"].add(ins.scale.index)  # the row's scale comes through a
             continue
         if ins.exponent is not None:
             used["exponent"].add(ins.exponent.index)
+        if ins.reduce == "absmax":
+            used["absmax"].add(ins.into.index)
         for op, operand in (("a", ins.a), ("b", ins.b)):
             if isinstance(operand, Vec) and operand.bank not in used[op]["banks"]:
                 used[op]["banks"].append(operand.bank)
@@ -382,7 +385,10 @@ class CompactEngine(wiring.Component):
         m.d.comb += reduced_next.eq(reduced)
         with m.Switch(ins.reduce):
             with m.Case(REDUCE["absmax"]):
-                with m.If(result[:31] > reduced[:31]):
+                # into bf16 registers only, the results are bf16 (the reference machine refuses
+                # others), so their upper halves decide
+                low = 16 if all(SCALAR_FORMATS[k] == "bf16" for k in sources["absmax"]) else 0
+                with m.If(result[low:31] > reduced[low:31]):
                     m.d.comb += reduced_next.eq(result[:31])
             with m.Case(REDUCE["top_exponent"]):
                 with m.If(exp > reduced[:8]):
