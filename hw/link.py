@@ -424,12 +424,13 @@ class Link(wiring.Component):
         sum_byte = Signal(8)  # serial_checksum: the byte going into the CRC, and its next bit
         sum_bit = Signal(3)
 
-        # Request decoding, from the executor's copy of the descriptor (taken when it is popped,
-        # so the receiver can fill the descriptor again meanwhile). The checks take four registered
-        # stages (the command's fields, the range's end, the verdict, its flags): states CHECK, RANGE,
-        # VERDICT, DECIDE.
-        e_args, e_len = Signal.like(d_args), Signal.like(d_len)
-        e_status, e_region = Signal(8), Signal()
+        # Request decoding, from the descriptor in place: the receiver writes its fields again
+        # only for a frame whose first byte came at or after the pop, and the first of them (the
+        # third decoded byte, an argument) comes at least two UART bytes later, 80 cycles
+        # (hw.uart: 10 bits of at least 4 cycles), long after DISPATCH (six cycles after the pop).
+        # The checks take four registered stages (the command's fields, the range's end, the
+        # verdict, its flags): states CHECK, RANGE, VERDICT, DECIDE.
+        e_args, e_len, e_status, e_region = d_args, d_len, d_status, d_region
         arg_addr = e_args[:32]
         read_len = e_args[32:48]
         sum_len = e_args[32:64]
@@ -502,9 +503,7 @@ class Link(wiring.Component):
                     m.next = "H_CMD"
                 with m.Elif(pending):
                     m.d.comb += pop.eq(1)
-                    m.d.sync += [pending.eq(0), busy_behind.eq(0), r_cmd.eq(d_cmd), r_seq.eq(d_seq),
-                                 e_args.eq(d_args), e_len.eq(d_len), e_status.eq(d_status),
-                                 e_region.eq(d_region)]
+                    m.d.sync += [pending.eq(0), busy_behind.eq(0), r_cmd.eq(d_cmd), r_seq.eq(d_seq)]
                     m.next = "CHECK"
                 with m.Elif(busy):
                     m.d.sync += [r_cmd.eq(busy_cmd), r_seq.eq(busy_seq), r_status.eq(ErrorCode.BUSY),
