@@ -240,6 +240,17 @@ def _stage(build_dir, family):
     return "route" if "Info: Routing" in log.read_text(errors="replace") else "place"
 
 
+def _overfull(log_lines):
+    """The cell types nextpnr's utilisation table shows over 100%, as a sentence (or "")."""
+    over = []
+    for line in log_lines:
+        count = re.search(r"Info:\s+(\w+):\s*(\d+)/\s*(\d+)\s+\d+%", line)
+        if count and int(count.group(2)) > int(count.group(3)):
+            need, have = int(count.group(2)), int(count.group(3))
+            over.append(f"{need:,} {count.group(1)} of the part's {have:,} ({need / have:.0%})")
+    return f"; the design does not fit the part: it needs {', '.join(over)}" if over else ""
+
+
 def _failure(build_dir, stage, code):
     for log in (f"{NAME}.tim", f"{NAME}.rpt", "build.log"):
         path = build_dir / log
@@ -248,7 +259,7 @@ def _failure(build_dir, stage, code):
         text = path.read_text(errors="replace").splitlines()
         errors = [l.strip() for l in text if l.lstrip().startswith(("ERROR", "Error"))]
         if errors:
-            return BuildError(f"{stage} failed: {errors[0]} (log: {path})")
+            return BuildError(f"{stage} failed: {errors[0]}{_overfull(text)} (log: {path})")
     # no error line (e.g. nextpnr refusing its options): the log's last line says what happened
     path = build_dir / "build.log"
     lines = [l.strip() for l in path.read_text(errors="replace").splitlines() if l.strip()] if path.exists() else []

@@ -290,6 +290,16 @@ def test_a_failure_without_an_error_line_quotes_the_log(tmp_path):
     assert str(tmp_path / "build.log") in message
     (tmp_path / "top.tim").write_text("Info: x\nERROR: Failed to route\n")
     assert str(_failure(tmp_path, "route", 1)).startswith("route failed: ERROR: Failed to route")
+    # a design larger than the part: nextpnr's placer fails, and the message says why (the lines
+    # as nextpnr-ice40 writes them for the iCEBreaker core that packs into too many logic cells)
+    (tmp_path / "top.tim").write_text(
+        "Info: Device utilisation:\n"
+        "Info: \t         ICESTORM_LC:    5799/   5280   109%\n"
+        "Info: \t        ICESTORM_RAM:      30/     30   100%\n"
+        "ERROR: Failed to expand region (0, 0) |_> (25, 31) of 5798 ICESTORM_LCs\n")
+    message = str(_failure(tmp_path, "place", 1))
+    assert message.startswith("place failed: ERROR: Failed to expand region")
+    assert "does not fit the part: it needs 5,799 ICESTORM_LC of the part's 5,280 (110%)" in message
 
 
 def test_core_clock_pick():
@@ -334,7 +344,7 @@ def test_cli_build_help_names_the_device_core():
     (["--board", "icebreaker", "--model", "SMALL", "--clock-mhz", "10"], "PLL"),
     (["--board", "icebreaker", "--model", "SMALL", "--clock-mhz", "25"], "baud"),
     (["--board", "ulx3s-85f", "--model", "no/such/model"], "config.json"),
-    (["--board", "icebreaker", "--model", "models/mmfree-up5k"], "does not fit icebreaker"),
+    (["--board", "icebreaker", "--model", "models/mmfree-ecp5"], "does not fit icebreaker"),
 ])
 def test_cli_build_errors_are_one_line(argv, message, tmp_path):
     model = small_model_dir(tmp_path)
@@ -451,13 +461,21 @@ def test_a_model_too_large_for_the_image_memory_is_refused_before_synthesis():
     # the compact engine keeps the image in the UP5K's SPRAM: 4 x 256 Kbit (anchors.md)
     assert BOARDS["icebreaker"].image_memory_bytes == 131_072
     assert BOARDS["ulx3s-85f"].image_memory_bytes == BOARDS["ulx3s-85f"].block_ram_bytes
-    up5k = DeviceLayout(ModelConfig.load(ROOT / "models/mmfree-up5k"), BOARDS["icebreaker"].lanes)
-    assert up5k.image_bytes == 145_972          # 73,216 + 65,536 + 5,684 + 1,536 (its regions)
+    shipped = ModelConfig.load(ROOT / "models/mmfree-up5k")
+    up5k = DeviceLayout(shipped, BOARDS["icebreaker"].lanes)
+    # d = 112, 2 layers, I = 224: 29,728 weight words of 2 bytes, 256 x 112 bf16 embedding
+    # rows, 1,245 pg words of 4 bytes (docs/device_image.md), 672 aux words of 2 bytes
+    assert up5k.image_bytes == 59_456 + 57_344 + 4_980 + 1_344 == 123_124
+    check_fits(up5k, BOARDS["icebreaker"])
+    # the UP5K model as it was before (d = 128, I = 256) did not fit
+    wider = DeviceLayout(ModelConfig.from_dict({**shipped.to_dict(), "hidden_size": 128, "intermediate_size": 256}),
+                         BOARDS["icebreaker"].lanes)
+    assert wider.image_bytes == 73_216 + 65_536 + 5_684 + 1_536 == 145_972
     with pytest.raises(ValueError, match=r"does not fit icebreaker: its image takes 145,972 bytes.*"
                                          r"1\.11x the 131,072 bytes of 4 SPRAM"):
-        check_fits(up5k, BOARDS["icebreaker"])
+        check_fits(wider, BOARDS["icebreaker"])
     with pytest.raises(ValueError, match="does not fit icebreaker"):
-        core_factory(ROOT / "models/mmfree-up5k", "icebreaker")
+        core_factory(ROOT / "models/mmfree-ecp5", "icebreaker")
     ecp5 = DeviceLayout(ModelConfig.load(ROOT / "models/mmfree-ecp5"), BOARDS["ulx3s-85f"].lanes)
     check_fits(ecp5, BOARDS["ulx3s-85f"])       # 401,932 of 479,232 bytes
     # the boundary: exactly the image memory fits, one byte more does not
