@@ -455,6 +455,21 @@ def test_block_ram_of_the_parts():
     assert BOARDS["ulx3s-85f"].block_ram_bytes == 479_232
 
 
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+def test_the_icebreaker_info_fits_one_block_ram():
+    """The link's INFO ROM (5-byte header and the build's JSON) for the shipped UP5K model is at
+    most 512 bytes: one iCE40 block RAM in its 512 x 8 mode, where the part has none to spare."""
+    from golden.config import ModelConfig
+    from golden.image import DeviceLayout
+    from hw.boards import uart_divisor
+    from hw.top import core_for_board
+    board = BOARDS["icebreaker"]
+    layout = DeviceLayout(ModelConfig.load(ROOT / "models/mmfree-up5k"), board.lanes)
+    core = core_for_board("icebreaker", layout, uart_divisor(board.clock_mhz * 1e6, board.baud))
+    assert len(core.link.rom) <= 512
+    assert core.info["region_mib"]["aux"] == 10  # 0xA00000 >> 20
+
+
 def test_a_model_too_large_for_the_image_memory_is_refused_before_synthesis():
     from golden.config import ModelConfig
     from golden.image import DeviceLayout

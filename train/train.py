@@ -40,7 +40,7 @@ from train.model import BitLinear, HGRNBitForCausalLM
 CONFIGS = {
     # name: (hidden_size, num_hidden_layers, intermediate_size), peak learning rate
     "ecp5": (dict(hidden_size=192, num_hidden_layers=3, intermediate_size=512), 6e-3),
-    "up5k": (dict(hidden_size=128, num_hidden_layers=2, intermediate_size=256), 8e-3),
+    "up5k": (dict(hidden_size=112, num_hidden_layers=2, intermediate_size=224), 8e-3),
 }
 VOCAB = 256
 LN2 = math.log(2.0)
