@@ -301,7 +301,10 @@ class CompactEngine(wiring.Component):
         out = Signal(11)  # results written
         issuing = Signal()
         issued = Signal()  # an element's reads were issued last cycle: its operands are on the ports
-        a_addr, b_addr = Signal(IMAGE_ADDR_BITS), Signal(IMAGE_ADDR_BITS)  # bank element or image word
+        a_addr, b_addr = Signal(11), Signal(11)  # each operand's bank element
+        # the image word of the one operand that reads the image (or the MatVec's weight word):
+        # one pointer and one adder, where two operands' image-wide addresses took two of each
+        mem_ptr = Signal(IMAGE_ADDR_BITS)
         m.d.sync += issued.eq(issuing)
         a, b = ins.a, ins.b
 
@@ -333,7 +336,6 @@ class CompactEngine(wiring.Component):
                 m.d.comb += rd[bank].addr.eq(Mux(sel["a"][bank], a_addr, b_addr))
             elif bank in sel["a"] or bank in sel["b"]:
                 m.d.comb += rd[bank].addr.eq(a_addr if bank in sel["a"] else b_addr)
-        mem_addr = Mux(from_mem["a"], a_addr, b_addr)
 
         def value(op):
             terms = [const[op], Mux(from_mem[op], Cat(Const(0, 16), img_rd.data), 0)]
@@ -460,7 +462,7 @@ class CompactEngine(wiring.Component):
                     m.d.sync += [best.eq(row_acc), argmax.eq(rows_done)]
 
         # ---- the sequencer ----------------------------------------------------------------------
-        m.d.comb += [rom_rd.addr.eq(pc), img_addr.eq(mem_addr)]
+        m.d.comb += [rom_rd.addr.eq(pc), img_addr.eq(mem_ptr)]
         stride = Mux(ins.a.stride2 | ins.b.stride2, 2, 1)
         last = len(self.rom) - 1
         finish = Signal()  # the step's last instruction is done
@@ -475,11 +477,13 @@ class CompactEngine(wiring.Component):
                 m.d.sync += [ins.eq(word_), j.eq(0), out.eq(0), row.eq(0), word.eq(0),
                              rows_done.eq(0), acc.eq(0), code_lane.eq(0), q_addr.eq(0),
                              dst_bank.eq(word_.dst_id), dst_addr.eq(word_.dst_base)]
-                first_addr = lambda op: Mux(op.per_token, op.base + emb_row, op.base)  # noqa: E731
-                m.d.sync += [a_addr.eq(first_addr(word_.a)), b_addr.eq(first_addr(word_.b)),
+                # the image operand's first word (a MatVec's first weight word is in a.base)
+                mem_op = Mux((word_.a.space == SPACE_MEM) | word_.matvec, word_.a.as_value(), word_.b.as_value())
+                mem_op = operand(mem_op)
+                m.d.sync += [a_addr.eq(word_.a.base[:11]), b_addr.eq(word_.b.base[:11]),
+                             mem_ptr.eq(mem_op.base + Mux(mem_op.per_token & ~word_.matvec, emb_row, 0)),
                              *decode_operand("a", word_.a), *decode_operand("b", word_.b)]
                 with m.If(word_.matvec):
-                    m.d.sync += a_addr.eq(word_.a.base)
                     m.next = "MATVEC"
                 with m.Elif(word_.first_only & ~first):
                     m.d.sync += pc.eq(pc + 1)
@@ -490,8 +494,8 @@ class CompactEngine(wiring.Component):
             with m.State("PASS"):
                 m.d.comb += issuing.eq(j < ins.n)
                 with m.If(issuing):
-                    m.d.sync += [j.eq(j + 1), a_addr.eq(a_addr + Mux(from_mem["a"], stride, 1)),
-                                 b_addr.eq(b_addr + Mux(from_mem["b"], stride, 1))]
+                    m.d.sync += [j.eq(j + 1), a_addr.eq(a_addr + 1), b_addr.eq(b_addr + 1),
+                                 mem_ptr.eq(mem_ptr + stride)]
                 with m.If(arith.o_valid):
                     m.d.sync += [out.eq(out + 1), dst_addr.eq(dst_addr + 1)]
                     with m.If(last_out):
@@ -499,10 +503,9 @@ class CompactEngine(wiring.Component):
             with m.State("MATVEC"):
                 rows = ins.n
                 wpr = ins.b.base[:6]
-                m.d.comb += [issuing.eq(0), mv_issue.eq(row < rows), mv_last.eq(word == wpr - 1),
-                             img_addr.eq(a_addr)]
+                m.d.comb += [issuing.eq(0), mv_issue.eq(row < rows), mv_last.eq(word == wpr - 1)]
                 with m.If(mv_issue):
-                    m.d.sync += [a_addr.eq(a_addr + 1), word.eq(Mux(mv_last, 0, word + 1))]
+                    m.d.sync += [mem_ptr.eq(mem_ptr + 1), word.eq(Mux(mv_last, 0, word + 1))]
                     with m.If(mv_last):
                         m.d.sync += row.eq(row + 1)
                 with m.If(arith.o_valid):
