@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 from golden.formats import get_format
 
 from hw.fadd import FADD_FORMATS, combine_leading_zeros, leading_zero_groups
-from hw.pipeline import Stages, payload_register, register, stall_advance
+from hw.pipeline import payload_register, register, stall_advance
 
 __all__ = ["IntToFloat", "FloatToInt8"]
 
@@ -34,10 +34,6 @@ class IntToFloat(wiring.Component):
         Width of the two's complement input, 2 to 64 (the contract's ``W_acc``: 16 to 21).
     fmt : str or FloatFormat
         ``"bf16"`` (the contract's ``acc -> bf16``) or ``"fp32"``.
-    wired : collection of str
-        Stages of ``stages`` (``"s1"`` .. ``"s4"``, and ``"s1b"``, ``"s2b"`` above 24 bits) to
-        build without their registers, for a slow clock (``hw.pipeline.Stages``); ``latency``
-        drops by one for each.
 
     Attributes
     ----------
@@ -56,14 +52,12 @@ class IntToFloat(wiring.Component):
     ``o.ready`` to ``i.ready``). No multiplier.
     """
 
-    def __init__(self, width: int, fmt="bf16", *, wired=()):
+    def __init__(self, width: int, fmt="bf16"):
         if not isinstance(width, int) or not 2 <= width <= MAX_INT_WIDTH:
             raise ValueError(f"width must be an integer from 2 to {MAX_INT_WIDTH}, got {width!r}")
         self.width = width
         self.split_count = width > ONE_STAGE_LZ_WIDTH
-        names = ["s1", "s1b", "s2", "s2b", "s3", "s4"] if self.split_count else ["s1", "s2", "s3", "s4"]
-        self.stages = Stages(names, wired)
-        self.latency = 1 + self.stages.count
+        self.latency = 5 + 2 * self.split_count
         self.fmt = get_format(fmt)
         if self.fmt.name not in FADD_FORMATS:
             raise ValueError(f"IntToFloat supports {', '.join(FADD_FORMATS)}, not {self.fmt.name!r}")
@@ -82,7 +76,7 @@ class IntToFloat(wiring.Component):
         out = payload_register(m, self.o)
 
         def reg(value, name, shape=None, **kw):
-            return self.stages.register(m, advance, value, name, shape, **kw)
+            return register(m, advance, value, name, shape, **kw)
 
         # -- stage 1: sign and magnitude (|-2**(n-1)| = 2**(n-1) still fits n unsigned bits) -------
         x = self.i.payload

@@ -208,7 +208,8 @@ class Link(wiring.Component):
     Attributes
     ----------
     rx : In(stream.Signature(8))
-        Bytes from the UART. ``rx.ready`` is always high: a UART cannot wait.
+        Bytes from the UART, at most one every two cycles (a UART gives one per ten bit times).
+        ``rx.ready`` is always high: a UART cannot wait.
     tx : Out(stream.Signature(8))
         Bytes to the UART, with back-pressure.
     engine : Out(engine_port.flip())
@@ -424,17 +425,17 @@ class Link(wiring.Component):
         sum_byte = Signal(8)  # serial_checksum: the byte going into the CRC, and its next bit
         sum_bit = Signal(3)
 
-        # Request decoding, from the descriptor in place: the receiver writes its fields again
-        # only for a frame whose first byte came at or after the pop, and the first of them (the
-        # third decoded byte, an argument) comes at least two UART bytes later, 80 cycles
-        # (hw.uart: 10 bits of at least 4 cycles), long after DISPATCH (six cycles after the pop).
+        # Request decoding, from the descriptor in place. The receiver writes its fields again
+        # only for a frame whose first byte came at or after the pop, and the first of those
+        # fields it writes (an argument: the third decoded byte, the frame's fourth byte) comes
+        # three bytes later: 6 cycles at the fastest ``rx`` allows (one byte per two cycles), 120
+        # from a UART (10 bits of at least 4 cycles); DISPATCH is the fifth cycle after the pop.
         # The checks take four registered stages (the command's fields, the range's end, the
         # verdict, its flags): states CHECK, RANGE, VERDICT, DECIDE.
-        e_args, e_len, e_status, e_region = d_args, d_len, d_status, d_region
-        arg_addr = e_args[:32]
-        read_len = e_args[32:48]
-        sum_len = e_args[32:64]
-        write_len = (e_len - 8)[:ADDR_WIDTH + 1]
+        arg_addr = d_args[:32]
+        read_len = d_args[32:48]
+        sum_len = d_args[32:64]
+        write_len = (d_len - 8)[:ADDR_WIDTH + 1]
         arg_len = {Command.INFO: 0, Command.READ: 6, Command.CHECKSUM: 8, Command.RESET: 0,
                    Command.STEP: 3, Command.GENERATE: 5, Command.STOP: 0, Command.COUNTERS: 0}
         known = Signal()
@@ -444,26 +445,26 @@ class Link(wiring.Component):
         m.d.sync += [known.eq(0), length_ok.eq(0), range_len.eq(0), checks_range.eq(0)]
         with m.Switch(r_cmd):
             with m.Case(Command.WRITE):
-                m.d.sync += [known.eq(1), length_ok.eq(e_len >= 9), range_len.eq(write_len),
+                m.d.sync += [known.eq(1), length_ok.eq(d_len >= 9), range_len.eq(write_len),
                              checks_range.eq(1)]
             with m.Case(Command.READ):
                 m.d.sync += [known.eq(1), range_len.eq(read_len), checks_range.eq(1),
-                             length_ok.eq((e_len == 4 + 6) & (read_len != 0) & (read_len <= P))]
+                             length_ok.eq((d_len == 4 + 6) & (read_len != 0) & (read_len <= P))]
             with m.Case(Command.CHECKSUM):
-                m.d.sync += [known.eq(1), length_ok.eq(e_len == 4 + 8), range_len.eq(sum_len),
+                m.d.sync += [known.eq(1), length_ok.eq(d_len == 4 + 8), range_len.eq(sum_len),
                              checks_range.eq(1)]
             for cmd, n in arg_len.items():
                 if cmd not in (Command.READ, Command.CHECKSUM):
                     with m.Case(cmd):
-                        m.d.sync += [known.eq(1), length_ok.eq(e_len == 4 + n)]
+                        m.d.sync += [known.eq(1), length_ok.eq(d_len == 4 + n)]
         range_end = Signal(33)
         range_checked = Signal()
         m.d.sync += [range_end.eq(arg_addr + range_len), range_checked.eq(checks_range)]
         range_bad = range_checked & (range_end > ADDR_SPACE)
         error = Signal(8)
         m.d.sync += error.eq(0)
-        with m.If(e_status != 0):
-            m.d.sync += error.eq(e_status)
+        with m.If(d_status != 0):
+            m.d.sync += error.eq(d_status)
         with m.Elif(~known):
             m.d.sync += error.eq(ErrorCode.UNKNOWN_COMMAND)
         with m.Elif(~length_ok):
@@ -523,7 +524,7 @@ class Link(wiring.Component):
                 with m.If(go[Command.INFO]):
                     m.d.sync += rom_en.eq(1)
                 with m.If(go[Command.WRITE]):
-                    m.d.sync += [bus_addr.eq(arg_addr), idx.eq(0), w_region.eq(e_region)]
+                    m.d.sync += [bus_addr.eq(arg_addr), idx.eq(0), w_region.eq(d_region)]
                     load_count(write_len)
                     m.next = "COMMIT_PRIME"
                 with m.If(go[Command.READ]):
@@ -536,11 +537,11 @@ class Link(wiring.Component):
                 with m.If(go[Command.RESET]):
                     m.d.sync += reset.eq(1)
                 with m.If(go[Command.STEP]):
-                    m.d.sync += [token.eq(e_args[:16]), logits.eq(e_args[16])]
+                    m.d.sync += [token.eq(d_args[:16]), logits.eq(d_args[16])]
                     m.next = "STEP_REQ"
                 with m.If(go[Command.GENERATE]):
-                    m.d.sync += [token.eq(e_args[:16]), remaining.eq(e_args[16:32]),
-                                 remaining_zero.eq(e_args[16:32] == 0), logits.eq(e_args[32]),
+                    m.d.sync += [token.eq(d_args[:16]), remaining.eq(d_args[16:32]),
+                                 remaining_zero.eq(d_args[16:32] == 0), logits.eq(d_args[32]),
                                  index.eq(0), in_gen.eq(1)]
                     m.next = "GEN_CHECK"
                 with m.If(go[Command.COUNTERS]):

@@ -119,12 +119,23 @@ def test_fp32_products_of_the_state():
 def test_int_mul_converts_accumulators_and_scales_them(scale):
     """A MatVec's rows: accumulators of every width up to the widest row's, times a held scale."""
     rng = np.random.default_rng(scale)
-    acc = np.concatenate([[0, 1, -1, 127 * 256, -127 * 256, 255, 257, -32767],
-                          rng.integers(-127 * 256, 127 * 256 + 1, 500)])
+    # up to the adder's exact range, 2**23 - 1 (the engine's rows stay below 127 x 1,023), with
+    # values that round on the way to bf16 and ties (257: halfway between 256 and 258)
+    big = (1 << 23) - 1
+    acc = np.concatenate([[0, 1, -1, 127 * 256, -127 * 256, 255, 257, -32767, big, -big, (1 << 22) + 1,
+                           -((1 << 22) + (1 << 14)), 127 * 1023, -127 * 1023],
+                          rng.integers(-127 * 256, 127 * 256 + 1, 400), rng.integers(-big, big + 1, 100)])
     got, lateness = run(Function.INT_MUL, acc & 0xFFFFFFFF, np.full(len(acc), scale << 16))
     assert np.all(lateness == 0)
     want = evaluate("int_mul", acc.astype(np.float64), decode(np.array([scale]), "bf16"))
     np.testing.assert_array_equal(got >> 16, encode(want, "bf16"))
+
+
+def test_latencies_are_the_documented_ones():
+    """Arithmetic's docstring and docs/compact_engine.md's pass costs rest on these figures."""
+    assert {f.name.lower(): n for f, n in Arithmetic().latency.items()} == {
+        "zero": 1, "copy": 1, "mul": 4, "quant": 7, "add": 10, "sigmoid": 10, "sigmoid_neg": 10,
+        "add32": 8, "sub32": 8, "round16": 3, "rsqrt": 3, "recip": 3, "int_mul": 13, "int_pow2": 34}
 
 
 @pytest.mark.parametrize("top", [1, 20, 127, 140, 200, 254])

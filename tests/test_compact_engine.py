@@ -114,7 +114,7 @@ def test_the_bus_uploads_the_image_and_reads_logits_counters_and_scratch():
     assert counters["mlgru_elements"] == counters["glu_elements"] == 0
 
 
-def test_engine_refuses_what_it_cannot_run():
+def test_engine_refuses_what_it_cannot_run(monkeypatch):
     config, _ = _model()
     with pytest.raises(ValueError, match="10 lanes"):
         CompactEngine(DeviceLayout(config, 20))
@@ -123,3 +123,9 @@ def test_engine_refuses_what_it_cannot_run():
     big = small_config(vocab_size=256, hidden_size=256, num_hidden_layers=3, intermediate_size=384)
     with pytest.raises(ValueError, match="bytes"):
         CompactEngine(DeviceLayout(big, LANES))
+    # int_pow2 normalises one element at a time: a program with a longer int_pow2 pass is refused
+    import hw.compact.engine as engine
+    from hw.compact.isa import Pass, Scalar, Vec
+    monkeypatch.setattr(engine, "step_program", lambda layout: [Pass("int_pow2", 2, Vec("t"), Vec("u"), Scalar(1))])
+    with pytest.raises(ValueError, match="int_pow2 runs on passes of one element"):
+        CompactEngine(DeviceLayout(config, LANES))

@@ -17,6 +17,7 @@ from amaranth.hdl import Module, UnusedElaboratable
 from amaranth.sim import Simulator
 
 from hw.link import CobsEncoder, Link
+from hw.top import LINK_OPTIONS
 from hw.uart import UARTRx, UARTTx
 from host import protocol as p
 from host.protocol import Command, ErrorCode, FrameError, Reply, Status
@@ -219,6 +220,8 @@ class Bench:
 
     # -- script helpers --
     async def send(self, ctx, data, gap=0.1):
+        """``data`` into ``rx`` as fast as the link takes bytes (one every two cycles: hw.link's
+        contract, a UART's one per ten bit times is far slower), with random extra gaps."""
         for byte in data:
             while self.rng.random() < gap:
                 await ctx.tick()
@@ -226,6 +229,7 @@ class Bench:
             ctx.set(self.rx.payload, byte)
             await ctx.tick().until(self.rx.ready)
             ctx.set(self.rx.valid, 0)
+            await ctx.tick()
 
     async def wait_replies(self, ctx, n, limit=20000):
         for _ in range(limit):
@@ -286,9 +290,7 @@ def run_script(script, **kw):
 
 # Both builds of the link (hw.top.LINK_OPTIONS): the token engine's (registered streams, byte-wide
 # checksum) and the compact engine's (neither).
-TOKEN_BUILD = {"registered": True, "serial_checksum": False}
-COMPACT_BUILD = {"registered": False, "serial_checksum": True}
-BUILDS = [pytest.param(TOKEN_BUILD, id="token"), pytest.param(COMPACT_BUILD, id="compact")]
+BUILDS = [pytest.param(options, id=engine) for engine, options in LINK_OPTIONS.items()]
 
 
 @pytest.mark.parametrize("build", BUILDS)
@@ -506,8 +508,8 @@ def _fuzz_case(rng, model):
     return p.encode_frame(_random_body(rng)) + p.encode_frame(_random_body(rng))[:-1]
 
 
-@pytest.mark.parametrize("seed, build", [pytest.param(1, TOKEN_BUILD, id="1-token"),
-                                         pytest.param(2, COMPACT_BUILD, id="2-compact")])
+@pytest.mark.parametrize("seed, build", [pytest.param(1, LINK_OPTIONS["token"], id="1-token"),
+                                         pytest.param(2, LINK_OPTIONS["compact"], id="2-compact")])
 def test_fuzz_then_normal_traffic(seed, build):
     model = Model()
     rng = random.Random(seed)

@@ -71,7 +71,8 @@ def _int_pow2(m: Module, start, total, exponent):
     """``int_pow2`` of ``total`` (a 32-bit unsigned integer) by ``2**(exponent - POW2_BIAS)``
     (``exponent`` an 8-bit field), begun when ``start`` is high: returns ``(valid, bf16)``,
     registers that carry the result ``POW2_SHIFTS + 2`` cycles later. One at a time: another
-    start before then is lost (the program runs ``int_pow2`` on one element per pass).
+    start before then restarts the unit, and the element in flight is lost (the engine runs
+    ``int_pow2`` only on passes of one element, and checks that its program does).
 
     The integer is shifted left until its top bit is set (one bit per cycle, counting down its
     leading one's position), then rounded to 8 significant bits, to nearest even, and scaled:
@@ -200,7 +201,7 @@ class Arithmetic(wiring.Component):
         # (2**23 + |acc|) - 2**23, both with acc's sign, which the adder computes without rounding;
         # the rounding unit then rounds it to bf16 once, as the contract's conversion does
         int_mul = fn == Function.INT_MUL
-        magnitude = Mux(a[31], -a, a)[:FP32_MAN]
+        magnitude = Mux(a[31], -a, a)[:INT_MUL_BITS]
         big = Cat(Const(0, FP32_MAN), Const(MAGIC_EXPONENT, 8), a[31])  # +-2**23
         m.d.sync += [
             fadd.i.valid.eq(on(Function.ADD, Function.ADD32, Function.SUB32,

@@ -51,11 +51,6 @@ instruction = data.StructLayout({
 })
 
 
-def maxk_of(layout: DeviceLayout) -> int:
-    """The longest row of any op: the codes a MatVec's accumulator sums."""
-    return max(op.cols for op in layout.ops)
-
-
 class ImageMap:
     """Where each region of the device image lies in the engine's 16-bit image memory."""
 
@@ -177,9 +172,11 @@ class CompactEngine(wiring.Component):
         c = layout.config
         if c.vocab_size >= INVALID_TOKEN:
             raise ValueError(f"vocab_size must be below {INVALID_TOKEN}, got {c.vocab_size}")
+        # (which also keeps a row's accumulator, at most 127 x 1,023, below int_mul's 2**23)
         longest = max(c.hidden_size, 2 * c.intermediate_size, c.vocab_size)
         if longest >= 1 << 10 or c.num_hidden_layers * c.hidden_size >= 1 << 10:
             raise ValueError("vectors are limited to 1,023 elements")
+        assert 127 * 1023 < 1 << INT_MUL_BITS
         self.layout = layout
         self.image_map = ImageMap(layout)
         if self.image_map.depth > 1 << IMAGE_ADDR_BITS:
@@ -187,10 +184,7 @@ class CompactEngine(wiring.Component):
                              f"{2 << IMAGE_ADDR_BITS:,} the image memory addresses")
         self.image = {} if image is None else dict(image)
         self.program = step_program(layout)
-        # what the arithmetic pipeline's integer paths take (hw.compact.arith): accumulators below
-        # 2**23, and int_pow2 one element at a time
-        if 127 * maxk_of(layout) >= 1 << INT_MUL_BITS:
-            raise ValueError(f"rows of {maxk_of(layout)} codes overflow int_mul's {INT_MUL_BITS}-bit accumulators")
+        # the arithmetic pipeline's int_pow2 takes one element at a time (hw.compact.arith)
         if any(isinstance(ins, Pass) and ins.fn == "int_pow2" and ins.n != 1 for ins in self.program):
             raise ValueError("int_pow2 runs on passes of one element")
         self.rom = encode_program(self.program, layout)
@@ -210,7 +204,7 @@ class CompactEngine(wiring.Component):
         lay, imap = self.layout, self.image_map
         cfg = lay.config
         d, vocab = cfg.hidden_size, cfg.vocab_size
-        maxk = maxk_of(lay)
+        maxk = max(op.cols for op in lay.ops)
         depth = {bank: max(d, cfg.intermediate_size, 2) for bank in BANKS}
         depth.update(h=cfg.num_hidden_layers * d, w=cfg.num_hidden_layers * d, logits=vocab)
 

@@ -270,14 +270,22 @@ class Machine:
             words = words & 0xFFFF if operand.half == "lo" else words >> 16
         return decode(words, "bf16")
 
-    def _set_scalar(self, index: int, value):
+    def _set_scalar(self, index: int, value, integer: bool = False):
+        """Scalar register ``index`` := ``value``: a pass's result (kept as its bit pattern, so a
+        bf16 register takes bf16 values and a word register fp32 ones) or, with ``integer``, a
+        reduction's integer (an exponent field, an aligned sum). A write the gateware would
+        not keep as it is raises ValueError."""
         fmt = SCALAR_FORMATS[index]
         value = float(value)
-        bf16 = self.nx.round(np.array([value]), "bf16")[0] == value
-        integer = value == int(value) and 0 <= value < (256 if fmt == "exponent" else 1 << 32)
-        on_grid = {"bf16": bf16, "exponent": integer, "word": bf16 or integer}[fmt]
+        if integer:
+            bound = 256 if fmt == "exponent" else 1 << 32
+            on_grid = fmt != "bf16" and value == int(value) and 0 <= value < bound
+        else:
+            on_grid = fmt != "exponent" and bool(np.isfinite(value)) and \
+                self.nx.round(np.array([value]), "fp32" if fmt == "word" else "bf16")[0] == value
         if not on_grid:
-            raise ValueError(f"a pass writes {value!r} into scalar {index}, which keeps only {fmt} values")
+            raise ValueError(f"a pass writes {value!r} into scalar {index}, which keeps only {fmt} values"
+                             + (" from reductions" if fmt == "exponent" else ""))
         self.scalars[index] = value
 
     def _write(self, dst, values):
@@ -303,9 +311,10 @@ class Machine:
         if p.reduce == "absmax":
             self._set_scalar(p.into.index, nx.absmax(out)[0])
         elif p.reduce == "top_exponent":
-            self._set_scalar(p.into.index, top_exponent(out)[0])
+            self._set_scalar(p.into.index, top_exponent(out)[0], integer=True)
         elif p.reduce == "aligned_sum":
-            self._set_scalar(p.into.index, aligned_total(out, int(self.scalars[p.exponent.index]))[0])
+            self._set_scalar(p.into.index, aligned_total(out, int(self.scalars[p.exponent.index]))[0],
+                             integer=True)
 
     def _matvec(self, mv: MatVec):
         nx = self.nx
