@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import tempfile
 import time
@@ -38,7 +37,7 @@ UP5K = {"logic cells": 5280, "EBR": 30, "SPRAM": 4, "DSP": 8}
 def measure(d: int | None = None, layers: int | None = None, intermediate: int | None = None,
             progress=print) -> dict:
     from host.build import NAME, _plan, _tool_env
-    from host.toolchain import count_cells
+    from host.toolchain import count_cells, log_utilisation
     from hw.top import core_for_model
 
     base = json.loads((ROOT / "models" / "mmfree-up5k" / "config.json").read_text())
@@ -63,12 +62,12 @@ def measure(d: int | None = None, layers: int | None = None, intermediate: int |
         subprocess.run([env["NEXTPNR_ICE40"], "--quiet", "--pack-only", "--log", "pack.log", "--up5k",
                         "--package", board.platform.package.lower(), "--json", f"{NAME}.json", "--pcf", f"{NAME}.pcf"],
                        cwd=tmp, env=env, check=True, stdout=subprocess.DEVNULL)
-        packed = re.search(r"ICESTORM_LC:\s*(\d+)/", (Path(tmp) / "pack.log").read_text())
+        packed = log_utilisation((Path(tmp) / "pack.log").read_text())["ICESTORM_LC"][0]
     ff = sum(n for t, n in cells.items() if t.startswith("SB_DFF"))
     return {"config": layout.describe(), "image_bytes": layout.image_bytes, "lut4": cells.get("SB_LUT4", 0),
             "carry": cells.get("SB_CARRY", 0), "ff": ff, "ebr": cells.get("SB_RAM40_4K", 0),
             "spram": cells.get("SB_SPRAM256KA", 0), "dsp": cells.get("SB_MAC16", 0),
-            "logic_cells": int(packed.group(1)),
+            "logic_cells": packed,
             "yosys_s": round(time.monotonic() - t0)}
 
 

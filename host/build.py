@@ -32,7 +32,7 @@ from pathlib import Path
 
 from hw.boards import BOARDS, BoardTop, get_board
 from hw.pipeline import after_read_script
-from host.toolchain import count_cells, find_tool, parse_fmax, utilisation
+from host.toolchain import count_cells, find_tool, log_utilisation, parse_fmax, utilisation
 
 __all__ = ["BuildError", "BuildResult", "build", "check_fits", "constraints_text", "core_factory",
            "stderr_progress", "main"]
@@ -240,14 +240,10 @@ def _stage(build_dir, family):
     return "route" if "Info: Routing" in log.read_text(errors="replace") else "place"
 
 
-def _overfull(log_lines):
+def _overfull(log_text):
     """The cell types nextpnr's utilisation table shows over 100%, as a sentence (or "")."""
-    over = []
-    for line in log_lines:
-        count = re.search(r"Info:\s+(\w+):\s*(\d+)/\s*(\d+)\s+\d+%", line)
-        if count and int(count.group(2)) > int(count.group(3)):
-            need, have = int(count.group(2)), int(count.group(3))
-            over.append(f"{need:,} {count.group(1)} of the part's {have:,} ({need / have:.0%})")
+    over = [f"{used:,} {cell} of the part's {available:,} ({used / available:.0%})"
+            for cell, (used, available) in log_utilisation(log_text).items() if used > available]
     return f"; the design does not fit the part: it needs {', '.join(over)}" if over else ""
 
 
@@ -256,8 +252,8 @@ def _failure(build_dir, stage, code):
         path = build_dir / log
         if not path.exists():
             continue
-        text = path.read_text(errors="replace").splitlines()
-        errors = [l.strip() for l in text if l.lstrip().startswith(("ERROR", "Error"))]
+        text = path.read_text(errors="replace")
+        errors = [l.strip() for l in text.splitlines() if l.lstrip().startswith(("ERROR", "Error"))]
         if errors:
             return BuildError(f"{stage} failed: {errors[0]}{_overfull(text)} (log: {path})")
     # no error line (e.g. nextpnr refusing its options): the log's last line says what happened

@@ -86,7 +86,16 @@ def utilisation(report_path):
             for cell, v in report.get("utilization", {}).items()}
 
 
-_PLACEMENT_FAILED = re.compile(r"no BELs remaining|Unable to find legal placement")
+# nextpnr's ways of saying the design has more cells than the part (the analytic placer's
+# "Failed to expand region" is the iCE40 flow's)
+_PLACEMENT_FAILED = re.compile(r"no BELs remaining|Unable to find legal placement|Failed to expand region")
+_UTILISATION_LINE = re.compile(r"(\w+):\s*(\d+)/\s*(\d+)\s+\d+%")
+
+
+def log_utilisation(text):
+    """The utilisation table of a nextpnr log (its last one): cell type -> (used, available).
+    The packer writes it before placement, so it is there even when placement fails."""
+    return {cell: (int(used), int(available)) for cell, used, available in _UTILISATION_LINE.findall(text)}
 
 
 def overfull(log_path, cell):
@@ -98,8 +107,7 @@ def overfull(log_path, cell):
     text = path.read_text()
     if not _PLACEMENT_FAILED.search(text):
         return None
-    counts = re.findall(rf"{re.escape(cell)}:\s*(\d+)/\s*(\d+)", text)
-    return tuple(int(v) for v in counts[-1]) if counts else None
+    return log_utilisation(text).get(cell)
 
 
 def parse_utilisation(report_path, cell):

@@ -7,10 +7,11 @@ the shipped ECP5 model (the accumulator of the widest contract row, 21 bits, for
 The composites are measured on the part whose engine they size (``PARTS_OF``): the ECP5 model's
 (d = 192, I = 512, 15 codes per beat for its 195 lanes) and the UP5K model's (d = 128, I = 256,
 5 codes per beat for its 20 lanes); an ECP5-sized quantiser alone is larger than the UP5K. The
-compact engine's arithmetic pipeline (docs/compact_engine.md) is measured on the UP5K.
+compact engine's arithmetic pipeline (docs/compact_engine.md) and its adder with four stages wired
+through (``hw.pipeline.Stages``) are measured on the UP5K.
 """
 
-from hw.compact.arith import Arithmetic
+from hw.compact.arith import FADD_WIRED, Arithmetic
 from hw.convert import FloatToInt8, IntToFloat
 from hw.fadd import FAdd
 from hw.glu import GLUStage
@@ -46,13 +47,15 @@ BLOCKS = {
     "mlgru_d128": lambda: MLGRUEngine(128, output="code", lower_bound=True),
     "glu_i256": lambda: GLUStage(256, codes_per_beat=5),
     "compact_arith": lambda: Arithmetic(),
+    "fadd_fp32_compact": lambda: FAdd("fp32", wired=FADD_WIRED),
 }
 
 ALL_PARTS = ("up5k", "ecp5")
 #: the parts a block is measured on, where not all of them
 PARTS_OF = {
     **dict.fromkeys(("normquant_k512", "mlgru_d192", "glu_i512"), ("ecp5",)),
-    **dict.fromkeys(("normquant_k256", "mlgru_d128", "glu_i256", "compact_arith"), ("up5k",)),
+    **dict.fromkeys(("normquant_k256", "mlgru_d128", "glu_i256", "compact_arith", "fadd_fp32_compact"),
+                    ("up5k",)),
 }
 
 

@@ -60,6 +60,10 @@ def test_overfull_from_the_placer_log(tmp_path):
     log.write_text("Info: \t         ICESTORM_LC:    5261/   5280    99%\n"
                    "ERROR: Unable to find legal placement for all cells, design is probably at utilisation limit.\n")
     assert overfull(log, "ICESTORM_LC") == (5261, 5280)
+    # the analytic placer's words (the iCEBreaker's whole core at 5,583 cells, 2026-12-06)
+    log.write_text("Info: \t         ICESTORM_LC:    5583/   5280   105%\n"
+                   "ERROR: Failed to expand region (0, 0) |_> (25, 31) of 5582 ICESTORM_LCs\n")
+    assert overfull(log, "ICESTORM_LC") == (5583, 5280)
     log.write_text("Info: \t         ICESTORM_LC:    5261/   5280    99%\nInfo: Program finished normally.\n")
     assert overfull(log, "ICESTORM_LC") is None            # placed: not overfull
     assert overfull(tmp_path / "missing.log", "ICESTORM_LC") is None

@@ -419,8 +419,9 @@ class CompactEngine(wiring.Component):
             m.d.comb += trom.addr.eq(img_rd.data[8 * lane:8 * lane + 8])
         # stage 2: the trits and the codes: the word's dot product, registered. A negated code is
         # its complement plus one: the complements go into the sum and the ones are counted, so no
-        # lane has an adder of its own; the sum is a tree of two-input adders (kept apart: Yosys
-        # would merge a long sum into a carry-save network of twice the cells).
+        # lane has an adder of its own; the sum is a tree of two-input adders, kept apart: Yosys
+        # would otherwise merge the long sum into a carry-save network of full adders, which the
+        # iCE40 builds from LUTs instead of its carry chains.
         trits = Cat(trit_roms[0].data, trit_roms[1].data)
         width = acc_width(LANES)
         terms, negated = [], []
