@@ -259,9 +259,16 @@ class Device:
             yield tok, (self._logits(reply.payload[4:]) if logits else None)
 
     def counters(self) -> dict:
+        """The activity counters (``golden.image.COUNTERS``). A counter the device leaves to the
+        host is its work per step (INFO's ``per_step``) times the steps counted, modulo 2**32
+        as a counter wraps: exact, since that engine's step is a fixed program."""
         raw = self._call(proto.Command.COUNTERS).payload
-        values = np.frombuffer(raw[:4 * len(COUNTERS)], "<u4").tolist()
-        return dict(zip(COUNTERS, values))
+        values = dict(zip(COUNTERS, np.frombuffer(raw[:4 * len(COUNTERS)], "<u4").tolist()))
+        per_step = (self.info_cache or self.info()).build.get("per_step") or {}
+        for name, work in per_step.items():
+            if name in values:
+                values[name] = values["steps"] * int(work) % (1 << 32)
+        return values
 
     @staticmethod
     def _logits(raw: bytes) -> np.ndarray:

@@ -21,7 +21,7 @@ from amaranth.lib.wiring import In, Out
 from host.protocol import ADDR_SPACE, PROTOCOL_VERSION, Command, ErrorCode, Status
 
 from .port import ADDR_WIDTH, TOKEN_WIDTH, engine_port
-from .skid import registered, registered_into
+from .skid import HalfRateRegister, registered, registered_into
 
 __all__ = ["Link", "CrcAppend", "CobsEncoder", "crc_byte", "reply_byte"]
 
@@ -198,8 +198,10 @@ class Link(wiring.Component):
     registered : bool
         Registers (``hw.skid``) on the engine's streams and between the reply stages (default
         True): for a fast clock, where the handshakes crossing the die are the slow paths. On a
-        slow clock they only cost logic cells (about 240 flip-flops); without them every stream
-        passes straight through, with the same behaviour a cycle sooner.
+        slow clock they only cost logic cells (about 240 flip-flops); without them the engine's
+        streams pass straight through, and the reply bodies go to the CRC and COBS stages through
+        one ``HalfRateRegister`` (a UART's pace is far below half the clock), with the same
+        behaviour.
     serial_checksum : bool
         CHECKSUM's CRC-32 a bit per cycle instead of a byte (default False): about 130 logic
         cells fewer on the UP5K (a byte-wide update is a network of XORs, 160 cells), for eight
@@ -388,8 +390,11 @@ class Link(wiring.Component):
         if self.registered:
             wiring.connect(m, registered(m, "reply_q", rb), crc_append.i)
             wiring.connect(m, registered(m, "crc_q", crc_append.o), cobs.i)
-        else:
-            wiring.connect(m, rb, crc_append.i)
+        else:  # a half-rate register (the reply runs at the UART's pace): the executor's state
+            # through the CRC and the COBS encoder into its enables was the UP5K's slowest path
+            reply_q = m.submodules.reply_q = HalfRateRegister(reply_byte)
+            wiring.connect(m, rb, reply_q.i)
+            wiring.connect(m, reply_q.o, crc_append.i)
             wiring.connect(m, crc_append.o, cobs.i)
         wiring.connect(m, cobs.o, wiring.flipped(self.tx))
 
@@ -440,9 +445,13 @@ class Link(wiring.Component):
                    Command.STEP: 3, Command.GENERATE: 5, Command.STOP: 0, Command.COUNTERS: 0}
         known = Signal()
         length_ok = Signal()
-        range_len = Signal(32)
+        # a range's end is computed on 25 bits of its address and of its length (the address space
+        # is 2**24), with a flag for anything above: an adder of 26 bits where 33 took more cells
+        near = ADDR_WIDTH + 1
+        range_len = Signal(near)
+        range_huge = Signal()
         checks_range = Signal()
-        m.d.sync += [known.eq(0), length_ok.eq(0), range_len.eq(0), checks_range.eq(0)]
+        m.d.sync += [known.eq(0), length_ok.eq(0), range_len.eq(0), range_huge.eq(0), checks_range.eq(0)]
         with m.Switch(r_cmd):
             with m.Case(Command.WRITE):
                 m.d.sync += [known.eq(1), length_ok.eq(d_len >= 9), range_len.eq(write_len),
@@ -451,16 +460,18 @@ class Link(wiring.Component):
                 m.d.sync += [known.eq(1), range_len.eq(read_len), checks_range.eq(1),
                              length_ok.eq((d_len == 4 + 6) & (read_len != 0) & (read_len <= P))]
             with m.Case(Command.CHECKSUM):
-                m.d.sync += [known.eq(1), length_ok.eq(d_len == 4 + 8), range_len.eq(sum_len),
-                             checks_range.eq(1)]
+                m.d.sync += [known.eq(1), length_ok.eq(d_len == 4 + 8), range_len.eq(sum_len[:near]),
+                             range_huge.eq(sum_len[near:].any()), checks_range.eq(1)]
             for cmd, n in arg_len.items():
                 if cmd not in (Command.READ, Command.CHECKSUM):
                     with m.Case(cmd):
                         m.d.sync += [known.eq(1), length_ok.eq(d_len == 4 + n)]
-        range_end = Signal(33)
+        range_end = Signal(near + 1)
+        range_far = Signal()
         range_checked = Signal()
-        m.d.sync += [range_end.eq(arg_addr + range_len), range_checked.eq(checks_range)]
-        range_bad = range_checked & (range_end > ADDR_SPACE)
+        m.d.sync += [range_end.eq(arg_addr[:near] + range_len), range_checked.eq(checks_range),
+                     range_far.eq(range_huge | arg_addr[near:].any())]
+        range_bad = range_checked & (range_far | (range_end > ADDR_SPACE))
         error = Signal(8)
         m.d.sync += error.eq(0)
         with m.If(d_status != 0):

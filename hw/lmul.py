@@ -65,6 +65,11 @@ class LMul(wiring.Component):
         Whether ``b`` comes with its classes (``b_class``: ``classify(fmt, b)``, worked out by
         the caller). For a ``b`` held for many operands (a per-vector scale) the caller
         registers them beside ``b``, and the unit's first stage has no logic on ``b``'s path.
+    compact_bounds : bool
+        Whether the underflow and overflow tests read the difference's bits (after the
+        subtraction's carry chain: a longer path, for a slow clock) instead of comparing the sum
+        with two constants (two more carry chains beside the subtraction): about 60 logic cells
+        fewer for fp32 on the iCE40.
 
     Attributes
     ----------
@@ -82,8 +87,9 @@ class LMul(wiring.Component):
 
     LATENCY = 3
 
-    def __init__(self, fmt="bf16", tag_width: int = 0, b_class: bool = False):
+    def __init__(self, fmt="bf16", tag_width: int = 0, b_class: bool = False, *, compact_bounds: bool = False):
         self.fmt = get_format(fmt)
+        self.compact_bounds = bool(compact_bounds)
         if not isinstance(tag_width, int) or tag_width < 0:
             raise ValueError(f"tag_width must be a non-negative integer, got {tag_width!r}")
         self.tag_width, self.b_class = tag_width, bool(b_class)
@@ -132,12 +138,28 @@ class LMul(wiring.Component):
         s2_sign, s2_nan, s2_inf, s2_flush, s2_saturate = (Signal(reset_less=True) for _ in range(5))
         s2_field = Signal(field_bits, reset_less=True)
         s2_tag = Signal(self.tag_width, reset_less=True)
+        if self.compact_bounds:
+            # the difference t = sum - c, signed: the exponent field is <= 0 when t < 2**M (t
+            # negative, or no bit set from M up); it overflows when t > max_finite_field, which
+            # for a format with Inf is t >= all-ones << M (bit field_bits set, or the exponent
+            # bits all ones)
+            t = Signal(field_bits + 2)
+            m.d.comb += t.eq(s1_sum - c)
+            negative, exponent = t[field_bits + 1], t[f.man_bits:field_bits]
+            underflow = negative | (t[f.man_bits:field_bits + 1] == 0)
+            if f.max_finite_field == (f.exp_all_ones << f.man_bits) - 1:
+                overflow = ~negative & (t[field_bits] | (exponent == f.exp_all_ones))
+            else:  # (e4m3: its all-ones exponent holds finite values) a compare after all
+                overflow = ~negative & (t[:field_bits + 1] > f.max_finite_field)
+        else:
+            underflow = s1_sum < c + (1 << f.man_bits)
+            overflow = s1_sum > c + f.max_finite_field
         with m.If(advance):
             m.d.sync += [
                 s2_valid.eq(s1_valid), s2_sign.eq(s1_sign), s2_nan.eq(s1_nan), s2_inf.eq(s1_inf),
                 s2_field.eq(s1_sum - c),
-                s2_flush.eq(s1_zero | (s1_sum < c + (1 << f.man_bits))),  # exponent field <= 0
-                s2_saturate.eq(s1_sum > c + f.max_finite_field),
+                s2_flush.eq(s1_zero | underflow),  # exponent field <= 0
+                s2_saturate.eq(overflow),
             ]
             if self.tag_width:
                 m.d.sync += s2_tag.eq(s1_tag)

@@ -4,7 +4,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["SkidBuffer", "registered", "registered_into"]
+__all__ = ["SkidBuffer", "HalfRateRegister", "registered", "registered_into"]
 
 
 class SkidBuffer(wiring.Component):
@@ -80,6 +80,30 @@ class SkidBuffer(wiring.Component):
             m.d.sync += [self.o.valid.eq(1), full.eq(self.o.valid)]
         with m.Elif(pop & ~push):
             m.d.sync += [self.o.valid.eq(full), full.eq(0)]
+        return m
+
+
+class HalfRateRegister(wiring.Component):
+    """A one-entry stream slice: ``o.valid``, ``o.payload`` and ``i.ready`` all come from
+    registers (``i.ready`` is ``~o.valid``), so no path crosses it in either direction.
+
+    Latency 1 cycle; throughput one transfer every two cycles, since the entry is taken before the
+    next is accepted. Half the area of a ``SkidBuffer``, for a stream that runs at half the clock
+    or slower (a UART's bytes). Never drops or reorders.
+    """
+
+    def __init__(self, shape):
+        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        out = Signal(self.o.payload.shape(), reset_less=True)
+        m.d.comb += [self.o.payload.eq(out), self.i.ready.eq(~self.o.valid)]
+        with m.If(self.o.valid):
+            with m.If(self.o.ready):
+                m.d.sync += self.o.valid.eq(0)
+        with m.Else():
+            m.d.sync += [out.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
         return m
 
 

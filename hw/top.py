@@ -70,8 +70,12 @@ def build_info(layout: DeviceLayout, divisor: int, engine: str = "token") -> dic
         # each region's base address in units of 2**REGION_SHIFT (1 MiB): the iCEBreaker's INFO
         # then fits one 512-byte block RAM
         "region_mib": {name: base >> REGION_SHIFT for name, base in REGIONS.items()},
-        "counters": list(COUNTERS),
+        # the counters the engine counts (the others of COUNTERS read 0) and, for an engine that
+        # leaves a step's fixed work uncounted, that work: the host multiplies it by the steps
+        "counters": list(getattr(ENGINES[engine], "COUNTED", COUNTERS)),
     }
+    if hasattr(ENGINES[engine], "per_step"):
+        info["per_step"] = ENGINES[engine].per_step(layout)
     info["build"] = hashlib.sha256((json.dumps(info, sort_keys=True) + _rtl_digest()).encode()).hexdigest()[:16]
     return info
 

@@ -46,7 +46,7 @@ def run(fn, a, b, one_at_a_time=False):
             if pending and cycle % spacing == 0:
                 x, y = pending.pop(0)
                 ctx.set(dut.i_valid, 1)
-                ctx.set(dut.i, {"a": x, "b": y})
+                ctx.set(dut.i, {"a": x, "b": y, "x": x >> 16})
                 issued.append(cycle)
             else:
                 ctx.set(dut.i_valid, 0)
@@ -119,12 +119,13 @@ def test_fp32_products_of_the_state():
 def test_int_mul_converts_accumulators_and_scales_them(scale):
     """A MatVec's rows: accumulators of every width up to the widest row's, times a held scale."""
     rng = np.random.default_rng(scale)
-    # up to the adder's exact range, 2**23 - 1 (the engine's rows stay below 127 x 1,023), with
-    # values that round on the way to bf16 and ties (257: halfway between 256 and 258)
-    big = (1 << 23) - 1
-    acc = np.concatenate([[0, 1, -1, 127 * 256, -127 * 256, 255, 257, -32767, big, -big, (1 << 22) + 1,
-                           -((1 << 22) + (1 << 14)), 127 * 1023, -127 * 1023],
-                          rng.integers(-127 * 256, 127 * 256 + 1, 400), rng.integers(-big, big + 1, 100)])
+    # to both ends of the conversion's exact range, [-2**22, 2**22) (the engine's rows stay within
+    # 127 x 1,023), with values that round on the way to bf16 and ties (257: halfway between 256
+    # and 258)
+    big = (1 << 22) - 1
+    acc = np.concatenate([[0, 1, -1, 127 * 256, -127 * 256, 255, 257, -32767, big, -big, -big - 1,
+                           (1 << 21) + 1, -((1 << 21) + (1 << 13)), 127 * 1023, -127 * 1023],
+                          rng.integers(-127 * 256, 127 * 256 + 1, 400), rng.integers(-big - 1, big + 1, 100)])
     got, lateness = run(Function.INT_MUL, acc & 0xFFFFFFFF, np.full(len(acc), scale << 16))
     assert np.all(lateness == 0)
     want = evaluate("int_mul", acc.astype(np.float64), decode(np.array([scale]), "bf16"))

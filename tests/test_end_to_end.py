@@ -66,6 +66,10 @@ def test_device_generation_equals_golden(session):
     assert got == want_tokens
     counters = device.counters()
     assert counters["steps"] >= TOKENS
+    # counted by the device, or (the compact engine) its work per step times the steps
+    layout = session.layout
+    assert counters["weight_words"] == counters["steps"] * layout.weight_words
+    assert counters["post_rows"] == counters["steps"] * sum(op.rows for op in layout.ops)
 
 
 def test_upload_is_skipped_when_the_image_is_there(session):

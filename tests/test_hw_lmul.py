@@ -12,8 +12,9 @@ from sim.cocotb_run import missing_simulator, run_bench
 from sim.streams import collect, feed, simulate_stream
 
 
+@pytest.mark.parametrize("compact_bounds", [False, True])
 @pytest.mark.parametrize("fmt", ["bf16", "fp32", "e4m3", "e5m2", "fp16"])
-def test_amaranth_sim_random_with_backpressure(fmt):
+def test_amaranth_sim_random_with_backpressure(fmt, compact_bounds):
     f = get_format(fmt)
     rng = np.random.default_rng(0)
     a = rng.integers(0, 1 << f.width, 600)
@@ -21,7 +22,7 @@ def test_amaranth_sim_random_with_backpressure(fmt):
     a[:40] = 0  # zero against anything
     b[40:80] = f.nan_code
     expected = lmul(a, b, f)
-    dut = LMul(fmt)
+    dut = LMul(fmt, compact_bounds=compact_bounds)
     results = simulate_stream(dut, [{"a": int(x), "b": int(y)} for x, y in zip(a, b)])
     mismatch = [(hex(x), hex(y), hex(e), hex(g)) for x, y, e, g in zip(a, b, expected, results) if e != g]
     assert not mismatch, f"(a, b, expected, got): {mismatch[:5]}"
@@ -33,20 +34,25 @@ def test_rejects_unknown_format():
         LMul("fp8")
 
 
-@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
+@pytest.mark.parametrize("simulator, compact_bounds", [("verilator", False), ("icarus", False), ("verilator", True)])
 @pytest.mark.parametrize("fmt", ["e4m3", "e5m2"])
-def test_cocotb_exhaustive_8bit(simulator, fmt):
+def test_cocotb_exhaustive_8bit(simulator, fmt, compact_bounds):
     if why := missing_simulator(simulator):
         pytest.fail(why)
-    run_bench(LMul(fmt), f"lmul_{fmt}", "lmul", simulator, env={"LMUL_FMT": fmt, "LMUL_CASES": "exhaustive"})
+    name = f"lmul_{fmt}" + ("_compact" if compact_bounds else "")
+    run_bench(LMul(fmt, compact_bounds=compact_bounds), name, "lmul", simulator,
+              env={"LMUL_FMT": fmt, "LMUL_CASES": "exhaustive"})
 
 
-@pytest.mark.parametrize("simulator, cases", [("verilator", "1000000"), ("icarus", "20000")])
+@pytest.mark.parametrize("simulator, cases, compact_bounds", [
+    ("verilator", "1000000", False), ("icarus", "20000", False), ("verilator", "1000000", True)])
 @pytest.mark.parametrize("fmt", ["bf16", "fp32"])
-def test_cocotb_wide_formats(simulator, cases, fmt):
+def test_cocotb_wide_formats(simulator, cases, fmt, compact_bounds):
     if why := missing_simulator(simulator):
         pytest.fail(why)
-    run_bench(LMul(fmt), f"lmul_{fmt}", "lmul", simulator, env={"LMUL_FMT": fmt, "LMUL_CASES": cases})
+    name = f"lmul_{fmt}" + ("_compact" if compact_bounds else "")
+    run_bench(LMul(fmt, compact_bounds=compact_bounds), name, "lmul", simulator,
+              env={"LMUL_FMT": fmt, "LMUL_CASES": cases})
 
 
 def test_tag_travels_with_its_product():

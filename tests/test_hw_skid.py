@@ -4,7 +4,7 @@ when nothing stalls, and its ready is a register."""
 import pytest
 from amaranth.sim import Simulator
 
-from hw.skid import SkidBuffer
+from hw.skid import HalfRateRegister, SkidBuffer
 from sim.streams import collect, feed
 
 
@@ -118,3 +118,42 @@ def test_rejects_copies_on_a_ring():
         SkidBuffer(8, ring=True, copies=1)
     with pytest.raises(ValueError, match="copies must be"):
         SkidBuffer(8, copies=-1)
+
+
+@pytest.mark.parametrize("busy_in, busy_out", [(0.0, 0.0), (0.4, 0.5), (0.0, 0.7), (0.7, 0.0)])
+def test_half_rate_register_in_order_under_stalls(busy_in, busy_out):
+    dut = HalfRateRegister(12)
+    got = []
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(feed(dut.i, list(range(300)), busy=busy_in, seed=3))
+    sim.add_testbench(collect(dut.o, 300, got, busy=busy_out, seed=4))
+    sim.run()
+    assert got == list(range(300))
+
+
+def test_half_rate_register_takes_one_every_two_cycles_and_its_ready_is_a_register():
+    """With the output always ready, one element goes through every two cycles; ``i.ready`` is
+    low exactly while the entry is full, whatever ``o.ready`` does in that cycle."""
+    dut = HalfRateRegister(8)
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    seen = {}
+
+    async def bench(ctx):
+        ctx.set(dut.i.valid, 1)
+        taken = received = 0
+        for cycle in range(40):
+            ctx.set(dut.i.payload, cycle)
+            ctx.set(dut.o.ready, 0)
+            ready_stalled = ctx.get(dut.i.ready)
+            ctx.set(dut.o.ready, 1)
+            assert ctx.get(dut.i.ready) == ready_stalled == (not ctx.get(dut.o.valid))
+            _, _, ready, valid = await ctx.tick().sample(dut.i.ready, dut.o.valid)
+            taken += ready
+            received += valid
+        seen["taken"], seen["received"] = taken, received
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == {"taken": 20, "received": 20}

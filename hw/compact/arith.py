@@ -45,14 +45,20 @@ class Function(enum.Enum, shape=4):
 
 assert {f.name.lower() for f in Function} == set(FUNCTIONS)
 
-operands = data.StructLayout({"a": 32, "b": 32})
+#: ``x`` is ``a``'s upper half as the sigmoids read it: the engine drives it from the banks the
+#: sigmoid passes read alone, so that the segment select's compares do not wait for ``a``'s other
+#: sources (the image memory above all: the UP5K's slowest path ran through it)
+operands = data.StructLayout({"a": 32, "b": 32, "x": 16})
 
 BF16 = get_format("bf16")
 FP32_MAN = get_format("fp32").man_bits
-#: ``int_mul``'s accumulators are below 2**23 in magnitude: ``(2**23 + |acc|) - 2**23`` in fp32
-#: (exponent field 150 = 127 + 23) is then exact.
-INT_MUL_BITS = FP32_MAN
+#: ``int_mul``'s accumulators lie in [-2**22, 2**22): ``(1.5 * 2**23 + acc) - 1.5 * 2**23`` in fp32
+#: is then exact, the first operand in the binade [2**23, 2**24) (exponent field 150 = 127 + 23),
+#: where a unit in the last place is 1. Its significand field is ``acc + 2**22`` as 23 bits: acc's
+#: two's complement with bit 22 inverted, so the conversion takes no negation and no adder.
+INT_MUL_BITS = FP32_MAN - 1
 MAGIC_EXPONENT = get_format("fp32").bias + FP32_MAN
+MAGIC = Cat(Const(1 << INT_MUL_BITS, FP32_MAN), Const(MAGIC_EXPONENT, 8), Const(0, 1))  # 1.5 * 2**23
 #: The adder's stages built without registers (``hw.pipeline.Stages``): the compact engine runs
 #: on the UP5K at 24 MHz, where the ECP5's register after every step of the adder only costs
 #: logic cells. Each wired stage merges two steps that fit one cycle together. The adder alone,
@@ -120,7 +126,8 @@ class Arithmetic(wiring.Component):
         pipeline is empty).
     i_valid, i : In(1), In(operands)
         Operand pairs as fp32 patterns (bf16 shifted left by 16; ``b`` unused by one-operand
-        functions), taken in every cycle ``i_valid`` is high.
+        functions), taken in every cycle ``i_valid`` is high; ``x`` must equal ``a[16:]`` when
+        ``fn`` is a sigmoid.
     o_valid, o : Out(1), Out(32)
         Results, one in every cycle ``o_valid`` is high: fp32 patterns (``mul`` of fp32
         operands, ``add32``, ``sub32``, ``copy``), bf16 shifted left by 16 (``add``,
@@ -166,7 +173,7 @@ class Arithmetic(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         fn, a, b = self.fn, self.i.a, self.i.b
-        m.submodules.lmul = lmul = LMul("fp32")
+        m.submodules.lmul = lmul = LMul("fp32", compact_bounds=True)  # a slow clock: fewer cells
         m.submodules.to_int = to_int = FloatToInt8()
         m.submodules.fadd = fadd = self._fadd
         m.submodules.narrow = narrow = Narrow()
@@ -195,20 +202,19 @@ class Arithmetic(wiring.Component):
 
         # the adder path: a register in front, holding the sigmoid's segment operands or (a, b)
         x = Signal(16)
-        m.d.comb += x.eq(a[16:] ^ Cat(Const(0, 15), fn == Function.SIGMOID_NEG))
+        m.d.comb += x.eq(self.i.x ^ Cat(Const(0, 15), fn == Function.SIGMOID_NEG))
         seg_a, seg_b = sigmoid_operands(m, x)
         sigmoid = one_of(Function.SIGMOID, Function.SIGMOID_NEG)
-        # ``int_mul``: an accumulator (|acc| < 2**23) becomes fp32 exactly as the difference
-        # (2**23 + |acc|) - 2**23, both with acc's sign, which the adder computes without rounding;
-        # the rounding unit then rounds it to bf16 once, as the contract's conversion does
+        # ``int_mul``: an accumulator becomes fp32 exactly as ``(1.5 * 2**23 + acc) - 1.5 * 2**23``
+        # (INT_MUL_BITS), which the adder computes without rounding; the rounding unit then rounds
+        # it to bf16 once, as the contract's conversion does
         int_mul = fn == Function.INT_MUL
-        magnitude = Mux(a[31], -a, a)[:INT_MUL_BITS]
-        big = Cat(Const(0, FP32_MAN), Const(MAGIC_EXPONENT, 8), a[31])  # +-2**23
+        offset = Cat(a[:INT_MUL_BITS], ~a[INT_MUL_BITS], Const(MAGIC_EXPONENT, 8), Const(0, 1))
         m.d.sync += [
             fadd.i.valid.eq(on(Function.ADD, Function.ADD32, Function.SUB32,
                                Function.SIGMOID, Function.SIGMOID_NEG, Function.INT_MUL)),
-            fadd.i.payload.a.eq(Mux(sigmoid, Cat(Const(0, 16), seg_a), Mux(int_mul, big | magnitude, a))),
-            fadd.i.payload.b.eq(Mux(sigmoid, Cat(Const(0, 16), seg_b), Mux(int_mul, big, b))),
+            fadd.i.payload.a.eq(Mux(sigmoid, Cat(Const(0, 16), seg_a), Mux(int_mul, offset, a))),
+            fadd.i.payload.b.eq(Mux(sigmoid, Cat(Const(0, 16), seg_b), Mux(int_mul, MAGIC, b))),
             fadd.i.payload.sub.eq((fn == Function.SUB32) | int_mul),
         ]
         narrowing = one_of(Function.ADD, Function.SIGMOID, Function.SIGMOID_NEG, Function.INT_MUL)

@@ -21,12 +21,14 @@ from hw.ternary_matvec import TritDecoder, acc_width
 
 from .arith import INT_MUL_BITS, Arithmetic, Function
 from .isa import BANK_FORMATS, BANKS, SCALAR_FORMATS, SCALARS, Imm, MatVec, Mem, Pass, Scalar, Vec
-from .program import step_program
+from .program import step_program, step_work
 
-__all__ = ["CompactEngine", "LANES", "encode_program", "instruction", "INVALID_TOKEN"]
+__all__ = ["CompactEngine", "COUNTED", "LANES", "encode_program", "instruction", "INVALID_TOKEN"]
 
 #: Ternary lanes: a weight word is 2 bytes, one 16-bit word of the image memory per cycle.
 LANES = 10
+#: The activity counters the engine counts (``golden.image.COUNTERS``; the others read 0).
+COUNTED = ("cycles", "busy_cycles", "steps")
 #: ``done`` carries this for a token id out of range (as ``hw.engine``).
 INVALID_TOKEN = (1 << TOKEN_WIDTH) - 1
 
@@ -122,11 +124,12 @@ def encode_program(program, layout: DeviceLayout) -> list[dict]:
 def operand_sources(program) -> dict:
     """What ``program`` reads through each operand (``a``, ``b``): the banks, the scalar
     registers, whether the image and whether immediates; under ``exponent``, the scalar registers
-    an aligned sum takes its exponent from, and under ``absmax`` those an absmax goes into. The
+    an aligned sum takes its exponent from, under ``absmax`` those an absmax goes into, and under
+    ``sigmoid`` the banks the sigmoid passes read (through ``a``). The
     engine wires only these: the ROM is fixed at build time, and the synthesis tools cannot see
     through it."""
     used = {op: {"banks": [], "scalars": set(), "mem": False, "imm": False} for op in "ab"}
-    used["exponent"], used["absmax"] = set(), set()
+    used["exponent"], used["absmax"], used["sigmoid"] = set(), set(), []
     for ins in program:
         if isinstance(ins, MatVec):
             used["a"]["scalars"].add(ins.scale.index)  # the row's scale comes through a
@@ -135,6 +138,11 @@ def operand_sources(program) -> dict:
             used["exponent"].add(ins.exponent.index)
         if ins.reduce == "absmax":
             used["absmax"].add(ins.into.index)
+        if ins.fn in ("sigmoid", "sigmoid_neg"):
+            if not isinstance(ins.a, Vec):
+                raise ValueError("a sigmoid pass reads a bank")
+            if ins.a.bank not in used["sigmoid"]:
+                used["sigmoid"].append(ins.a.bank)
         for op, operand in (("a", ins.a), ("b", ins.b)):
             if isinstance(operand, Vec) and operand.bank not in used[op]["banks"]:
                 used[op]["banks"].append(operand.bank)
@@ -164,6 +172,9 @@ class CompactEngine(wiring.Component):
     byte enables).
     """
 
+    #: the activity counters it counts (``build_info`` reports them)
+    COUNTED = COUNTED
+
     def __init__(self, layout: DeviceLayout, image: dict | None = None):
         if not isinstance(layout, DeviceLayout):
             raise ValueError(f"layout must be a golden.image.DeviceLayout, got {layout!r}")
@@ -172,11 +183,11 @@ class CompactEngine(wiring.Component):
         c = layout.config
         if c.vocab_size >= INVALID_TOKEN:
             raise ValueError(f"vocab_size must be below {INVALID_TOKEN}, got {c.vocab_size}")
-        # (which also keeps a row's accumulator, at most 127 x 1,023, below int_mul's 2**23)
+        # (which also keeps a row's accumulator, at most 127 x 1,023 in magnitude, in int_mul's range)
         longest = max(c.hidden_size, 2 * c.intermediate_size, c.vocab_size)
         if longest >= 1 << 10 or c.num_hidden_layers * c.hidden_size >= 1 << 10:
             raise ValueError("vectors are limited to 1,023 elements")
-        assert 127 * 1023 < 1 << INT_MUL_BITS
+        assert 127 * 1023 < 1 << INT_MUL_BITS  # [-2**22, 2**22)
         self.layout = layout
         self.image_map = ImageMap(layout)
         if self.image_map.depth > 1 << IMAGE_ADDR_BITS:
@@ -188,8 +199,14 @@ class CompactEngine(wiring.Component):
         if any(isinstance(ins, Pass) and ins.fn == "int_pow2" and ins.n != 1 for ins in self.program):
             raise ValueError("int_pow2 runs on passes of one element")
         self.rom = encode_program(self.program, layout)
+        self.arith = Arithmetic()  # (an attribute: benches watch its output)
         self.memories = {}  # filled by elaborate(): the banks by name, for simulation tools
         super().__init__(engine_port)
+
+    @staticmethod
+    def per_step(layout: DeviceLayout) -> dict:
+        """The counters' increments per step that the engine leaves to the host (``step_work``)."""
+        return step_work(step_program(layout))
 
     def _image_init(self) -> list[int]:
         words = [0] * self.image_map.depth
@@ -208,7 +225,7 @@ class CompactEngine(wiring.Component):
         depth = {bank: max(d, cfg.intermediate_size, 2) for bank in BANKS}
         depth.update(h=cfg.num_hidden_layers * d, w=cfg.num_hidden_layers * d, logits=vocab)
 
-        m.submodules.arith = arith = Arithmetic()
+        m.submodules.arith = arith = self.arith
 
         # ---- memories ---------------------------------------------------------------------------
         # (no init without a preloaded image: a zero init is a line of Verilog per word). The bus
@@ -226,6 +243,8 @@ class CompactEngine(wiring.Component):
         m.d.comb += [img_rd.addr.eq(img_addr), img_wr.addr.eq(img_addr), img_rd.en.eq(~img_wr.en.any())]
         m.submodules.rom = rom = Memory(shape=instruction, depth=len(self.rom), init=self.rom)
         rom_rd = rom.read_port()
+        # the ROM's output holds the instruction: pc changes only between instructions
+        ins = rom_rd.data
         # A bank is never read and written at one address in one cycle: a pass reads element j
         # while it writes an element issued a pipeline's latency earlier, and the next
         # instruction reads only after FETCH and DECODE. So no read-during-write logic
@@ -274,7 +293,6 @@ class CompactEngine(wiring.Component):
         first = Signal()
         argmax = Signal(TOKEN_WIDTH)
         pc = Signal(range(len(self.rom) + 1))
-        ins = Signal(instruction)
         with m.If(self.reset):
             m.d.sync += fresh.eq(1)
         go = Signal()
@@ -331,17 +349,26 @@ class CompactEngine(wiring.Component):
             elif bank in sel["a"] or bank in sel["b"]:
                 m.d.comb += rd[bank].addr.eq(a_addr if bank in sel["a"] else b_addr)
 
+        def gated(op, bank):
+            data_ = rd[bank].data
+            return Mux(sel[op][bank], data_ if len(data_) == 32 else Cat(Const(0, 16), data_), 0)
+
+        # the sigmoids' operand: the OR of the banks they read, which a's OR then extends
+        sigmoid_x = Signal(32)
+        m.d.comb += sigmoid_x.eq(reduce(operator.or_, [gated("a", bank) for bank in sources["sigmoid"]], 0))
+
         def value(op):
             terms = [const[op], Mux(from_mem[op], Cat(Const(0, 16), img_rd.data), 0)]
-            for bank, flag in sel[op].items():
-                data_ = rd[bank].data
-                terms.append(Mux(flag, data_ if len(data_) == 32 else Cat(Const(0, 16), data_), 0))
+            terms += [gated(op, bank) for bank in sel[op] if op == "b" or bank not in sources["sigmoid"]]
+            if op == "a":
+                terms.append(sigmoid_x)
             v = Signal(32, name=f"{op}_value")
             m.d.comb += v.eq(reduce(operator.or_, terms))
             return v
 
         a_val, b_val = value("a"), value("b")
-        m.d.comb += [arith.fn.eq(ins.fn), arith.i.a.eq(a_val), arith.i.b.eq(b_val)]
+        m.d.comb += [arith.fn.eq(ins.fn), arith.i.a.eq(a_val), arith.i.b.eq(b_val),
+                     arith.i.x.eq(sigmoid_x[16:])]
 
         # write-back
         dst_bank = Signal(4)
@@ -368,8 +395,10 @@ class CompactEngine(wiring.Component):
             with m.If(code_lane == LANES - 1):
                 m.d.sync += [code_lane.eq(0), q_addr.eq(q_addr + 1)]
 
-        # the pass's reduction: one accumulator (cleared at DECODE), its register written with
-        # the pass's last result; a scalar destination (a pass of one element) written directly
+        # the pass's reduction: one accumulator (cleared at DECODE), its register written the
+        # cycle after the pass's last result; a scalar destination (a pass of one element) written
+        # directly. An aligned sum's term is registered before it is added: the subtraction, the
+        # shifter and the 32-bit adder in one cycle were the UP5K's slowest path.
         reduced = Signal(32)
         reduced_next = Signal(32)
         top = Signal(8)
@@ -377,31 +406,38 @@ class CompactEngine(wiring.Component):
         exp = result[23:31]
         sig = Cat(result[16:23], exp != 0)
         dist = top - exp
-        aligned = Mux(dist[6:].any(), 0, (Cat(Const(0, 16), sig) >> dist[:6]))
+        aligned = Signal(24)  # the previous result's term (0 after any other cycle), to add now
+        term_pending = Signal()
+        reducing = arith.o_valid & ~ins.matvec
+        summing = reducing & (ins.reduce == REDUCE["aligned_sum"])
+        m.d.sync += [aligned.eq(Mux(summing & ~dist[6:].any(), Cat(Const(0, 16), sig) >> dist[:6], 0)),
+                     term_pending.eq(summing)]
+        reduce_done = Signal()  # the cycle after a reducing pass's last result
+        m.d.sync += reduce_done.eq(reducing & (ins.reduce != 0) & last_out)
         m.d.comb += reduced_next.eq(reduced)
         with m.Switch(ins.reduce):
             with m.Case(REDUCE["absmax"]):
                 # into bf16 registers only, the results are bf16 (the reference machine refuses
                 # others), so their upper halves decide
                 low = 16 if all(SCALAR_FORMATS[k] == "bf16" for k in sources["absmax"]) else 0
-                with m.If(result[low:31] > reduced[low:31]):
+                with m.If(reducing & (result[low:31] > reduced[low:31])):
                     m.d.comb += reduced_next.eq(result[:31])
             with m.Case(REDUCE["top_exponent"]):
-                with m.If(exp > reduced[:8]):
+                with m.If(reducing & (exp > reduced[:8])):
                     m.d.comb += reduced_next.eq(exp)
             with m.Case(REDUCE["aligned_sum"]):
                 m.d.comb += reduced_next.eq(reduced + aligned)
-        to_scalar = Signal(range(SCALARS))
-        m.d.comb += to_scalar.eq(Mux(ins.dst_space == DST_SCALAR, ins.dst_id, ins.into))
-        with m.If(arith.o_valid & ~ins.matvec):
+        with m.If(reducing | term_pending):
             m.d.sync += reduced.eq(reduced_next)
-            with m.If((ins.dst_space == DST_SCALAR) | ((ins.reduce != 0) & last_out)):
-                scalar_in = Mux(ins.dst_space == DST_SCALAR, result, reduced_next)
-                with m.Switch(to_scalar):
-                    for k in range(SCALARS):
-                        lo, hi = scalar_bits[SCALAR_FORMATS[k]]
-                        with m.Case(k):
-                            m.d.sync += scalars[k].eq(scalar_in[lo:hi])
+        to_scalar = Signal(range(SCALARS))
+        m.d.comb += to_scalar.eq(Mux(reduce_done, ins.into, ins.dst_id))
+        with m.If((reducing & (ins.dst_space == DST_SCALAR)) | reduce_done):
+            scalar_in = Mux(reduce_done, reduced_next, result)
+            with m.Switch(to_scalar):
+                for k in range(SCALARS):
+                    lo, hi = scalar_bits[SCALAR_FORMATS[k]]
+                    with m.Case(k):
+                        m.d.sync += scalars[k].eq(scalar_in[lo:hi])
 
         # ---- MatVec: weight words and codes into the lanes, rows into the pipeline ---------------
         row = Signal(11)
@@ -469,7 +505,7 @@ class CompactEngine(wiring.Component):
                 m.next = "DECODE"
             with m.State("DECODE"):
                 word_ = rom_rd.data
-                m.d.sync += [ins.eq(word_), j.eq(0), out.eq(0), row.eq(0), word.eq(0),
+                m.d.sync += [j.eq(0), out.eq(0), row.eq(0), word.eq(0),
                              rows_done.eq(0), acc.eq(0), code_lane.eq(0), q_addr.eq(0),
                              dst_bank.eq(word_.dst_id), dst_addr.eq(word_.dst_base)]
                 # the image operand's first word (a MatVec's first weight word is in a.base)
@@ -521,24 +557,16 @@ class CompactEngine(wiring.Component):
                     m.d.sync += pc.eq(pc + 1)
                     m.next = "FETCH"
 
-        # ---- activity counters (golden.image.COUNTERS; the compact engine has no MLGRU or GLU
-        # units of its own, so their counters stay 0: their work is in the passes) --------------
-        counters = {name: Signal(32, name=f"count_{name}") for name in
-                    ("cycles", "busy_cycles", "steps", "weight_words", "quant_elements", "post_rows", "lmul_ops")}
+        # ---- activity counters: the ones that vary (COUNTED). The others of golden.image.COUNTERS
+        # read 0: the MLGRU and GLU units', as the engine has none (their work is in the passes),
+        # and those that count a step's work, the same in every step of a straight-line program
+        # (``step_work``; INFO's ``per_step``), which cost 260 logic cells on the UP5K ------------
+        counters = {name: Signal(32, name=f"count_{name}") for name in COUNTED}
         m.d.sync += counters["cycles"].eq(counters["cycles"] + 1)
         with m.If(busy):
             m.d.sync += counters["busy_cycles"].eq(counters["busy_cycles"] + 1)
         with m.If(finish):
             m.d.sync += counters["steps"].eq(counters["steps"] + 1)
-        with m.If(mv_issue):
-            m.d.sync += counters["weight_words"].eq(counters["weight_words"] + 1)
-        counted = arith.o_valid
-        with m.If(counted & (ins.fn == Function.QUANT)):
-            m.d.sync += counters["quant_elements"].eq(counters["quant_elements"] + 1)
-        with m.If(counted & ins.matvec):
-            m.d.sync += counters["post_rows"].eq(counters["post_rows"] + 1)
-        with m.If(counted & ((ins.fn == Function.MUL) | (ins.fn == Function.QUANT) | (ins.fn == Function.INT_MUL))):
-            m.d.sync += counters["lmul_ops"].eq(counters["lmul_ops"] + 1)
 
         bus_idle = self._bus(m, imap, img_addr, img_rd, img_wr, rd["logits"], counters, busy)
         # a waiting bus request goes first (hw.port): the link's requests keep their order
@@ -552,8 +580,8 @@ class CompactEngine(wiring.Component):
 
     def _bus(self, m, imap, img_addr, img_rd, img_wr, logits_rd, counters, busy):
         """The byte bus between steps: the image regions (byte writes into the 16-bit words), the
-        logits, the counters (a read of a counter's byte 0 latches it for its
-        other three) and the scratch bytes (in the image memory)."""
+        logits, the counters (a read of ``cycles``' byte 0 latches its other three; the others
+        hold still between steps) and the scratch bytes (in the image memory)."""
         regions = {REGIONS[name] >> REGION_SHIFT: name for name in ("weights", "embedding", "pg", "aux", "scratch")}
         req = Signal.like(self.bus.payload)
         region = req.addr[REGION_SHIFT:]
@@ -567,7 +595,7 @@ class CompactEngine(wiring.Component):
                 with m.Case(number):
                     m.d.comb += [region_base.eq(2 * imap.base[name]), region_bytes.eq(2 * imap.words[name])]
         m.d.comb += [image_byte.eq(region_base + offset), in_image.eq(offset < region_bytes)]
-        latched = Signal(32)  # the counter being read
+        latched = Signal(32)  # ``cycles`` as its byte 0 was read (bits 8-31 are kept)
         rdata = Signal(8)
         bus_idle = Signal()
         with m.FSM(name="bus"):
@@ -586,17 +614,20 @@ class CompactEngine(wiring.Component):
                     m.d.comb += [img_addr.eq(image_byte[1:]), logits_rd.addr.eq(offset[1:])]
                     m.next = "READ"
             with m.State("READ"):  # the memories' words are out: pick the byte
-                counter = Signal(32)
-                with m.Switch(offset[2:6]):
+                # a counter's byte: the counters hold still between steps, but for ``cycles``,
+                # whose byte 0 latches its upper bytes (a byte multiplexer and 24 flip-flops,
+                # where a latch of the whole counter read took a word multiplexer and 32)
+                counter_byte = Signal(8)
+                with m.Switch(offset[:6]):
                     for k, name in enumerate(COUNTERS):
-                        if name in counters:
-                            with m.Case(k):
-                                m.d.comb += counter.eq(counters[name])
+                        for byte in range(4) if name in counters else ():
+                            with m.Case(4 * k + byte):
+                                source = latched if name == "cycles" and byte else counters[name]
+                                m.d.comb += counter_byte.eq(source.word_select(byte, 8))
                 with m.If(region == REGIONS["counters"] >> REGION_SHIFT):
-                    with m.If(offset[:2] == 0):
-                        m.d.sync += latched.eq(counter)
-                    m.d.sync += rdata.eq(Mux(offset[:2] == 0, counter[:8],
-                                             (latched >> Cat(Const(0, 3), offset[:2]))[:8]))
+                    with m.If(offset[:6] == 4 * COUNTERS.index("cycles")):
+                        m.d.sync += latched.eq(counters["cycles"])
+                    m.d.sync += rdata.eq(counter_byte)
                 with m.Elif(region == REGIONS["logits"] >> REGION_SHIFT):
                     m.d.sync += rdata.eq(Mux(offset[0], logits_rd.data[8:], logits_rd.data[:8]))
                 with m.Elif(in_image):

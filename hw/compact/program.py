@@ -12,7 +12,10 @@ from golden.image import DeviceLayout, Op
 
 from .isa import Imm, MatVec, Mem, Pass, Scalar, Vec
 
-__all__ = ["step_program", "quantiser", "silu"]
+__all__ = ["step_program", "step_work", "quantiser", "silu", "LMUL_FUNCTIONS"]
+
+#: The functions whose elements go through the L-Mul (``hw.compact.arith``).
+LMUL_FUNCTIONS = ("mul", "quant", "int_mul")
 
 # (their formats: hw.compact.isa.SCALAR_FORMATS)
 AMAX, EXPONENT, SUMSQ, NORM, INV, SCALE = (Scalar(k) for k in range(6))
@@ -107,3 +110,24 @@ def step_program(layout: DeviceLayout) -> list:
         else:
             program.append(_matvec(op, Vec("logits"), argmax=True))
     return program
+
+
+def step_work(program) -> dict:
+    """The activity counters' increments (``golden.image.COUNTERS``) that one step of ``program``
+    makes: weight words read, elements quantised, accumulators rescaled and L-Mul operations.
+
+    The program is straight-line, so these are the same for every step; the compact engine does
+    not count them (``build_info``'s ``per_step``: the host multiplies by the steps counted)."""
+    work = {"weight_words": 0, "quant_elements": 0, "post_rows": 0, "lmul_ops": 0}
+    for ins in program:
+        if isinstance(ins, MatVec):
+            work["weight_words"] += ins.rows * ins.words_per_row
+            work["post_rows"] += ins.rows
+            work["lmul_ops"] += ins.rows  # the row's rescale (int_mul)
+            continue
+        counted = ins.fn in LMUL_FUNCTIONS
+        if ins.first_only and counted:
+            raise ValueError(f"a first-step-only {ins.fn!r} pass would make the steps' work differ")
+        work["quant_elements"] += ins.n if ins.fn == "quant" else 0
+        work["lmul_ops"] += ins.n if counted else 0
+    return work
