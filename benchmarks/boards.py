@@ -44,24 +44,29 @@ def run(board: str, seed: int, log=print) -> dict:
 
 
 def render(rows, command: str) -> str:
-    lines = [TITLE, "", f"Command: `{command}`", "",
-             "The device core (UART, link, token engine; `hw.top.core_for_model`) for the model, in "
-             "its board top (PLL, reset, pins). nextpnr, seed as given; fmax of the core clock.", "",
+    """The section: one row per board, each with the command and commit that built it (a row
+    without ``command`` was built by ``command``)."""
+    lines = [TITLE, "",
+             "The device core (UART, link and the board's engine; `hw.top.core_for_board`) for the model, in "
+             "its board top (PLL, reset, pins). nextpnr, seed as given; fmax of the core clock. Each "
+             "board's last build (benchmarks/recorded.json), with the command that made it.", "",
              "| board | model | lanes | LUT4 | FF | block RAM | DSP | clock | fmax | target fmax | target met "
-             "| timing met at the clock |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| timing met at the clock | command (commit) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lanes = BOARDS[r["board"]].lanes
+        made = f"`{r.get('command', command)}`" + (f" ({r['commit']})" if r.get("commit") else "")
         if "error" in r:
             lines.append(f"| {r['board']} | {r['model']} | {lanes} | | | | | | | {TARGET_MHZ[r['board']]:g} MHz | "
-                         f"no: {r['error']} | no |")
+                         f"no: {r['error']} | no | {made} |")
             continue
         avail = r.get("available", {})
+        spram = f" + {r['spram']}/{avail['spram']} SPRAM" if avail.get("spram") else ""
         lines.append(
-            f"| {r['board']} | {r['model']} | {lanes} | {r['lut']:,} | {r['ff']:,} | {r['bram']}/{avail.get('bram', '?')} "
-            f"| {r['dsp']} | {r['clock_mhz']:g} MHz | {r['fmax_mhz']:.1f} MHz | {TARGET_MHZ[r['board']]:g} MHz | "
+            f"| {r['board']} | {r['model']} | {lanes} | {r['lut']:,} | {r['ff']:,} | {r['bram']}/{avail.get('bram', '?')}"
+            f"{spram} | {r['dsp']} | {r['clock_mhz']:g} MHz | {r['fmax_mhz']:.1f} MHz | {TARGET_MHZ[r['board']]:g} MHz | "
             f"{'yes' if r['fmax_mhz'] >= TARGET_MHZ[r['board']] else 'no'} | "
-            f"{'yes' if r['fmax_mhz'] >= r['clock_mhz'] else 'no'} |")
+            f"{'yes' if r['fmax_mhz'] >= r['clock_mhz'] else 'no'} | {made} |")
     return "\n".join(lines + [""])
 
 
@@ -84,13 +89,18 @@ def main(argv=None):
     else:
         command = "python -m benchmarks.boards " + shlex.join(["--boards", *args.boards, "--seed", str(args.seed)])
         rows = [run(board, args.seed, log=lambda s: print(s, file=sys.stderr)) for board in args.boards]
+    if not args.no_write:
+        for row in rows:
+            if "error" not in row:
+                record.update("boards", row["board"], record.stamp(row, command))
+        # every board's last build, this run's failures in place of theirs
+        recorded = record.load().get("boards", {})
+        built = {r["board"]: r for r in rows if "error" in r}
+        rows = [built.get(board) or recorded[board] for board in MODELS if board in built or board in recorded]
     text = render(rows, command)
     print(text)
     if not args.no_write:
         replace_section(args.out, TITLE, text)
-        for row in rows:
-            if "error" not in row:
-                record.update("boards", row["board"], record.stamp(row, command))
 
 
 if __name__ == "__main__":

@@ -53,7 +53,8 @@ def measure(d: int | None = None, layers: int | None = None, intermediate: int |
     with tempfile.TemporaryDirectory() as tmp:
         _top, plan = _plan(board, core, None, 1)
         plan.extract(tmp)
-        progress(f"yosys (synth_ice40 -spram) on the {BOARD} core, d = {d}, {layers} layers, I = {intermediate}")
+        progress(f"yosys (synth_ice40 -spram) on the {BOARD} core, d = {config.hidden_size}, "
+                 f"{config.num_hidden_layers} layers, I = {config.intermediate_size}")
         t0 = time.monotonic()
         subprocess.run([env["YOSYS"], "-q", "-l", "yosys.log", f"{NAME}.ys"], cwd=tmp, env=env, check=True,
                        stdout=subprocess.DEVNULL)

@@ -106,8 +106,14 @@ def render_boards(rec: dict) -> str:
     row("model, lanes", lambda f: f"{f['engine']['model']}, {f['engine']['lanes']}", "`hw.boards`, `benchmarks.boards.MODELS`")
     row("LUT4 (CCU2C as 2)", build("lut"), "`mmfree build --board B --seed 1 --json` (recorded build)")
     row("FF", build("ff"), "recorded build")
-    row("block RAM (EBR / SPRAM)", lambda f: (f"{f['build']['bram']}/{f['build'].get('available', {}).get('bram', '?')} EBR"
-                                              if f["build"] else "not built"), "recorded build")
+    def block_ram(f):
+        if not f["build"]:
+            return "not built"
+        b, avail = f["build"], f["build"].get("available", {})
+        spram = f" + {b['spram']}/{avail['spram']} SPRAM" if avail.get("spram") else ""
+        return f"{b['bram']}/{avail.get('bram', '?')} EBR{spram}"
+
+    row("block RAM (EBR / SPRAM)", block_ram, "recorded build")
     row("DSP", build("dsp"), "recorded build")
     row("fmax (target)", lambda f: (f"{f['build']['fmax_mhz']:.1f} MHz ({TARGET_MHZ[f['engine']['board']]:g})"
                                     if f["build"] else f"- ({TARGET_MHZ[f['engine']['board']]:g})"),

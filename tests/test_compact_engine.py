@@ -140,3 +140,15 @@ def test_engine_refuses_what_it_cannot_run(monkeypatch):
     monkeypatch.setattr(engine, "step_program", lambda layout: [Pass("int_pow2", 2, Vec("t"), Vec("u"), Scalar(1))])
     with pytest.raises(ValueError, match="int_pow2 runs on passes of one element"):
         CompactEngine(DeviceLayout(config, LANES))
+
+
+def test_counters_of_fixed_work_are_steps_times_the_work_and_wrap_as_counters():
+    """``golden.image.with_per_step``, which the host and the benchmarks read counters through."""
+    from golden.image import with_per_step
+
+    counted = {"cycles": 900, "steps": 3, "weight_words": 0, "lmul_ops": 0, "glu_elements": 0}
+    assert with_per_step(counted, None) == counted
+    got = with_per_step(counted, {"weight_words": 29_728, "lmul_ops": 10_711})
+    assert got == {**counted, "weight_words": 89_184, "lmul_ops": 32_133}
+    many = with_per_step({"steps": 200_000, "weight_words": 0}, {"weight_words": 29_728})
+    assert many["weight_words"] == 200_000 * 29_728 - (1 << 32)  # 5.9e9 wraps once
