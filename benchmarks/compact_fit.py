@@ -95,7 +95,7 @@ def render(r: dict, command: str) -> str:
         (f"The packed cells are {r['logic_cells'] / UP5K['logic cells']:.2f}x the part's: the core does not fit "
          "yet. docs/compact_engine.md (\"Status\") lists where the cells go and what is planned."
          if r["logic_cells"] > UP5K["logic cells"] else
-         f"The packed cells are {r['logic_cells'] / UP5K['logic cells']:.0%} of the part's; placement and "
+         f"The packed cells are {r['logic_cells'] / UP5K['logic cells']:.1%} of the part's; placement and "
          "timing are the build's to show (`mmfree build --board icebreaker`)."),
         "",
     ])

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from golden.bitexact import BitExactModel
-from golden.image import COUNTERS, REGIONS, DeviceLayout, with_per_step
+from golden.image import COUNTERS, REGIONS, DeviceLayout
+from host.protocol import with_per_step
 from sim.engine_bus import bus_read, step
 
 from .markdown import replace_section

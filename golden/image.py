@@ -34,7 +34,7 @@ from .config import ModelConfig
 from .formats import encode
 from .pack import TRITS_PER_BYTE, pack_ternary
 
-__all__ = ["Op", "DeviceLayout", "REGIONS", "COUNTERS", "SCRATCH_BYTES", "ZERO_TRITS_BYTE", "with_per_step"]
+__all__ = ["Op", "DeviceLayout", "REGIONS", "COUNTERS", "SCRATCH_BYTES", "ZERO_TRITS_BYTE"]
 
 REGIONS = {
     "weights": 0x000000,
@@ -68,18 +68,6 @@ COUNTERS = (
     "lanes_starved",   # cycles a weight word waits because the lanes have no codes yet
     "post_starved",    # cycles an accumulator waits for its op's scale
 )
-
-
-def with_per_step(counters: dict, per_step: dict | None) -> dict:
-    """``counters`` (name to value) with those an engine leaves uncounted filled in: a step's
-    fixed work (``per_step``, from the engine's INFO) times the steps counted, modulo 2**32 as a
-    counter wraps (docs/protocol.md, COUNTERS)."""
-    out = dict(counters)
-    for name, work in (per_step or {}).items():
-        if name in out:
-            out[name] = out["steps"] * int(work) % (1 << 32)
-    return out
-
 
 #: Where each op's result goes.
 DESTS = ("buf_i", "buf_f", "mlgru", "resid", "glu", "logits")

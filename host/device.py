@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from golden.formats import decode
-from golden.image import COUNTERS, REGIONS, SCRATCH_BYTES, DeviceLayout, with_per_step
+from golden.image import COUNTERS, REGIONS, SCRATCH_BYTES, DeviceLayout
 
 from . import protocol as proto
 
@@ -264,7 +264,7 @@ class Device:
         as a counter wraps: exact, since that engine's step is a fixed program."""
         raw = self._call(proto.Command.COUNTERS).payload
         values = dict(zip(COUNTERS, np.frombuffer(raw[:4 * len(COUNTERS)], "<u4").tolist()))
-        return with_per_step(values, (self.info_cache or self.info()).build.get("per_step"))
+        return proto.with_per_step(values, (self.info_cache or self.info()).build.get("per_step"))
 
     @staticmethod
     def _logits(raw: bytes) -> np.ndarray:

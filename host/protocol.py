@@ -23,7 +23,7 @@ import zlib
 from dataclasses import dataclass
 
 __all__ = [
-    "ADDR_SPACE", "DELIMITER", "PROTOCOL_VERSION", "DEFAULT_MAX_PAYLOAD", "INFO_HEADER_LEN",
+    "ADDR_SPACE", "DELIMITER", "with_per_step", "PROTOCOL_VERSION", "DEFAULT_MAX_PAYLOAD", "INFO_HEADER_LEN",
     "Command", "Status", "ErrorCode", "FrameError", "Reply",
     "crc16", "crc32", "cobs_encode", "cobs_decode", "cobs_decode_prefix",
     "encode_frame", "decode_frame", "FrameDecoder", "max_request_len",
@@ -339,3 +339,14 @@ def parse_info(payload: bytes) -> Info:
         raise ValueError(f"INFO payload has {len(payload)} bytes, the header alone is {INFO_HEADER_LEN}")
     version, max_payload, vocab = struct.unpack_from("<BHH", payload)
     return Info(version, max_payload, vocab, bytes(payload[INFO_HEADER_LEN:]))
+
+
+def with_per_step(counters: dict, per_step: dict | None) -> dict:
+    """``counters`` (name to value) with those an engine leaves uncounted filled in: a step's
+    fixed work (``per_step``, from the engine's INFO) times the steps counted, modulo 2**32 as a
+    counter wraps (docs/protocol.md, section 4.8)."""
+    out = dict(counters)
+    for name, work in (per_step or {}).items():
+        if name in out:
+            out[name] = out["steps"] * int(work) % (1 << 32)
+    return out

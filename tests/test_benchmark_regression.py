@@ -118,3 +118,21 @@ def test_recorded_board_build_is_consistent(board):
     lut, ff, bram = (int(re.sub(r"[^0-9]", "", row[i].split("/")[0])) for i in (3, 4, 5))
     assert (lut, ff, bram) == (rec["lut"], rec["ff"], rec["bram"])
     assert float(row[8].split()[0]) == pytest.approx(rec["fmax_mhz"], abs=0.05)
+
+
+@pytest.mark.slow
+def test_the_icebreaker_core_still_fits_the_up5k():
+    """The iCEBreaker's core fills the UP5K to a few cells (docs/compact_engine.md, "Status"):
+    synthesis and nextpnr's packer (``benchmarks.compact_fit``, about a minute) must leave it
+    within the part's logic cells and block RAMs, with no DSP, so that a change that grows it
+    fails here rather than at the next board build."""
+    from benchmarks.compact_fit import UP5K, measure
+
+    try:
+        got = measure(progress=lambda _text: None)
+    except FileNotFoundError as exc:  # no yowasp tools: the synth extra is missing
+        pytest.fail(str(exc))
+    assert got["logic_cells"] <= UP5K["logic cells"], (
+        f"the iCEBreaker core packs into {got['logic_cells']:,} logic cells, the UP5K has "
+        f"{UP5K['logic cells']:,}: `python -m benchmarks.compact_fit` measures it")
+    assert got["ebr"] <= UP5K["EBR"] and got["spram"] <= UP5K["SPRAM"] and got["dsp"] == 0

@@ -96,16 +96,20 @@ def test_the_bus_uploads_the_image_and_reads_logits_counters_and_scratch():
         got["counters"] = await bus_read(ctx, engine, REGIONS["counters"], 4 * len(COUNTERS))
 
     lmul_fns = {Function[fn.upper()] for fn in LMUL_FUNCTIONS}
-    lmul_results = [0]
+    seen = {"lmul_ops": 0, "quant_elements": 0, "post_rows": 0}
 
-    async def watch_lmul(ctx):  # results of the functions that take the L-Mul, as the step makes them
+    async def watch(ctx):  # the pipeline's results, as the step makes them, by function
         async for _, _, valid, fn in ctx.tick().sample(engine.arith.o_valid, engine.arith.fn):
-            lmul_results[0] += int(valid and Function(fn) in lmul_fns)
+            if valid:
+                fn = Function(fn)
+                seen["lmul_ops"] += fn in lmul_fns
+                seen["quant_elements"] += fn == Function.QUANT
+                seen["post_rows"] += fn == Function.INT_MUL  # a MatVec's rows, and only they
 
     sim = Simulator(engine)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
-    sim.add_process(watch_lmul)
+    sim.add_process(watch)
     sim.run()
 
     assert got["pg"] == image["pg"][:64]
@@ -118,11 +122,13 @@ def test_the_bus_uploads_the_image_and_reads_logits_counters_and_scratch():
     counters = dict(zip(COUNTERS, np.frombuffer(got["counters"], "<u4").tolist()))
     assert counters["steps"] == 1
     assert 0 < counters["busy_cycles"] < counters["cycles"]
-    # the step's fixed work is not counted but reported (INFO's per_step), and it is the step's
+    # the step's fixed work is not counted but reported (INFO's per_step), and it is what the
+    # pipeline did in the step (and what the layout implies: every weight word read once, a
+    # result per row, a code per column)
     assert all(counters[name] == 0 for name in COUNTERS if name not in COUNTED)
-    assert CompactEngine.per_step(layout) == {
-        "weight_words": layout.weight_words, "post_rows": sum(op.rows for op in layout.ops),
-        "quant_elements": sum(op.cols for op in layout.ops), "lmul_ops": lmul_results[0]}
+    assert seen["post_rows"] == sum(op.rows for op in layout.ops)
+    assert seen["quant_elements"] == sum(op.cols for op in layout.ops)
+    assert CompactEngine.per_step(layout) == {"weight_words": layout.weight_words, **seen}
 
 
 def test_engine_refuses_what_it_cannot_run(monkeypatch):
@@ -143,8 +149,8 @@ def test_engine_refuses_what_it_cannot_run(monkeypatch):
 
 
 def test_counters_of_fixed_work_are_steps_times_the_work_and_wrap_as_counters():
-    """``golden.image.with_per_step``, which the host and the benchmarks read counters through."""
-    from golden.image import with_per_step
+    """``host.protocol.with_per_step``, which the host and the benchmarks read counters through."""
+    from host.protocol import with_per_step
 
     counted = {"cycles": 900, "steps": 3, "weight_words": 0, "lmul_ops": 0, "glu_elements": 0}
     assert with_per_step(counted, None) == counted

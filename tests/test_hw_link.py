@@ -358,6 +358,10 @@ def test_every_error_code(build):
             p.encode_frame(bytes(3 * P)),                        # BAD_LENGTH: far too long
             p.write(11, p.ADDR_SPACE - 1, b"ab", P),             # ADDRESS
             p.read(12, 0xFFFFFFFF, 1), p.checksum(13, 1, p.ADDR_SPACE),
+            # ADDRESS past the 25 bits the range's end is computed on: an address or a length of
+            # 2**25 and more (the check's "far" flag); the end exactly at 2**24 is fine
+            p.read(20, 1 << 25, 1), p.checksum(21, 0, 1 << 25), p.checksum(22, (1 << 25) + 1, 1),
+            p.checksum(23, 1 << 31, 0), p.checksum(24, p.ADDR_SPACE, 0),
             p.info(14)[:5],                                      # TIMEOUT (no delimiter)
             p.info(15)[:1],                                      # TIMEOUT after the code byte alone
             p.info(16),                                          # and then all is well
