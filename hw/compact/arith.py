@@ -106,12 +106,17 @@ def _int_pow2(m: Module, start, total, exponent):
     rounded = kept + (round_bit & (sticky | kept[0]))  # 9 bits; a carry leaves the fraction 0
     field = Signal(range(-512, 512))
     m.d.comb += field.eq(top + rounded[man_bits + 1] + scale + (BF16.bias - POW2_BIAS))
+    # the bounds as tests of field's bits, not comparisons (carry chains after its adder: the
+    # UP5K's slowest path): <= 0 is negative or zero, >= 255 is not negative with bit 8 or the
+    # low byte all ones
+    negative = field[9]
+    flush = negative | (field[:9] == 0)
+    saturate = ~negative & (field[8] | (field[:8] == BF16.exp_all_ones))
     valid, result = Signal(), Signal(16)
     m.d.sync += [
         valid.eq(shifted),
-        result.eq(Mux((norm == 0) | (field <= 0), 0,
-                      Mux(field >= BF16.exp_all_ones, BF16.max_finite_field,
-                          Cat(rounded[:man_bits], field[:8], Const(0, 1))))),
+        result.eq(Mux((norm == 0) | flush, 0,
+                      Mux(saturate, BF16.max_finite_field, Cat(rounded[:man_bits], field[:8], Const(0, 1))))),
     ]
     return valid, result
 
