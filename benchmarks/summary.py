@@ -138,7 +138,7 @@ def render_boards(rec: dict) -> str:
     row("at the target clock, today's cycles", lambda f: f"{f['target_weights_s'] / 1e9:.2f} G" if "target_weights_s" in f else "-",
         "projection: lanes x target x utilisation")
     row("**energy per token (ESTIMATE, core rail)**",
-        lambda f: f"**{f['energy'].joules_per_token * 1e6:.1f} uJ** ({f['energy'].watts:.2f} W)" if "energy" in f else "-",
+        lambda f: f"**{f['energy'].joules_per_token * 1e6:.1f} uJ** ({_si(f['energy'].watts, 'W')})" if "energy" in f else "-",
         "`host.energy.estimate`, docs/energy.md")
     lines.append("")
     for b in cols:
