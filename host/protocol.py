@@ -23,12 +23,12 @@ import zlib
 from dataclasses import dataclass
 
 __all__ = [
-    "ADDR_SPACE", "DELIMITER", "with_per_step", "PROTOCOL_VERSION", "DEFAULT_MAX_PAYLOAD", "INFO_HEADER_LEN",
+    "ADDR_SPACE", "DELIMITER", "PROTOCOL_VERSION", "DEFAULT_MAX_PAYLOAD", "INFO_HEADER_LEN",
     "Command", "Status", "ErrorCode", "FrameError", "Reply",
     "crc16", "crc32", "cobs_encode", "cobs_decode", "cobs_decode_prefix",
     "encode_frame", "decode_frame", "FrameDecoder", "max_request_len",
     "request", "info", "write", "read", "checksum", "reset", "step", "generate", "stop", "counters",
-    "parse_reply", "encode_reply", "request_error", "parse_info", "Info",
+    "parse_reply", "encode_reply", "request_error", "parse_info", "Info", "with_per_step",
 ]
 
 DELIMITER = 0x00
@@ -345,8 +345,13 @@ def with_per_step(counters: dict, per_step: dict | None) -> dict:
     """``counters`` (name to value) with those an engine leaves uncounted filled in: a step's
     fixed work (``per_step``, from the engine's INFO) times the steps counted, modulo 2**32 as a
     counter wraps (docs/protocol.md, section 4.8)."""
+    per_step = per_step or {}
+    if not isinstance(per_step, dict) or not all(
+            isinstance(w, int) and not isinstance(w, bool) and w >= 0 for w in per_step.values()):
+        raise ValueError(f"the device's INFO has a malformed per_step ({per_step!r}): it should map "
+                         "counter names to non-negative integers; is this an mmfree bitstream?")
     out = dict(counters)
-    for name, work in (per_step or {}).items():
+    for name, work in per_step.items():
         if name in out:
-            out[name] = out["steps"] * int(work) % (1 << 32)
+            out[name] = out["steps"] * work % (1 << 32)
     return out

@@ -158,3 +158,6 @@ def test_counters_of_fixed_work_are_steps_times_the_work_and_wrap_as_counters():
     assert got == {**counted, "weight_words": 89_184, "lmul_ops": 32_133}
     many = with_per_step({"steps": 200_000, "weight_words": 0}, {"weight_words": 29_728})
     assert many["weight_words"] == 200_000 * 29_728 - (1 << 32)  # 5.9e9 wraps once
+    for bad in ([29_728], {"weight_words": "29728"}, {"weight_words": -1}):
+        with pytest.raises(ValueError, match="malformed per_step"):
+            with_per_step(counted, bad)
