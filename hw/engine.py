@@ -301,9 +301,9 @@ class TokenEngine(wiring.Component):
         # "a step runs", in copies, each beside the logic it steers: one register reached the read
         # issuers, the read address multiplexers and the code router across the die (6.8 ns of
         # routing into the lanes' command handshake at 2ec8166)
-        busy, busy_codes, busy_emb, busy_pg, busy_w, busy_aux, busy_addr, busy_post = replicas(
-            "busy", 1, 8, reset_less=False)
-        busy_copies = [busy, busy_codes, busy_emb, busy_pg, busy_w, busy_aux, busy_addr, busy_post]
+        busy, busy_emb, busy_pg, busy_w, busy_aux, busy_addr, busy_post = replicas(
+            "busy", 1, 7, reset_less=False)
+        busy_copies = [busy, busy_emb, busy_pg, busy_w, busy_aux, busy_addr, busy_post]
         token = Signal(TOKEN_WIDTH)
         fresh = Signal(init=1)  # the state restarts at the next step (power-up, reset)
         first = Signal()  # this step starts from the zero state
@@ -451,15 +451,19 @@ class TokenEngine(wiring.Component):
         # source mux in one cycle before the lanes' code copies were the device's critical path
         r_glu = Signal()
         m.d.sync += r_glu.eq(_table(m, "r_glu_next", [op.source == "glu" for op in ops] + [0], r_op, 1))
+        # "an op's command is due" as a register (busy, r_op < n_ops and not r_codes, kept in step
+        # with them): r_op's compare behind the lanes' loader enables, across the die and back
+        # through the code skid buffer, was the slowest path at the 100 MHz clock (12.0 ns)
+        cmd_due = Signal()
         with m.If(start):
-            m.d.sync += [r_op.eq(0), r_codes.eq(0)]
+            m.d.sync += [r_op.eq(0), r_codes.eq(0), cmd_due.eq(self.step.payload < vocab)]
         m.d.comb += [
-            tmv.cmd.valid.eq(busy_codes & (r_op < n_ops) & ~r_codes),
+            tmv.cmd.valid.eq(cmd_due),
             tmv.cmd.payload.rows.eq(_table(m, "r_rows", [op.rows for op in ops] + [1], r_op)),
             tmv.cmd.payload.cols.eq(_table(m, "r_cols", [op.cols for op in ops] + [1], r_op)),
         ]
         with m.If(tmv.cmd.valid & tmv.cmd.ready):
-            m.d.sync += r_codes.eq(1)
+            m.d.sync += [r_codes.eq(1), cmd_due.eq(0)]
         codes = Mux(r_glu, glu.q.valid, quant.q.valid)
         code = Mux(r_glu, glu.q.payload.codes, quant.q.payload.codes)
         code_last = Mux(r_glu, glu.q.payload.last, quant.q.payload.last)
@@ -474,7 +478,7 @@ class TokenEngine(wiring.Component):
             glu.q.ready.eq(r_codes & r_glu & tmv_a.ready),
         ]
         with m.If(tmv_a.valid & tmv_a.ready & code_last):
-            m.d.sync += [r_codes.eq(0), r_op.eq(r_op + 1)]
+            m.d.sync += [r_codes.eq(0), r_op.eq(r_op + 1), cmd_due.eq(r_op != n_ops - 1)]
 
         # ---- the weight reader: every word of the step, in order --------------------------------
         # a word comes out WEIGHT_READ_LATENCY cycles after its address (the engine's or the bus's)

@@ -196,8 +196,8 @@ class Link(wiring.Component):
         Largest WRITE payload and READ length, a power of two from 16 to 32768 (default 1024).
         The payload buffer holds two of them (2 KiB by default: one ECP5 block RAM, four iCE40).
     registered : bool
-        Registers (``hw.skid``) on the engine's streams and between the reply stages (default
-        True): for a fast clock, where the handshakes crossing the die are the slow paths. On a
+        Registers (``hw.skid``) on the engine's streams, between the reply stages and on ``tx``
+        (default True): for a fast clock, where the handshakes crossing the die are the slow paths. On a
         slow clock they only cost logic cells (about 240 flip-flops); without them the engine's
         streams pass straight through, and the reply bodies go to the CRC and COBS stages through
         one ``HalfRateRegister`` (a UART's pace is far below half the clock), with the same
@@ -396,7 +396,10 @@ class Link(wiring.Component):
             wiring.connect(m, rb, reply_q.i)
             wiring.connect(m, reply_q.o, crc_append.i)
             wiring.connect(m, crc_append.o, cobs.i)
-        wiring.connect(m, cobs.o, wiring.flipped(self.tx))
+        if self.registered:  # the UART sits by its pins, far from the encoder's buffer read
+            wiring.connect(m, registered(m, "tx_q", cobs.o), wiring.flipped(self.tx))
+        else:
+            wiring.connect(m, cobs.o, wiring.flipped(self.tx))
 
         m.submodules.rom = rom = Memory(shape=8, depth=len(self.rom), init=self.rom)
         rom_r = rom.read_port()
