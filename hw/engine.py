@@ -333,14 +333,18 @@ class TokenEngine(wiring.Component):
         x_wr = x_mem.write_port()
         copy_k = Signal(range(d + 1), init=d)  # the next row to read; d: idle
         copy_row = Signal(range(d))  # the next row to land (they land in order)
-        copying, copy_landed, emb_words = _read_ahead(m, "emb", emb_word, busy_emb & (copy_k < d))
+        # Each "index < its end" in front of a read's issue is a register kept in step with the
+        # index (``copy_more``, ``f_more``, ``w_more``; ``cmd_due`` below): a compare's carry
+        # chain sat in front of the issue and the enables it drives (the slowest paths at 100 MHz)
+        copy_more = Signal()
+        copying, copy_landed, emb_words = _read_ahead(m, "emb", emb_word, busy_emb & copy_more)
         token_base = Signal(range(lay.embedding_words))
         with m.If(start):
             # token * d as shifts and adds: a product by a constant would still claim a DSP block
-            m.d.sync += [copy_k.eq(0), copy_row.eq(0),
+            m.d.sync += [copy_k.eq(0), copy_row.eq(0), copy_more.eq(1),
                          token_base.eq(sum(self.step.payload << k for k in range(d.bit_length()) if d >> k & 1))]
         with m.If(copying):
-            m.d.sync += copy_k.eq(copy_k + 1)
+            m.d.sync += [copy_k.eq(copy_k + 1), copy_more.eq(copy_k != d - 1)]
         with m.If(copy_landed):
             m.d.sync += copy_row.eq(copy_row + 1)
             with m.If(copy_row == d - 1):
@@ -363,8 +367,9 @@ class TokenEngine(wiring.Component):
         f_last = Signal(init=ops[0].cols == 1)
         f_k_x, = replicas("f_k_x", f_k.shape(), 1)
         f_one_next = _table(m, "f_one_next", [op.cols == 1 for op in ops[1:]] + [0, 0], f_op)
+        f_more = Signal()
         with m.If(start):
-            m.d.sync += [f_op.eq(0), f_hdr.eq(1), f_k.eq(0), f_k_x.eq(0), f_last.eq(ops[0].cols == 1)]
+            m.d.sync += [f_op.eq(0), f_more.eq(1), f_hdr.eq(1), f_k.eq(0), f_k_x.eq(0), f_last.eq(ops[0].cols == 1)]
 
         # The feeder generates each op's header and elements, reading their pg words (and x, for
         # an op that reads x from memory, once every write to x before it has landed) ahead into
@@ -384,7 +389,7 @@ class TokenEngine(wiring.Component):
             x_landing = later
         lk_tag = Signal(data.StructLayout({"hdr": 1, "glu": 1, "mlgru": 1, "resid": 1, "emb": 1, "last": 1}))
         x_ready = f_hdr | (f_src != src_x) | (x_version >= f_xver)
-        gen_fire, _, lk = _read_ahead(m, "pg", Cat(pg_word, x_landing), busy_pg & (f_op < n_ops) & x_ready, lk_tag)
+        gen_fire, _, lk = _read_ahead(m, "pg", Cat(pg_word, x_landing), busy_pg & f_more & x_ready, lk_tag)
         m.d.comb += [lk_tag.hdr.eq(f_hdr), lk_tag.glu.eq(f_src == src_glu), lk_tag.mlgru.eq(f_src == src_mlgru),
                      lk_tag.resid.eq(f_src == src_resid), lk_tag.emb.eq(f_src == src_emb),
                      lk_tag.last.eq(f_last)]
@@ -397,11 +402,12 @@ class TokenEngine(wiring.Component):
             m.d.sync += feed_pg_addr.eq(ops[0].pg_header)
         with m.If(gen_fire):
             with m.If(f_hdr & (f_src == src_glu)):
-                m.d.sync += [f_op.eq(f_op + 1), feed_pg_addr.eq(f_hdr_addr_next), f_last.eq(f_one_next)]
+                m.d.sync += [f_op.eq(f_op + 1), f_more.eq(f_op != n_ops - 1), feed_pg_addr.eq(f_hdr_addr_next),
+                             f_last.eq(f_one_next)]
             with m.Elif(f_hdr):
                 m.d.sync += [f_hdr.eq(0), feed_pg_addr.eq(f_pg)]
             with m.Elif(f_last):
-                m.d.sync += [f_op.eq(f_op + 1), f_hdr.eq(1), f_k.eq(0), f_k_x.eq(0),
+                m.d.sync += [f_op.eq(f_op + 1), f_more.eq(f_op != n_ops - 1), f_hdr.eq(1), f_k.eq(0), f_k_x.eq(0),
                              feed_pg_addr.eq(f_hdr_addr_next), f_last.eq(f_one_next)]
             with m.Else():
                 m.d.sync += [f_k.eq(f_k + 1), f_k_x.eq(f_k + 1), feed_pg_addr.eq(feed_pg_addr + 1),
@@ -453,7 +459,7 @@ class TokenEngine(wiring.Component):
         m.d.sync += r_glu.eq(_table(m, "r_glu_next", [op.source == "glu" for op in ops] + [0], r_op, 1))
         # "an op's command is due" as a register (busy, r_op < n_ops and not r_codes, kept in step
         # with them): r_op's compare behind the lanes' loader enables, across the die and back
-        # through the code skid buffer, was the slowest path at the 100 MHz clock (12.0 ns)
+        # through the code skid buffer, was the slowest path at the 100 MHz clock (12.0 ns at 393bc92)
         cmd_due = Signal()
         with m.If(start):
             m.d.sync += [r_op.eq(0), r_codes.eq(0), cmd_due.eq(self.step.payload < vocab)]
@@ -496,12 +502,13 @@ class TokenEngine(wiring.Component):
         # sit beside their block RAMs, across the die (13 ns of routing to the decoder in one hop)
         w_word_mid = Signal.like(w_word_out, name="w_word_mid", reset_less=True)
         m.d.sync += w_word_mid.eq(w_word_out)
-        w_issue, _, w_words = _read_ahead(m, "w", w_word_mid, busy_w & (w_addr < lay.weight_words),
+        w_more = Signal()
+        w_issue, _, w_words = _read_ahead(m, "w", w_word_mid, busy_w & w_more,
                                           stage=decoder, queue=w_ring, latency=WEIGHT_READ_LATENCY + 1)
         with m.If(start):
-            m.d.sync += w_addr.eq(0)
+            m.d.sync += [w_addr.eq(0), w_more.eq(1)]
         with m.Elif(w_issue):
-            m.d.sync += w_addr.eq(w_addr + 1)
+            m.d.sync += [w_addr.eq(w_addr + 1), w_more.eq(w_addr != lay.weight_words - 1)]
         wiring.connect(m, w_words, tmv.w)
 
         # ---- the post stage: rescale each accumulator and route it ------------------------------

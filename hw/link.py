@@ -197,11 +197,11 @@ class Link(wiring.Component):
         The payload buffer holds two of them (2 KiB by default: one ECP5 block RAM, four iCE40).
     registered : bool
         Registers (``hw.skid``) on the engine's streams, between the reply stages and on ``tx``
-        (default True): for a fast clock, where the handshakes crossing the die are the slow paths. On a
-        slow clock they only cost logic cells (about 240 flip-flops); without them the engine's
-        streams pass straight through, and the reply bodies go to the CRC and COBS stages through
-        one ``HalfRateRegister`` (a UART's pace is far below half the clock), with the same
-        behaviour.
+        (default True): for a fast clock, where the handshakes crossing the die are the slow
+        paths. On a slow clock they only cost logic cells (about 250 flip-flops); without them
+        the engine's streams pass straight through, and the reply bodies go to the CRC and COBS
+        stages through one ``HalfRateRegister`` (a UART's pace is far below half the clock),
+        with the same behaviour.
     serial_checksum : bool
         CHECKSUM's CRC-32 a bit per cycle instead of a byte (default False): about 130 logic
         cells fewer on the UP5K (a byte-wide update is a network of XORs, 160 cells), for eight
@@ -225,8 +225,8 @@ class Link(wiring.Component):
     commits a WRITE from the buffer only after its CRC matched, one byte per cycle while
     ``bus.ready`` is high; READ, COUNTERS and logits go out one byte per bus read, paced by
     ``tx``; CHECKSUM takes two cycles per byte (ten with ``serial_checksum``).
-    During GENERATE the executor checks between tokens whether another frame has arrived; if so it ends the generation (STOP is the command
-    meant for that) and then serves that frame. Latency from a request's delimiter to the first
+    During GENERATE the executor checks between tokens whether another frame has arrived; if so
+    it ends the generation (STOP is the command meant for that) and then serves that frame. Latency from a request's delimiter to the first
     reply byte on ``tx`` is a few cycles plus the reply's first COBS group (up to 254 bytes of
     body); no state can stall the receiver, so garbage on the line always ends in replies.
     """
