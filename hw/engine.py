@@ -536,11 +536,15 @@ class TokenEngine(wiring.Component):
         # side FIFO: each accumulator's (scale, op, row, last) waits for its conversion
         side = data.StructLayout({"scale": 16, "tag": post_tag})
         m.submodules.side = side_fifo = SyncFIFOBuffered(width=side.size, depth=8)
-        acc_fire = tmv.o.valid & tmv.o.ready
+        # the accumulators through a skid buffer: the post stage's stall (the value skid buffer
+        # back through the rescale, the conversion and the side FIFO) reached the lanes' ``w.ready``
+        # through their output FIFO's count (11.2 ns, the slowest path at 8fe3d8f)
+        acc = registered(m, "acc_q", tmv.o)
+        acc_fire = acc.valid & acc.ready
         m.d.comb += [
-            to_float.i.valid.eq(tmv.o.valid & p_run & side_fifo.w_rdy),
-            tmv.o.ready.eq(to_float.i.ready & p_run & side_fifo.w_rdy),
-            to_float.i.payload.eq(tmv.o.payload),
+            to_float.i.valid.eq(acc.valid & p_run & side_fifo.w_rdy),
+            acc.ready.eq(to_float.i.ready & p_run & side_fifo.w_rdy),
+            to_float.i.payload.eq(acc.payload),
             side_fifo.w_en.eq(acc_fire),
         ]
         side_in = data.View(side, side_fifo.w_data)
@@ -556,8 +560,8 @@ class TokenEngine(wiring.Component):
         # it (``cmp``), which becomes ``best`` in that same cycle when it is taken. Which of the
         # two applies is known from a register (``took``), so the enable of ``best`` is a LUT
         # behind registers; a compare's carry chain in front of it was a slow path.
-        head_acc, head_row, head_valid = Signal.like(tmv.o.payload), Signal.like(p_row), Signal()
-        m.d.sync += [head_acc.eq(tmv.o.payload), head_row.eq(p_row), head_valid.eq(acc_fire & p_head)]
+        head_acc, head_row, head_valid = Signal.like(acc.payload), Signal.like(p_row), Signal()
+        m.d.sync += [head_acc.eq(acc.payload), head_row.eq(p_row), head_valid.eq(acc_fire & p_head)]
         cmp_acc, cmp_row = Signal.like(head_acc, name="cmp_acc"), Signal.like(head_row, name="cmp_row")
         cmp_valid, cmp_first = Signal(name="cmp_valid"), Signal(name="cmp_first")
         best = Signal.like(tmv.o.payload)
@@ -711,7 +715,7 @@ class TokenEngine(wiring.Component):
         mlgru_inside = Signal(16)  # elements between its input and output (far fewer than 2**16)
         m.d.sync += mlgru_inside.eq(mlgru_inside + fire(mlgru.i) - fire(mlgru.o))
         events.update(quant_busy=quant_busy, glu_busy=glu_busy, mlgru_busy=mlgru_inside != 0,
-                      lanes_starved=busy & tmv.w.valid & ~tmv.w.ready, post_starved=tmv.o.valid & ~p_run)
+                      lanes_starved=busy & tmv.w.valid & ~tmv.w.ready, post_starved=acc.valid & ~p_run)
         for name, inc in events.items():
             # the increment through a register: the counters are far from the units they watch,
             # and a statistic may lag a cycle

@@ -196,8 +196,8 @@ class Link(wiring.Component):
         Largest WRITE payload and READ length, a power of two from 16 to 32768 (default 1024).
         The payload buffer holds two of them (2 KiB by default: one ECP5 block RAM, four iCE40).
     registered : bool
-        Registers (``hw.skid``) on the engine's streams, between the reply stages and on ``tx``
-        (default True): for a fast clock, where the handshakes crossing the die are the slow
+        Registers (``hw.skid``) on the engine's streams, between the reply stages, on ``tx``
+        and ``rx`` (default True): for a fast clock, where the handshakes crossing the die are the slow
         paths. On a slow clock they only cost logic cells (about 250 flip-flops); without them
         the engine's streams pass straight through, and the reply bodies go to the CRC and COBS
         stages through one ``HalfRateRegister`` (a UART's pace is far below half the clock),
@@ -273,8 +273,12 @@ class Link(wiring.Component):
         buf_r = buf.read_port()
 
         # ---------------- receiver ----------------
-        byte = self.rx.payload
         m.d.comb += self.rx.ready.eq(1)
+        if self.registered:  # the UART sits by its pins, far from the decoder's enables
+            rx_valid, byte = Signal(), Signal(8, reset_less=True)
+            m.d.sync += [rx_valid.eq(self.rx.valid), byte.eq(self.rx.payload)]
+        else:
+            rx_valid, byte = self.rx.valid, self.rx.payload
 
         in_frame = Signal()         # a nonzero byte has come since the last delimiter
         remain = Signal(8)          # COBS: data bytes left in the current group
@@ -300,7 +304,7 @@ class Link(wiring.Component):
 
         dec_valid = Signal()
         dec_byte = Signal(8)
-        with m.If(self.rx.valid & (byte != 0)):
+        with m.If(rx_valid & (byte != 0)):
             m.d.sync += [in_frame.eq(1), idle.eq(0)]
             with m.If(remain == 0):
                 # A code byte: the previous group's implied zero is data now that a group follows.
@@ -345,8 +349,8 @@ class Link(wiring.Component):
                 with m.If(pos == 1):
                     m.d.sync += busy_seq.eq(dec_byte)
 
-        timed_out = in_frame & ~self.rx.valid & (idle == self.timeout_cycles - 1)
-        delimiter = in_frame & self.rx.valid & (byte == 0)
+        timed_out = in_frame & ~rx_valid & (idle == self.timeout_cycles - 1)
+        delimiter = in_frame & rx_valid & (byte == 0)
         status = Signal(8)
         with m.If(timed_out):
             m.d.comb += status.eq(ErrorCode.TIMEOUT)
