@@ -307,16 +307,21 @@ class TokenEngine(wiring.Component):
         token = Signal(TOKEN_WIDTH)
         fresh = Signal(init=1)  # the state restarts at the next step (power-up, reset)
         first = Signal()  # this step starts from the zero state
+        step_taken = Signal()  # a step request is taken
+        # the step's units start a cycle after the request is taken, from a register: the
+        # handshake (the bus's state, the link's queue) in front of every unit's start was the
+        # slowest path (11.2 ns at db8e891)
         start = Signal()
         bus_idle = Signal()
         x_version = Signal(range(lay.x_commits + 1))
         argmax = Signal(TOKEN_WIDTH)
         # a waiting bus request goes first: the link's requests reach the engine in their order
         m.d.comb += [self.step.ready.eq(~busy & bus_idle & ~self.done.valid & ~self.bus.valid),
-                     start.eq(self.step.valid & self.step.ready)]
+                     step_taken.eq(self.step.valid & self.step.ready)]
+        m.d.sync += start.eq(step_taken & (self.step.payload < vocab))
         with m.If(self.reset):
             m.d.sync += fresh.eq(1)
-        with m.If(start):
+        with m.If(step_taken):
             with m.If(self.step.payload < vocab):
                 m.d.sync += [token.eq(self.step.payload), first.eq(fresh | self.reset),
                              fresh.eq(0), x_version.eq(0)] + [b.eq(1) for b in busy_copies]
@@ -334,7 +339,7 @@ class TokenEngine(wiring.Component):
         copy_k = Signal(range(d + 1), init=d)  # the next row to read; d: idle
         copy_row = Signal(range(d))  # the next row to land (they land in order)
         # Each "index < its end" in front of a read's issue is a register kept in step with the
-        # index (``copy_more``, ``f_more``, ``w_more``; ``cmd_due`` below): a compare's carry
+        # index (``copy_more``, ``f_more``, ``w_more``, ``a_more``; ``cmd_due`` below): a compare's carry
         # chain sat in front of the issue and the enables it drives (the slowest paths at 100 MHz)
         copy_more = Signal()
         copying, copy_landed, emb_words = _read_ahead(m, "emb", emb_word, busy_emb & copy_more)
@@ -342,7 +347,7 @@ class TokenEngine(wiring.Component):
         with m.If(start):
             # token * d as shifts and adds: a product by a constant would still claim a DSP block
             m.d.sync += [copy_k.eq(0), copy_row.eq(0), copy_more.eq(1),
-                         token_base.eq(sum(self.step.payload << k for k in range(d.bit_length()) if d >> k & 1))]
+                         token_base.eq(sum(token << k for k in range(d.bit_length()) if d >> k & 1))]
         with m.If(copying):
             m.d.sync += [copy_k.eq(copy_k + 1), copy_more.eq(copy_k != d - 1)]
         with m.If(copy_landed):
@@ -462,7 +467,7 @@ class TokenEngine(wiring.Component):
         # through the code skid buffer, was the slowest path at the 100 MHz clock (12.0 ns at 393bc92)
         cmd_due = Signal()
         with m.If(start):
-            m.d.sync += [r_op.eq(0), r_codes.eq(0), cmd_due.eq(self.step.payload < vocab)]
+            m.d.sync += [r_op.eq(0), r_codes.eq(0), cmd_due.eq(1)]
         m.d.comb += [
             tmv.cmd.valid.eq(cmd_due),
             tmv.cmd.payload.rows.eq(_table(m, "r_rows", [op.rows for op in ops] + [1], r_op)),
@@ -538,7 +543,7 @@ class TokenEngine(wiring.Component):
         m.submodules.side = side_fifo = SyncFIFOBuffered(width=side.size, depth=8)
         # the accumulators through a skid buffer: the post stage's stall (the value skid buffer
         # back through the rescale, the conversion and the side FIFO) reached the lanes' ``w.ready``
-        # through their output FIFO's count (11.2 ns, the slowest path at 8fe3d8f)
+        # through their output FIFO's count (11.2 ns, the slowest path at ac76b46)
         acc = registered(m, "acc_q", tmv.o)
         acc_fire = acc.valid & acc.ready
         m.d.comb += [
@@ -617,14 +622,16 @@ class TokenEngine(wiring.Component):
         a_op = Signal(range(len(aux_ops) + 1), init=len(aux_ops))
         a_k = Signal(range(max(aux_counts)))
         feed_aux_addr = Signal.like(aux_addr)
-        aux_issue, _, aux_words = _read_ahead(m, "aux", aux_word, busy_aux & (a_op < len(aux_ops)))
+        a_more = Signal()
+        aux_issue, _, aux_words = _read_ahead(m, "aux", aux_word, busy_aux & a_more)
         a_count = _table(m, "a_count", aux_counts + [1], a_op)
         a_next_base = _table(m, "a_next_base", [op.aux_base for op in aux_ops[1:]] + [0, 0], a_op)
         with m.If(start):
-            m.d.sync += [a_op.eq(0), a_k.eq(0), feed_aux_addr.eq(aux_ops[0].aux_base)]
+            m.d.sync += [a_op.eq(0), a_more.eq(1), a_k.eq(0), feed_aux_addr.eq(aux_ops[0].aux_base)]
         with m.Elif(aux_issue):
             with m.If(a_k == a_count - 1):
-                m.d.sync += [a_op.eq(a_op + 1), a_k.eq(0), feed_aux_addr.eq(a_next_base)]
+                m.d.sync += [a_op.eq(a_op + 1), a_more.eq(a_op != len(aux_ops) - 1), a_k.eq(0),
+                             feed_aux_addr.eq(a_next_base)]
             with m.Else():
                 m.d.sync += [a_k.eq(a_k + 1), feed_aux_addr.eq(feed_aux_addr + 1)]
 
