@@ -69,6 +69,9 @@ def test_engine_cycles_and_lane_utilisation(board):
     assert got["per_token"]["weight_words"] == layout.weight_words
     assert got["cycles_per_token"] >= layout.weight_words
     assert got["lane_utilisation"] == pytest.approx(layout.weight_words / got["cycles_per_token"])
+    if board == "ulx3s-85f":  # issue 4's target: at most 1.3 x (ternary weights per token / lanes)
+        weights = sum(op.rows * op.cols for op in layout.ops)
+        assert got["cycles_per_token"] * layout.lanes <= 1.3 * weights, got["cycles_per_token"]
     worse, better = compare(rec, got)
     assert not worse, f"{board}: " + "; ".join(worse) + f" (more than {TOLERANCE:.0%} worse; {HOW})"
     for text in better:  # not a failure: a reminder, in pytest's warnings summary, to re-record
