@@ -342,8 +342,8 @@ class TokenEngine(wiring.Component):
         copy_k = Signal(range(d + 1), init=d)  # the next row to read; d: idle
         copy_row = Signal(range(d))  # the next row to land (they land in order)
         # Each "index < its end" in front of a read's issue is a register kept in step with the
-        # index (``copy_more``, ``f_more``, ``w_more``, ``a_more``; ``cmd_due`` below): a compare's carry
-        # chain sat in front of the issue and the enables it drives (the slowest paths at 100 MHz)
+        # index (``copy_more``, ``f_more``, ``w_more``, ``a_more``; ``cmd_due`` below): a
+        # compare's carry chain sat in front of the issue and the enables it drives
         copy_more = Signal()
         copying, copy_landed, emb_words = _read_ahead(m, "emb", emb_word, busy_emb & copy_more)
         token_base = Signal(range(lay.embedding_words))

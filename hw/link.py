@@ -197,11 +197,11 @@ class Link(wiring.Component):
         The payload buffer holds two of them (2 KiB by default: one ECP5 block RAM, four iCE40).
     registered : bool
         Registers (``hw.skid``) on the engine's streams, between the reply stages, on ``tx``
-        and ``rx`` (default True): for a fast clock, where the handshakes crossing the die are the slow
-        paths. On a slow clock they only cost logic cells (about 250 flip-flops); without them
-        the engine's streams pass straight through, and the reply bodies go to the CRC and COBS
-        stages through one ``HalfRateRegister`` (a UART's pace is far below half the clock),
-        with the same behaviour.
+        and ``rx`` (default True): for a fast clock, where the handshakes crossing the die are
+        the slow paths. On a slow clock they only cost logic cells (about 260 flip-flops);
+        without them the engine's streams pass straight through, and the reply bodies go to the
+        CRC and COBS stages through one ``HalfRateRegister`` (a UART's pace is far below half
+        the clock), with the same behaviour.
     serial_checksum : bool
         CHECKSUM's CRC-32 a bit per cycle instead of a byte (default False): about 130 logic
         cells fewer on the UP5K (a byte-wide update is a network of XORs, 160 cells), for eight
