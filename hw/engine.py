@@ -127,9 +127,10 @@ def _banked_read(m, name, banks, addr, bank_bits, pick_stages=1):
     latency = BANKED_READ_LATENCY + pick_stages - 1
     n_banks, n_columns = len(banks), len(banks[0])
     # the copies beside the RAMs, in groups of about sqrt(count), each group fed by its own copy.
-    # A group is a run of whole columns (every bank's RAM of a column): a column's RAMs meet in
-    # its pick register, so they sit together; a run of one bank's columns spread across the die
-    # (one hop of 10.9 ns from a group's copy to a column's at db8e891)
+    # A group is a run of whole columns (every bank's RAM of a column), whose RAMs meet in the
+    # columns' pick registers, rather than a run of one bank's columns (one hop of 10.9 ns from
+    # a group's copy to a column's at db8e891). The builds so far disagree on which is better
+    # (BENCHMARKS.md, "ULX3S fmax history": 141fd09 and d707453)
     per_group = max(1, round((n_banks * n_columns) ** 0.5))
     groups = replicas(f"{name}_addr_g", addr.shape(), -(-n_banks * n_columns // per_group))
     addrs = [replicas(f"{name}_addr_b{b}_c", addr.shape(), n_columns) for b in range(n_banks)]
