@@ -63,8 +63,10 @@ FAMILIES = {
         io="TRELLIS_IO", netlist_pass="host.ebr_output_register",
         # router1 (nextpnr-ecp5's default) was far from a legal routing of the engine (220,000
         # overused wires after 85,000 iterations; an earlier run did not finish in a session);
-        # router2 routes it in 4-8 minutes
-        nextpnr_opts="--router router2"),
+        # router2 routes it in 4-8 minutes. The placer's timing weight at 40 (default 10): the
+        # same netlist and seed placed at 85.1 MHz with the default and 96.6 MHz with 40
+        # (BENCHMARKS.md, "ULX3S fmax history", 2026-12-07)
+        nextpnr_opts="--router router2 --placer-heap-timingweight 40"),
 }
 
 

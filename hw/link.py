@@ -514,7 +514,10 @@ class Link(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.sync += [word_len.eq(0), rom_en.eq(0), in_gen.eq(0)]
+                # word_len is 0 here already: every reply sends its word down to 0 before it ends
+                # (clearing it here too put two more states into its enable, the slowest path of
+                # a 100 MHz build at 735c994)
+                m.d.sync += [rom_en.eq(0), in_gen.eq(0)]
                 load_count(0)
                 with m.If(busy & (~busy_behind | ~pending)):
                     m.d.sync += [r_cmd.eq(busy_cmd), r_seq.eq(busy_seq), r_status.eq(ErrorCode.BUSY),
@@ -635,7 +638,7 @@ class Link(wiring.Component):
                     m.next = "H_CMD"
             with m.State("GEN_NEXT"):
                 m.d.sync += [token.eq(argmax), remaining.eq(remaining - 1), remaining_zero.eq(remaining == 1),
-                             index.eq(index + 1), word_len.eq(0)]
+                             index.eq(index + 1)]  # word_len is 0: the token's reply is sent
                 load_count(0)
                 m.next = "GEN_CHECK"
 
