@@ -363,11 +363,17 @@ class TokenEngine(wiring.Component):
         f_op = Signal(range(n_ops + 1), init=n_ops)
         f_hdr = Signal(init=1)  # the op's header (c, eps) goes first
         f_k = Signal(range(max(op.cols for op in ops)))
-        f_src = _table(m, "f_src", [SOURCES.index(op.source) for op in ops] + [0], f_op, (len(SOURCES) - 1).bit_length())
         f_cols = _table(m, "f_cols", [op.cols for op in ops] + [1], f_op)
         f_pg = _table(m, "f_pg", [op.pg_base for op in ops] + [0], f_op)
-        # the x commits an element read from x waits for
-        f_xver = _table(m, "f_xver", [op.x_version for op in ops] + [0], f_op)
+        # the op's source and the x commits an element read from x waits for, in registers kept
+        # in step with f_op (loaded from tables of the next op as it moves on): the tables of
+        # f_op in front of the x version's compare and the enables were the slowest
+        # path of two 100 MHz builds at 236ed0a (11.0 ns)
+        src_w = (len(SOURCES) - 1).bit_length()
+        f_src = Signal(src_w, init=SOURCES.index(ops[0].source))
+        f_xver = Signal(range(lay.x_commits + 1), init=ops[0].x_version)
+        f_src_next = _table(m, "f_src_next", [SOURCES.index(op.source) for op in ops[1:]] + [0, 0], f_op, src_w)
+        f_xver_next = _table(m, "f_xver_next", [op.x_version for op in ops[1:]] + [0, 0], f_op, f_xver.shape())
         src_x, src_mlgru, src_glu, src_resid, src_emb = (SOURCES.index(s) for s in SOURCES)
         # f_k == f_cols - 1 as a register kept in step with f_k and f_op, and f_k's copy for the
         # x read: the compare and the LUT RAM's address pins behind one register were the
@@ -378,7 +384,8 @@ class TokenEngine(wiring.Component):
         f_one_next = _table(m, "f_one_next", [op.cols == 1 for op in ops[1:]] + [0, 0], f_op)
         f_more = Signal()
         with m.If(start):
-            m.d.sync += [f_op.eq(0), f_more.eq(1), f_hdr.eq(1), f_k.eq(0), f_k_x.eq(0), f_last.eq(ops[0].cols == 1)]
+            m.d.sync += [f_op.eq(0), f_more.eq(1), f_hdr.eq(1), f_k.eq(0), f_k_x.eq(0), f_last.eq(ops[0].cols == 1),
+                         f_src.eq(SOURCES.index(ops[0].source)), f_xver.eq(ops[0].x_version)]
 
         # The feeder generates each op's header and elements, reading their pg words (and x, for
         # an op that reads x from memory, once every write to x before it has landed) ahead into
@@ -412,12 +419,13 @@ class TokenEngine(wiring.Component):
         with m.If(gen_fire):
             with m.If(f_hdr & (f_src == src_glu)):
                 m.d.sync += [f_op.eq(f_op + 1), f_more.eq(f_op != n_ops - 1), feed_pg_addr.eq(f_hdr_addr_next),
-                             f_last.eq(f_one_next)]
+                             f_last.eq(f_one_next), f_src.eq(f_src_next), f_xver.eq(f_xver_next)]
             with m.Elif(f_hdr):
                 m.d.sync += [f_hdr.eq(0), feed_pg_addr.eq(f_pg)]
             with m.Elif(f_last):
                 m.d.sync += [f_op.eq(f_op + 1), f_more.eq(f_op != n_ops - 1), f_hdr.eq(1), f_k.eq(0), f_k_x.eq(0),
-                             feed_pg_addr.eq(f_hdr_addr_next), f_last.eq(f_one_next)]
+                             feed_pg_addr.eq(f_hdr_addr_next), f_last.eq(f_one_next), f_src.eq(f_src_next),
+                             f_xver.eq(f_xver_next)]
             with m.Else():
                 m.d.sync += [f_k.eq(f_k + 1), f_k_x.eq(f_k + 1), feed_pg_addr.eq(feed_pg_addr + 1),
                              f_last.eq(f_k + 2 == f_cols)]
