@@ -108,10 +108,9 @@ class CobsEncoder(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        # in LUT RAM on the ECP5 (iCE40 flows drop the hint): the data went from a block RAM's
-        # output (~5.8 ns after the clock) through the output mux into tx, a 10.4 ns path at
-        # 236ed0a (seed 3), and its synchronous read is a flip-flop after the LUT RAM here
-        m.submodules.buf = buf = Memory(shape=8, depth=254, init=[], attrs={"ram_style": "distributed"})
+        # a block RAM: in LUT RAM (5e974d3) the read address's logic (idx, its compare with k)
+        # ran on through the LUT RAM's read multiplexers into the data register, 12.7 ns at seed 3
+        m.submodules.buf = buf = Memory(shape=8, depth=254, init=[])
         wp = buf.write_port()
         rp = buf.read_port()
 
