@@ -276,8 +276,9 @@ class TokenEngine(wiring.Component):
                                                  lower_bound=cfg.use_lower_bound)
         m.submodules.to_float = to_float = IntToFloat(tmv.acc_width, "bf16")
         row_w = max(1, max(op.rows for op in ops).bit_length())
-        op_w = max(1, n_ops.bit_length())
-        post_tag = data.StructLayout({"op": op_w, "row": row_w, "last": 1})
+        # a row's destination, one-hot, and whether it takes a keep word: the post stage routes on
+        # them straight from its register (a table of the op there was in front of its enables)
+        post_tag = data.StructLayout({"dest": len(DESTS), "use_keep": 1, "row": row_w, "last": 1})
         m.submodules.rescale = rescale = LMul("bf16", tag_width=post_tag.size)
         resid_tag = data.StructLayout({"row": row_w, "last": 1})
         m.submodules.resid = resid = FAdd("bf16", tag_width=resid_tag.size)
@@ -553,8 +554,12 @@ class TokenEngine(wiring.Component):
         next_one_row = _table(m, "p_next_one_row", one_row[1:] + [0, 0], p_op, 1)
         with m.If(start):
             m.d.sync += [p_op.eq(0), p_run.eq(0), p_row.eq(0), last_row.eq(one_row[0])]
+        p_dest, p_keep = Signal(len(DESTS)), Signal()
+        dest_of_op = _table(m, "p_dest_of_op", [1 << DESTS.index(op.dest) for op in ops] + [0], p_op, len(DESTS))
+        keep_of_op = _table(m, "p_keep_of_op", [op.use_keep for op in ops] + [0], p_op, 1)
         with m.If(busy_post & (p_op < n_ops) & ~p_run & scale_in):
-            m.d.sync += [p_run.eq(1), p_scale.eq(Mux(p_glu, glu.scale.payload, quant.scale.payload))]
+            m.d.sync += [p_run.eq(1), p_scale.eq(Mux(p_glu, glu.scale.payload, quant.scale.payload)),
+                         p_dest.eq(dest_of_op), p_keep.eq(keep_of_op)]
 
         # side FIFO: each accumulator's (scale, op, row, last) waits for its conversion
         side = data.StructLayout({"scale": 16, "tag": post_tag})
@@ -571,7 +576,8 @@ class TokenEngine(wiring.Component):
             side_fifo.w_en.eq(acc_fire),
         ]
         side_in = data.View(side, side_fifo.w_data)
-        m.d.comb += [side_in.scale.eq(p_scale), side_in.tag.op.eq(p_op), side_in.tag.row.eq(p_row),
+        m.d.comb += [side_in.scale.eq(p_scale), side_in.tag.dest.eq(p_dest),
+                     side_in.tag.use_keep.eq(p_keep), side_in.tag.row.eq(p_row),
                      side_in.tag.last.eq(last_row)]
         with m.If(acc_fire):
             m.d.sync += [p_row.eq(p_row + 1), last_row.eq(p_row == rows_m2)]
@@ -654,10 +660,9 @@ class TokenEngine(wiring.Component):
                 m.d.sync += [a_k.eq(a_k + 1), feed_aux_addr.eq(feed_aux_addr + 1)]
 
         tag = pl.payload.tag
-        dest = _table(m, "dest", [DESTS.index(op.dest) for op in ops] + [0], tag.op, 3)
-        use_keep = _table(m, "use_keep", [op.use_keep for op in ops] + [0], tag.op, 1)
+        use_keep = tag.use_keep
         value = pl.payload.value
-        is_dest = {name: pl.valid & (dest == DESTS.index(name)) for name in DESTS}
+        is_dest = {name: pl.valid & tag.dest[k] for k, name in enumerate(DESTS)}
         # the destination units take their rows through skid buffers: the post stage's reads and
         # tables would otherwise run into their first stages, and their readies back into it
         mlgru_in, resid_in, glu_in = (registered_into(m, f"{unit}_feed", port)
@@ -695,15 +700,10 @@ class TokenEngine(wiring.Component):
             glu_in.payload.last.eq(tag.last),
             aux_words.ready.eq((is_dest["mlgru"] & use_keep & mlgru_in.ready) | (is_dest["glu"] & odd & glu_in.ready)),
         ]
-        with m.Switch(dest):
-            with m.Case(DESTS.index("mlgru")):
-                m.d.comb += pl.ready.eq(mlgru_in.ready & has_keep)
-            with m.Case(DESTS.index("resid")):
-                m.d.comb += pl.ready.eq(resid_in.ready)
-            with m.Case(DESTS.index("glu")):
-                m.d.comb += pl.ready.eq(~odd | (glu_in.ready & aux_words.valid))
-            with m.Default():
-                m.d.comb += pl.ready.eq(1)
+        # the memories and the logits take a row in any cycle
+        takes = {"mlgru": mlgru_in.ready & has_keep, "resid": resid_in.ready,
+                 "glu": ~odd | (glu_in.ready & aux_words.valid)}
+        m.d.comb += pl.ready.eq(Cat(tag.dest[k] & takes.get(name, 1) for k, name in enumerate(DESTS)).any())
         with m.If(is_dest["logits"] & tag.last):
             m.d.sync += [self.done.valid.eq(1), self.done.payload.eq(argmax)]
 
