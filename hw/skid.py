@@ -107,9 +107,12 @@ class HalfRateRegister(wiring.Component):
         return m
 
 
-def registered(m: Module, name: str, source, *, ring: bool = False):
-    """``source`` (a stream a submodule drives) through a new ``SkidBuffer``; returns its output."""
-    skid = SkidBuffer(source.payload.shape(), ring=ring)
+def registered(m: Module, name: str, source, *, ring: bool = False, half_rate: bool = False):
+    """``source`` (a stream a submodule drives) through a new ``SkidBuffer`` (a
+    ``HalfRateRegister`` with ``half_rate``); returns its output."""
+    if half_rate and ring:
+        raise ValueError("a half-rate register has no ring")
+    skid = HalfRateRegister(source.payload.shape()) if half_rate else SkidBuffer(source.payload.shape(), ring=ring)
     m.submodules[name] = skid
     wiring.connect(m, source, skid.i)
     return skid.o

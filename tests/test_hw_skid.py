@@ -4,7 +4,10 @@ when nothing stalls, and its ready is a register."""
 import pytest
 from amaranth.sim import Simulator
 
-from hw.skid import HalfRateRegister, SkidBuffer
+from amaranth.hdl import Module
+from amaranth.lib import stream
+
+from hw.skid import HalfRateRegister, SkidBuffer, registered
 from sim.streams import collect, feed
 
 
@@ -157,3 +160,14 @@ def test_half_rate_register_takes_one_every_two_cycles_and_its_ready_is_a_regist
     sim.add_testbench(bench)
     sim.run()
     assert seen == {"taken": 20, "received": 20}
+
+
+def test_registered_picks_the_slice_and_rejects_a_half_rate_ring():
+    m = Module()
+    for name, kwargs, kind in (("a", {}, SkidBuffer), ("b", {"ring": True}, SkidBuffer),
+                               ("c", {"half_rate": True}, HalfRateRegister)):
+        registered(m, name, stream.Signature(8).create(), **kwargs)
+        assert type(m.submodules[name]) is kind
+    assert m.submodules["b"].ring and not m.submodules["a"].ring
+    with pytest.raises(ValueError, match="half-rate register has no ring"):
+        registered(m, "d", stream.Signature(8).create(), ring=True, half_rate=True)
