@@ -91,7 +91,10 @@ class TritDecoder(wiring.Component):
     Each byte lane looks its byte up in its own 256 x 10-bit ROM (as logic) built from
     ``golden.pack.decode_table()`` (trit j of the byte in bits [2j, 2j+2) of the entry, so trit 0,
     the least significant base-3 digit, comes first). Invalid bytes 243..255 decode to five zeros,
-    as the ROM's rows do (the loader rejects such bytes before they reach the device).
+    as the ROM's rows do (the loader rejects such bytes before they reach the device). The ROM is
+    two halves of 128 entries, each read into its own register, and the byte's top bit picks
+    between them after the registers: a 7-input function fits one ECP5 logic cell group, where
+    the whole 8-input one ran through general routing (10.4-10.5 ns at bd18f0a).
 
     Parameters
     ----------
@@ -107,7 +110,7 @@ class TritDecoder(wiring.Component):
         stream connects straight to its ``w`` input when the image pads each row to whole
         P-trit words (``ceil(K / P) * L`` bytes per row).
 
-    Latency 1 cycle (the ROM's registered read), throughput one beat (5 L trits) per cycle.
+    Latency 1 cycle (the ROMs' registered reads), throughput one beat (5 L trits) per cycle.
     Back-pressure stalls the single stage: ``i.ready`` is high whenever the output register is
     empty or being read (a combinational path from ``o.ready`` to ``i.ready``).
     """
@@ -136,14 +139,18 @@ class TritDecoder(wiring.Component):
         out_bits = self.o.payload.as_value()
         for lane in range(self.lanes):
             # as logic, not a block RAM: one RAM per byte lane would take 39 of an ECP5-85F's 208
-            rom = Memory(shape=unsigned(width), depth=256, init=init, attrs=ROM_AS_LOGIC)
-            m.submodules[f"rom{lane}"] = rom
-            rd = rom.read_port()
-            m.d.comb += [
-                rd.addr.eq(self.i.payload[lane]),
-                rd.en.eq(advance),
-                out_bits[width * lane:width * (lane + 1)].eq(rd.data),
-            ]
+            halves = []
+            for half in range(2):
+                rom = Memory(shape=unsigned(width), depth=128, init=init[128 * half:128 * (half + 1)],
+                             attrs=ROM_AS_LOGIC)
+                m.submodules[f"rom{lane}_{half}"] = rom
+                rd = rom.read_port()
+                m.d.comb += [rd.addr.eq(self.i.payload[lane][:7]), rd.en.eq(advance)]
+                halves.append(rd.data)
+            top = Signal(name=f"top{lane}")
+            with m.If(advance):
+                m.d.sync += top.eq(self.i.payload[lane][7])
+            m.d.comb += out_bits[width * lane:width * (lane + 1)].eq(Mux(top, halves[1], halves[0]))
         with m.If(advance):
             m.d.sync += self.o.valid.eq(self.i.valid)
         return m
