@@ -20,6 +20,7 @@ from amaranth.lib.wiring import In, Out
 
 from host.protocol import ADDR_SPACE, PROTOCOL_VERSION, Command, ErrorCode, Status
 
+from .pipeline import NO_RW_CHECK
 from .port import ADDR_WIDTH, TOKEN_WIDTH, engine_port
 from .skid import HalfRateRegister, registered, registered_into
 
@@ -111,7 +112,8 @@ class CobsEncoder(wiring.Component):
         m = Module()
         # a block RAM: in LUT RAM (5e974d3) the read address's logic (idx, its compare with k)
         # ran on through the LUT RAM's read multiplexers into the data register, 12.7 ns at seed 3
-        m.submodules.buf = buf = Memory(shape=8, depth=254, init=[])
+        # (no read is used from a cycle with a write: FILL writes, CODE and DATA read)
+        m.submodules.buf = buf = Memory(shape=8, depth=254, init=[], attrs=NO_RW_CHECK)
         wp = buf.write_port()
         rp = buf.read_port()
         # the read's data through a plain register (the block RAM's own output register, after
