@@ -62,6 +62,9 @@ BANK_ADDRESS_LATENCY = 2
 #: block RAMs lie in EBR rows across the die, and one 4-way pick register took 12 ns of routing
 WEIGHT_PICK_STAGES = 2
 WEIGHT_READ_LATENCY = BANKED_READ_LATENCY + WEIGHT_PICK_STAGES - 1
+#: log2 of the rows of x per LUT RAM bank: each bank is read through a 4:1 multiplexer of
+#: 16-word RAMs into its own register (``_x_banks``)
+X_BANK_BITS = 6
 #: the weight words' ring in front of the lanes: deep enough for the read and the decoder at one
 #: word per cycle, and 16 deep costs no more distributed RAM than 9
 WEIGHT_RING_DEPTH = 16
@@ -161,6 +164,38 @@ def _banked_read(m, name, banks, addr, bank_bits, pick_stages=1):
     word = Signal(len(Cat(*parts)), name=f"{name}_word")
     m.d.comb += word.eq(Cat(*parts))
     return word, addrs
+
+
+def _x_banks(m, mem, d, attrs):
+    """The residual stream x (``d`` words of 16 bits) as LUT RAM banks of ``2**X_BANK_BITS``
+    consecutive rows. Returns ``(banks, write, read_async, bank_of)``: the banks' memories;
+    ``write`` a view with ``addr``,
+    ``data`` and ``en`` to drive (one write a cycle); ``read_async(addr, name)`` the word at ``addr``
+    through a multiplexer of the banks' asynchronous reads; ``bank_of(addr)`` the bank's index.
+
+    One 192-row RAM read through a 12:1 multiplexer from a single address register was the
+    slowest path of aa18f17's build (12.2 ns into the feeder's x read); a bank's read is 4:1,
+    and the feeder (``TokenEngine``) reads each bank from its own address copy."""
+    rows = 1 << X_BANK_BITS
+    n = -(-d // rows)
+    banks = [mem(f"x{b}", 16, min(rows, d - b * rows), attrs=attrs) for b in range(n)]
+    write = Signal(data.StructLayout({"addr": range(d), "data": 16, "en": 1}), name="x_write")
+    for b, bank in enumerate(banks):
+        port = bank.write_port()
+        m.d.comb += [port.addr.eq(write.addr[:X_BANK_BITS]), port.data.eq(write.data),
+                     port.en.eq(write.en & (write.addr >> X_BANK_BITS == b))]
+
+    def bank_of(addr):
+        return addr >> X_BANK_BITS
+
+    def read_async(addr, name):
+        reads = [bank.read_port(domain="comb") for bank in banks]
+        m.d.comb += [port.addr.eq(addr[:X_BANK_BITS]) for port in reads]
+        word = Signal(16, name=name)
+        m.d.comb += word.eq(Array(port.data for port in reads)[bank_of(addr)] if n > 1 else reads[0].data)
+        return word
+
+    return banks, write, read_async, bank_of
 
 
 def _read_ahead(m, name, word, want, tag=None, *, stage=None, queue=None, latency=None):
@@ -305,7 +340,7 @@ class TokenEngine(wiring.Component):
         aux = _banks(mem, "aux", 16, lay.aux_words, self._init("aux", 2), AUX_BANK_BITS, NO_RW_CHECK, whole_last=True)
         logits = mem("logits", 16, vocab, attrs=small)
         scratch = mem("scratch", 8, SCRATCH_BYTES, attrs=small)
-        x_mem = mem("x", 16, d, attrs=small)
+        x_banks, x_wr, x_read_async, x_bank_of = _x_banks(m, mem, d, small)
         buf_i, buf_f = mem("buf_i", 16, d, attrs=small), mem("buf_f", 16, d, attrs=small)
 
         # ---- step control -----------------------------------------------------------------------
@@ -346,7 +381,6 @@ class TokenEngine(wiring.Component):
         # quantiser (its source "embedding"), so that op loads while the row is copied.
         emb_addr = Signal(range(lay.embedding_words))
         emb_word, emb_addrs = _banked_read(m, "emb", embedding, emb_addr, EMBEDDING_BANK_BITS)
-        x_wr = x_mem.write_port()
         copy_k = Signal(range(d + 1), init=d)  # the next row to read; d: idle
         copy_row = Signal(range(d))  # the next row to land (they land in order)
         # Each "index < its end" in front of a read's issue is a register kept in step with the
@@ -402,11 +436,25 @@ class TokenEngine(wiring.Component):
         # op waits for x (where the quantiser's gap between two vectors hides it).
         pg_addr = Signal(range(lay.pg_words))
         pg_word, pg_addrs = _banked_read(m, "pg", pg, pg_addr, PG_BANK_BITS)
-        # x read at the element's issue (a registered read), then delayed to land with its pg word
-        x_rd_feed = x_mem.read_port()
-        m.d.comb += x_rd_feed.addr.eq(f_k_x)
-        x_landing = x_rd_feed.data
-        for k in range(BANKED_READ_LATENCY - 1):
+        # x read at the element's issue, then delayed to land with its pg word: the address into
+        # a copy beside each bank (_x_banks), each bank's word into its own register, the bank's
+        # word picked into a register; the read happens a cycle after the issue, which changes
+        # nothing (the writes it waits for landed before the issue, and no write to the same row
+        # follows within a cycle: the next write of a row needs this op's codes)
+        x_feed_addrs = replicas("x_feed_addr", range(1 << X_BANK_BITS), len(x_banks))
+        x_feed_sel = [Signal.like(x_bank_of(f_k_x), name=f"x_feed_sel{k}") for k in range(2)]
+        m.d.sync += [a.eq(f_k_x[:X_BANK_BITS]) for a in x_feed_addrs]
+        m.d.sync += [x_feed_sel[0].eq(x_bank_of(f_k_x)), x_feed_sel[1].eq(x_feed_sel[0])]
+        x_bank_words = []
+        for b, bank in enumerate(x_banks):
+            port = bank.read_port(domain="comb")
+            word = Signal(16, name=f"x_feed_word{b}", reset_less=True)
+            m.d.comb += port.addr.eq(x_feed_addrs[b])
+            m.d.sync += word.eq(port.data)
+            x_bank_words.append(word)
+        x_landing = Signal(16, name="x_feed_picked", reset_less=True)
+        m.d.sync += x_landing.eq(Array(x_bank_words)[x_feed_sel[1]] if len(x_banks) > 1 else x_bank_words[0])
+        for k in range(BANKED_READ_LATENCY - 3):
             later = Signal(16, name=f"feed_x{k + 1}", reset_less=True)
             m.d.sync += later.eq(x_landing)
             x_landing = later
@@ -625,13 +673,17 @@ class TokenEngine(wiring.Component):
         # lookup stage: everything a destination needs about row r, read with the value
         pl = stream.Signature(data.StructLayout({"value": 16, "tag": post_tag})).create()
         pl_advance = ~pl.valid | pl.ready
-        bi_rd, bf_rd, x_rd_post = buf_i.read_port(), buf_f.read_port(), x_mem.read_port()
+        bi_rd, bf_rd = buf_i.read_port(), buf_f.read_port()
         row_bits = max(1, (d - 1).bit_length())
+        # x: the banks' asynchronous reads picked into a register, as a registered read would be
+        x_post_word = x_read_async(row_copies[2][:row_bits], "x_post_word")
+        x_post = Signal(16, name="x_post", reset_less=True)
+        with m.If(pl_advance):
+            m.d.sync += x_post.eq(x_post_word)
         m.d.comb += [
             value_s.ready.eq(pl_advance),
             bi_rd.addr.eq(row_copies[0][:row_bits]), bf_rd.addr.eq(row_copies[1][:row_bits]),
-            x_rd_post.addr.eq(row_copies[2][:row_bits]),
-            bi_rd.en.eq(pl_advance), bf_rd.en.eq(pl_advance), x_rd_post.en.eq(pl_advance),
+            bi_rd.en.eq(pl_advance), bf_rd.en.eq(pl_advance),
         ]
         with m.If(pl_advance):
             m.d.sync += [pl.valid.eq(value_s.valid), pl.payload.value.eq(value_s.payload.product),
@@ -686,7 +738,7 @@ class TokenEngine(wiring.Component):
         rt = data.View(resid_tag, resid_in.payload.tag)
         m.d.comb += [
             resid_in.valid.eq(is_dest["resid"]),
-            resid_in.payload.a.eq(x_rd_post.data), resid_in.payload.b.eq(value), resid_in.payload.sub.eq(0),
+            resid_in.payload.a.eq(x_post), resid_in.payload.b.eq(value), resid_in.payload.sub.eq(0),
             rt.row.eq(tag.row), rt.last.eq(tag.last),
         ]
         # GLU: rows come as (gate j, value j) pairs; the down projection's gain j from aux
