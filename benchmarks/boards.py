@@ -1,7 +1,7 @@
 """Whole-device builds per board: utilisation and fmax of the device core with the shipped model.
 
     python -m benchmarks.boards [--boards ulx3s-85f icebreaker] [--seed 1] [--no-write]
-    python -m benchmarks.boards --from-json build/ulx3s.json   # a saved `mmfree build --json` result
+    python -m benchmarks.boards --from-json build/ulx3s.json [--commit C]   # a saved `mmfree build --json` result
 
 Builds each board's bitstream with ``host.build`` (the command ``mmfree build`` runs: Yosys and
 nextpnr from pip, fixed seed), for the largest shipped model meant for it, and writes the
@@ -43,6 +43,14 @@ def run(board: str, seed: int, log=print) -> dict:
     return {"board": board, "model": model, **json.loads(result.to_json())}
 
 
+def _build_command(result: dict) -> str:
+    """The ``mmfree build`` command that gives a saved result (its clock when not the board's)."""
+    clock = result.get("requested_clock_mhz", result["clock_mhz"])
+    clock_arg = "" if clock == BOARDS[result["board"]].clock_mhz else f" --clock-mhz {clock:g}"
+    return (f"mmfree build --board {result['board']} --model {result['model']}{clock_arg} "
+            f"--seed {result['seed']} --json")
+
+
 def render(rows, command: str) -> str:
     """The section: one row per board, each with the command and commit that built it (a row
     without ``command`` was built by ``command``)."""
@@ -76,23 +84,32 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--from-json", nargs="+", metavar="FILE",
                     help="render saved `mmfree build --board B --model M --json` results instead of building")
+    ap.add_argument("--commit", help="with --from-json: the commit the saved builds were made at "
+                                     "(default: the work tree's)")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     args = ap.parse_args(argv)
+    if args.commit and not args.from_json:
+        ap.error("--commit goes with --from-json (a build made here is stamped with this tree's commit)")
     if args.from_json:
         rows = []
         for path in args.from_json:
             result = json.loads(Path(path).read_text().strip().splitlines()[0])
-            rows.append({"model": result["core"].split(" for ")[-1].split(" (")[0], **result})
-        command = "; ".join(f"mmfree build --board {r['board']} --model {r['model']} --seed {r['seed']} --json"
-                            for r in rows)
+            model = Path(result["core"].split(" for ")[-1].split(" (")[0])
+            if model.is_absolute() and model.is_relative_to(ROOT):
+                model = model.relative_to(ROOT)
+            rows.append({"model": str(model), **result})
+        command = "; ".join(_build_command(r) for r in rows)
     else:
         command = "python -m benchmarks.boards " + shlex.join(["--boards", *args.boards, "--seed", str(args.seed)])
         rows = [run(board, args.seed, log=lambda s: print(s, file=sys.stderr)) for board in args.boards]
     if not args.no_write:
         for row in rows:
             if "error" not in row:
-                record.update("boards", row["board"], record.stamp(row, command))
+                stamped = record.stamp(row, command)
+                if args.commit:
+                    stamped["commit"] = args.commit
+                record.update("boards", row["board"], stamped)
         # every board's last build, this run's failures in place of theirs
         recorded = record.load().get("boards", {})
         built = {r["board"]: r for r in rows if "error" in r}

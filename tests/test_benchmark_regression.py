@@ -139,3 +139,15 @@ def test_the_icebreaker_core_still_fits_the_up5k():
         f"the iCEBreaker core packs into {got['logic_cells']:,} logic cells, the UP5K has "
         f"{UP5K['logic cells']:,}: `python -m benchmarks.compact_fit` measures it")
     assert got["ebr"] <= UP5K["EBR"] and got["spram"] <= UP5K["SPRAM"] and got["dsp"] == 0
+
+
+def test_a_saved_build_is_recorded_with_the_command_that_repeats_it():
+    """``benchmarks.boards --from-json``: the command names the clock when it is not the board's
+    default (hw.boards: the ULX3S runs at 75 MHz), so the recorded row can be rebuilt as is."""
+    from benchmarks.boards import _build_command
+
+    saved = {"board": "ulx3s-85f", "model": "models/mmfree-ecp5", "seed": 3, "clock_mhz": 100.0}
+    assert _build_command({**saved, "requested_clock_mhz": 100.0}) == (
+        "mmfree build --board ulx3s-85f --model models/mmfree-ecp5 --clock-mhz 100 --seed 3 --json")
+    assert _build_command({**saved, "clock_mhz": 75.0, "requested_clock_mhz": 75.0}) == (
+        "mmfree build --board ulx3s-85f --model models/mmfree-ecp5 --seed 3 --json")
