@@ -186,6 +186,8 @@ def _x_banks(m, mem, d, attrs):
     # the difference: the feeder reads x a cycle after its issue, which the x version allows
     # at the earliest in the cycle after the version's last write is driven, so the read comes
     # the cycle after that write lands; the post stage reads a row an op after its last write.
+    # (In practice the reads come later still: the engine's tests pass with the write 7 cycles
+    # later, so they do not pin this margin down.)
     addrs = replicas("x_wr_addr", X_BANK_BITS, n)
     words = replicas("x_wr_data", 16, n)
     enables = replicas("x_wr_en", 1, n, reset_less=False)
