@@ -450,9 +450,10 @@ class TokenEngine(wiring.Component):
         pg_word, pg_addrs = _banked_read(m, "pg", pg, pg_addr, PG_BANK_BITS)
         # x read at the element's issue, then delayed to land with its pg word: the address into
         # a copy beside each bank (_x_banks), each bank's word into its own register, the bank's
-        # word picked into a register; the read happens a cycle after the issue, which changes
-        # nothing (the writes it waits for landed before the issue, and no write to the same row
-        # follows within a cycle: the next write of a row needs this op's codes)
+        # word picked into a register; the read happens a cycle after the issue, after the
+        # writes it waits for have landed (``_x_banks``: a write lands a cycle after the version
+        # counts it), and no write to the same row follows within a cycle: the next write of a
+        # row needs this op's codes
         x_feed_addrs = replicas("x_feed_addr", range(1 << X_BANK_BITS), len(x_banks))
         x_feed_sel = [Signal.like(x_bank_of(f_k_x), name=f"x_feed_sel{k}") for k in range(2)]
         m.d.sync += [a.eq(f_k_x[:X_BANK_BITS]) for a in x_feed_addrs]
