@@ -58,6 +58,8 @@ EMBEDDING_COLUMN_BITS = 2
 #: cycles from an address to its word out of ``_banked_read``, and to the block RAMs' address pins
 BANKED_READ_LATENCY = 5
 BANK_ADDRESS_LATENCY = 2
+#: cycles from the bus's ACCESS to a banked memory's write port (``TokenEngine``)
+BUS_WRITE_LATENCY = BANK_ADDRESS_LATENCY + 1
 #: the weights' banks are picked in two stages (a bank within each pair, then the pair): their
 #: block RAMs lie in EBR rows across the die, and one 4-way pick register took 12 ns of routing
 WEIGHT_PICK_STAGES = 2
@@ -170,8 +172,9 @@ def _x_banks(m, mem, d, attrs):
     """The residual stream x (``d`` words of 16 bits) as LUT RAM banks of ``2**X_BANK_BITS``
     consecutive rows. Returns ``(banks, write, read_async, bank_of)``: the banks' memories;
     ``write`` a view with ``addr``, ``data`` and ``en`` to drive (one write a cycle, landing two
-    clock edges after it is driven); ``read_async(addr, name)`` the word at ``addr``
-    through a multiplexer of the banks' asynchronous reads; ``bank_of(addr)`` the bank's index.
+    clock edges after it is driven); ``read_async(addrs, name)`` the word at an address
+    through a multiplexer of the banks' asynchronous reads, given a copy of the address per bank
+    (the last one also picks the bank); ``bank_of(addr)`` the bank's index.
 
     One 192-row RAM read through a 12:1 multiplexer from a single address register was the
     slowest path of aa18f17's build (12.2 ns into the feeder's x read); a bank's read is 4:1,
@@ -200,11 +203,11 @@ def _x_banks(m, mem, d, attrs):
     def bank_of(addr):
         return addr >> X_BANK_BITS
 
-    def read_async(addr, name):
+    def read_async(addrs, name):
         reads = [bank.read_port(domain="comb") for bank in banks]
-        m.d.comb += [port.addr.eq(addr[:X_BANK_BITS]) for port in reads]
+        m.d.comb += [port.addr.eq(addr[:X_BANK_BITS]) for port, addr in zip(reads, addrs)]
         word = Signal(16, name=name)
-        m.d.comb += word.eq(Array(port.data for port in reads)[bank_of(addr)] if n > 1 else reads[0].data)
+        m.d.comb += word.eq(Array(port.data for port in reads)[bank_of(addrs[-1])] if n > 1 else reads[0].data)
         return word
 
     return banks, write, read_async, bank_of
@@ -674,9 +677,10 @@ class TokenEngine(wiring.Component):
         ]
         # not a ring (``SkidBuffer(ring=True)``): the row it gives addresses the LUT RAM reads of
         # the lookup stage, and a multiplexer in front of those addresses was the slowest path
-        # (13.2 ns at 972dd28). Each of the three memories read there has its own copy of the
-        # output register (one register's row across all their LUT RAMs was 11-12 ns).
-        m.submodules.value_skid = value_skid = SkidBuffer(rescale.o.payload.shape(), copies=3)
+        # (13.2 ns at 972dd28). Each memory read there, and each bank of x, has its own copy of
+        # the output register (one register's row across all their LUT RAMs was 11-12 ns; one
+        # across x's banks, 10.6 ns at 818956c seed 1).
+        m.submodules.value_skid = value_skid = SkidBuffer(rescale.o.payload.shape(), copies=2 + len(x_banks))
         wiring.connect(m, rescale.o, value_skid.i)
         value_s = value_skid.o
         v_tag = data.View(post_tag, value_s.payload.tag)
@@ -689,7 +693,7 @@ class TokenEngine(wiring.Component):
         bi_rd, bf_rd = buf_i.read_port(), buf_f.read_port()
         row_bits = max(1, (d - 1).bit_length())
         # x: the banks' asynchronous reads picked into a register, as a registered read would be
-        x_post_word = x_read_async(row_copies[2][:row_bits], "x_post_word")
+        x_post_word = x_read_async([row[:row_bits] for row in row_copies[2:]], "x_post_word")
         x_post = Signal(16, name="x_post", reset_less=True)
         with m.If(pl_advance):
             m.d.sync += x_post.eq(x_post_word)
@@ -953,15 +957,16 @@ class TokenEngine(wiring.Component):
             targets += [(bank, bank_addrs, in_region(name, size) & ((addr >> bank_bits == b) if len(banks) > 1 else 1),
                          addr, byte, width) for b, (bank, bank_addrs) in enumerate(zip(banks, addrs))]
         # Each memory or column is written from its own registers (one address and enable driving
-        # all the banks' write ports would span the die). A banked memory is written at the
-        # address its read port has, BANK_ADDRESS_LATENCY cycles after ACCESS: between steps the
-        # reads are addressed by the bus's address, so the write needs no address registers of
-        # its own; its enable and data follow in as many registers. Before any later request can
-        # read it.
+        # all the banks' write ports would span the die). A banked memory is written
+        # BUS_WRITE_LATENCY cycles after ACCESS, at the address its read port had a cycle before
+        # (between steps the reads are addressed by the bus's address), copied into a register
+        # beside the column; its enable and data follow in as many registers, three hops from
+        # the bus to a block RAM across the die (two were 10.2 ns at 818956c seeds 1 and 3).
+        # Before any later request can read it.
         k = 0
         for bank, bank_addrs, selected, addr, byte, width in targets:
             word, lo = Cat(pending[:8 * (width - 1)], b_data), 0
-            stages = 1 if bank_addrs is None else BANK_ADDRESS_LATENCY
+            stages = 1 if bank_addrs is None else BUS_WRITE_LATENCY
             for c, memory in enumerate(bank):
                 port = memory.write_port()
                 bits = len(port.data)
@@ -972,11 +977,8 @@ class TokenEngine(wiring.Component):
                 en_q = replicas(f"bus_wr{k}_en", 1, stages, reset_less=False)
                 m.d.sync += [data_q[0].eq(word[lo:lo + bits]), en_q[0].eq(store & selected & (byte == width - 1))]
                 m.d.sync += [reg[n].eq(reg[n - 1]) for reg in (data_q, en_q) for n in range(1, stages)]
-                if bank_addrs is None:
-                    addr_q = replicas(f"bus_wr{k}_addr", port.addr.shape(), 1)[0]
-                    m.d.sync += addr_q.eq(addr)
-                else:
-                    addr_q = bank_addrs[c]
+                addr_q = replicas(f"bus_wr{k}_addr", port.addr.shape(), 1)[0]
+                m.d.sync += addr_q.eq(addr if bank_addrs is None else bank_addrs[c])
                 m.d.comb += [port.addr.eq(addr_q), port.data.eq(data_q[-1]), port.en.eq(en_q[-1])]
                 k, lo = k + 1, lo + bits
         # the bytes below a word's last one wait in pending, written a cycle after ACCESS from
