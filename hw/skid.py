@@ -1,6 +1,6 @@
 """Skid buffer: a stream register slice that breaks combinational valid/ready paths."""
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -23,14 +23,22 @@ class SkidBuffer(wiring.Component):
 
     ``copies`` (``ring=False`` only): ``payload_copies``, that many more registers equal to
     ``o.payload`` at every cycle, for loads spread over the die (each copy can sit by its share).
+
+    ``enable_groups`` (``ring=False`` only): the payload's bits in that many slices, each loaded
+    under its own copy of the valid and skid flags. The enable of a wide payload is one net to
+    every bit; its slices' loads spread over the die, and that net routed for 6-11 ns on ECP5
+    (the MLGRU's input, 66 bits). A copy per slice gives each slice its own enable LUT.
     """
 
-    def __init__(self, shape, *, ring: bool = False, copies: int = 0):
+    def __init__(self, shape, *, ring: bool = False, copies: int = 0, enable_groups: int = 1):
         if not isinstance(ring, bool):
             raise ValueError(f"ring must be a bool, got {ring!r}")
         if isinstance(copies, bool) or not isinstance(copies, int) or copies < 0 or (ring and copies):
             raise ValueError(f"copies must be an integer >= 0, and 0 with ring=True; got {copies!r}")
-        self.ring = ring
+        if (isinstance(enable_groups, bool) or not isinstance(enable_groups, int) or enable_groups < 1
+                or (ring and enable_groups != 1)):
+            raise ValueError(f"enable_groups must be an integer >= 1, and 1 with ring=True; got {enable_groups!r}")
+        self.ring, self.enable_groups = ring, enable_groups
         super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
         from .pipeline import replicas  # hw.pipeline builds on this module
         self.payload_copies = replicas("payload", shape, copies) if copies else []
@@ -39,7 +47,12 @@ class SkidBuffer(wiring.Component):
         m = Module()
         if self.ring:
             return self._elaborate_ring(m)
+        from .pipeline import replicas
+        n = self.enable_groups
         skid_valid = Signal()
+        # the flags' copies for the slices after the first, driven alike
+        valids = [self.o.valid] + (replicas("o_valid", 1, n - 1, reset_less=False) if n > 1 else [])
+        skids = [skid_valid] + (replicas("skid_valid", 1, n - 1, reset_less=False) if n > 1 else [])
         # data registers without reset (only the valid bits need one)
         skid_data = Signal(self.o.payload.shape(), reset_less=True)
         out = Signal(self.o.payload.shape(), reset_less=True)
@@ -47,18 +60,24 @@ class SkidBuffer(wiring.Component):
         m.d.comb += self.i.ready.eq(~skid_valid)
         with m.If(~self.o.valid | self.o.ready):
             with m.If(skid_valid):
-                m.d.sync += [out.eq(skid_data), self.o.valid.eq(1), skid_valid.eq(0)]
+                m.d.sync += [v.eq(1) for v in valids] + [s.eq(0) for s in skids]
                 m.d.sync += [copy.eq(skid_data) for copy in self.payload_copies]
             with m.Else():
-                m.d.sync += [out.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
+                m.d.sync += [v.eq(self.i.valid) for v in valids]
                 m.d.sync += [copy.eq(self.i.payload) for copy in self.payload_copies]
         with m.Elif(self.i.valid & ~skid_valid):
-            m.d.sync += skid_valid.eq(1)
-        # the skid register follows the input while it is empty, so its enable is a register's
-        # output, not the downstream ready (which comes from logic across the die: these enables
-        # were among the device's slowest paths); it is read only once skid_valid is set
-        with m.If(~skid_valid):
-            m.d.sync += skid_data.eq(self.i.payload)
+            m.d.sync += [s.eq(1) for s in skids]
+        bits_out, bits_skid, bits_in = (Value.cast(v) for v in (out, skid_data, self.i.payload))
+        width = len(bits_out)
+        for g, (valid, skid) in enumerate(zip(valids, skids)):
+            lo, hi = g * width // n, (g + 1) * width // n
+            with m.If(~valid | self.o.ready):
+                m.d.sync += bits_out[lo:hi].eq(Mux(skid, bits_skid[lo:hi], bits_in[lo:hi]))
+            # the skid register follows the input while it is empty, so its enable is a register's
+            # output, not the downstream ready (which comes from logic across the die: these
+            # enables were among the device's slowest paths); it is read only once its flag is set
+            with m.If(~skid):
+                m.d.sync += bits_skid[lo:hi].eq(bits_in[lo:hi])
         return m
 
     def _elaborate_ring(self, m):
@@ -107,21 +126,23 @@ class HalfRateRegister(wiring.Component):
         return m
 
 
-def registered(m: Module, name: str, source, *, ring: bool = False, half_rate: bool = False):
+def registered(m: Module, name: str, source, *, ring: bool = False, half_rate: bool = False,
+               enable_groups: int = 1):
     """``source`` (a stream a submodule drives) through a new ``SkidBuffer`` (a
     ``HalfRateRegister`` with ``half_rate``); returns its output."""
-    if half_rate and ring:
-        raise ValueError("a half-rate register has no ring")
-    skid = HalfRateRegister(source.payload.shape()) if half_rate else SkidBuffer(source.payload.shape(), ring=ring)
+    if half_rate and (ring or enable_groups != 1):
+        raise ValueError("a half-rate register has no ring and no enable groups")
+    skid = (HalfRateRegister(source.payload.shape()) if half_rate
+            else SkidBuffer(source.payload.shape(), ring=ring, enable_groups=enable_groups))
     m.submodules[name] = skid
     wiring.connect(m, source, skid.i)
     return skid.o
 
 
-def registered_into(m: Module, name: str, sink, *, ring: bool = False):
+def registered_into(m: Module, name: str, sink, *, ring: bool = False, enable_groups: int = 1):
     """A new stream to drive in place of ``sink`` (a submodule's input), which it reaches through
     a new ``SkidBuffer``: the sink's ready and the logic in front of its payload no longer meet
     in one cycle."""
     feed = stream.Signature(sink.payload.shape()).create()
-    wiring.connect(m, registered(m, name, feed, ring=ring), sink)
+    wiring.connect(m, registered(m, name, feed, ring=ring, enable_groups=enable_groups), sink)
     return feed
