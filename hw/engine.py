@@ -679,27 +679,29 @@ class TokenEngine(wiring.Component):
         # the lookup stage, and a multiplexer in front of those addresses was the slowest path
         # (13.2 ns at 972dd28). Each memory read there, and each bank of x, has its own copy of
         # the output register (one register's row across all their LUT RAMs was 11-12 ns; one
-        # across x's banks, 10.6 ns at 818956c seed 1).
-        m.submodules.value_skid = value_skid = SkidBuffer(rescale.o.payload.shape(), copies=2 + len(x_banks))
+        # across x's banks, 10.6 ns at 818956c seed 1). The copies hold the row's low bits only,
+        # those that address the memories of d rows.
+        row_bits = max(1, (d - 1).bit_length())
+        row_at = rescale.o.payload.shape()["tag"].offset + post_tag["row"].offset
+        m.submodules.value_skid = value_skid = SkidBuffer(
+            rescale.o.payload.shape(), copies=2 + len(x_banks), copy_bits=slice(row_at, row_at + row_bits))
         wiring.connect(m, rescale.o, value_skid.i)
         value_s = value_skid.o
         v_tag = data.View(post_tag, value_s.payload.tag)
-        row_copies = [data.View(post_tag, data.View(rescale.o.payload.shape(), copy).tag).row
-                      for copy in value_skid.payload_copies]
+        row_copies = value_skid.payload_copies
 
         # lookup stage: everything a destination needs about row r, read with the value
         pl = stream.Signature(data.StructLayout({"value": 16, "tag": post_tag})).create()
         pl_advance = ~pl.valid | pl.ready
         bi_rd, bf_rd = buf_i.read_port(), buf_f.read_port()
-        row_bits = max(1, (d - 1).bit_length())
         # x: the banks' asynchronous reads picked into a register, as a registered read would be
-        x_post_word = x_read_async([row[:row_bits] for row in row_copies[2:]], "x_post_word")
+        x_post_word = x_read_async(row_copies[2:], "x_post_word")
         x_post = Signal(16, name="x_post", reset_less=True)
         with m.If(pl_advance):
             m.d.sync += x_post.eq(x_post_word)
         m.d.comb += [
             value_s.ready.eq(pl_advance),
-            bi_rd.addr.eq(row_copies[0][:row_bits]), bf_rd.addr.eq(row_copies[1][:row_bits]),
+            bi_rd.addr.eq(row_copies[0]), bf_rd.addr.eq(row_copies[1]),
             bi_rd.en.eq(pl_advance), bf_rd.en.eq(pl_advance),
         ]
         with m.If(pl_advance):

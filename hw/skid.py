@@ -1,6 +1,6 @@
 """Skid buffer: a stream register slice that breaks combinational valid/ready paths."""
 
-from amaranth.hdl import Module, Mux, Signal, Value
+from amaranth.hdl import Module, Mux, Shape, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -23,6 +23,8 @@ class SkidBuffer(wiring.Component):
 
     ``copies`` (``ring=False`` only): ``payload_copies``, that many more registers equal to
     ``o.payload`` at every cycle, for loads spread over the die (each copy can sit by its share).
+    ``copy_bits``: a ``slice`` of the payload's bits, for copies of those bits only (the build
+    keeps every bit of a copy, used or not: ``hw.pipeline.KEEP_REPLICAS``).
 
     ``enable_groups`` (``ring=False`` only): the payload's bits in that many slices, each loaded
     under its own copy of the valid and skid flags. The enable of a wide payload is one net to
@@ -30,7 +32,8 @@ class SkidBuffer(wiring.Component):
     (the MLGRU's input, 66 bits). A copy per slice gives each slice its own enable LUT.
     """
 
-    def __init__(self, shape, *, ring: bool = False, copies: int = 0, enable_groups: int = 1):
+    def __init__(self, shape, *, ring: bool = False, copies: int = 0, copy_bits: slice = None,
+                 enable_groups: int = 1):
         if not isinstance(ring, bool):
             raise ValueError(f"ring must be a bool, got {ring!r}")
         if isinstance(copies, bool) or not isinstance(copies, int) or copies < 0 or (ring and copies):
@@ -40,8 +43,15 @@ class SkidBuffer(wiring.Component):
             raise ValueError(f"enable_groups must be an integer >= 1, and 1 with ring=True; got {enable_groups!r}")
         self.ring, self.enable_groups = ring, enable_groups
         super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+        width = Shape.cast(shape).width
+        if copy_bits is not None and (not isinstance(copy_bits, slice) or len(range(width)[copy_bits]) == 0
+                                      or copy_bits.step not in (None, 1)):
+            raise ValueError(f"copy_bits must be a non-empty slice of the payload's {width} bits, "
+                             f"got {copy_bits!r}")
+        self.copy_bits = slice(None) if copy_bits is None else copy_bits
         from .pipeline import replicas  # hw.pipeline builds on this module
-        self.payload_copies = replicas("payload", shape, copies) if copies else []
+        copy_shape = shape if copy_bits is None else len(range(width)[copy_bits])
+        self.payload_copies = replicas("payload", copy_shape, copies) if copies else []
 
     def elaborate(self, platform):
         m = Module()
@@ -58,16 +68,17 @@ class SkidBuffer(wiring.Component):
         out = Signal(self.o.payload.shape(), reset_less=True)
         m.d.comb += self.o.payload.eq(out)
         m.d.comb += self.i.ready.eq(~skid_valid)
+        bits_out, bits_skid, bits_in = (Value.cast(v) for v in (out, skid_data, self.i.payload))
+        copied = self.copy_bits
         with m.If(~self.o.valid | self.o.ready):
             with m.If(skid_valid):
                 m.d.sync += [v.eq(1) for v in valids] + [s.eq(0) for s in skids]
-                m.d.sync += [copy.eq(skid_data) for copy in self.payload_copies]
+                m.d.sync += [copy.eq(bits_skid[copied]) for copy in self.payload_copies]
             with m.Else():
                 m.d.sync += [v.eq(self.i.valid) for v in valids]
-                m.d.sync += [copy.eq(self.i.payload) for copy in self.payload_copies]
+                m.d.sync += [copy.eq(bits_in[copied]) for copy in self.payload_copies]
         with m.Elif(self.i.valid & ~skid_valid):
             m.d.sync += [s.eq(1) for s in skids]
-        bits_out, bits_skid, bits_in = (Value.cast(v) for v in (out, skid_data, self.i.payload))
         width = len(bits_out)
         for g, (valid, skid) in enumerate(zip(valids, skids)):
             lo, hi = g * width // n, (g + 1) * width // n
