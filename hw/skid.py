@@ -44,6 +44,8 @@ class SkidBuffer(wiring.Component):
         self.ring, self.enable_groups = ring, enable_groups
         super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
         width = Shape.cast(shape).width
+        if enable_groups > max(width, 1):
+            raise ValueError(f"enable_groups must be at most the payload's {width} bits, got {enable_groups}")
         if copy_bits is not None and (not isinstance(copy_bits, slice) or len(range(width)[copy_bits]) == 0
                                       or copy_bits.step not in (None, 1)):
             raise ValueError(f"copy_bits must be a non-empty slice of the payload's {width} bits, "

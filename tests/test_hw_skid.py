@@ -122,7 +122,8 @@ def test_payload_copies_follow_the_output(copies, copy_bits, lo, width, distinct
 
 
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
-@pytest.mark.parametrize("kwargs", [{"enable_groups": 0}, {"enable_groups": True}, {"enable_groups": 2, "ring": True}])
+@pytest.mark.parametrize("kwargs", [{"enable_groups": 0}, {"enable_groups": True}, {"enable_groups": 2, "ring": True},
+                                    {"enable_groups": 9}])
 def test_rejects_bad_enable_groups(kwargs):
     with pytest.raises(ValueError, match="enable_groups must be"):
         SkidBuffer(8, **kwargs)
