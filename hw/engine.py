@@ -64,6 +64,10 @@ BUS_WRITE_LATENCY = BANK_ADDRESS_LATENCY + 1
 #: block RAMs lie in EBR rows across the die, and one 4-way pick register took 12 ns of routing
 WEIGHT_PICK_STAGES = 2
 WEIGHT_READ_LATENCY = BANKED_READ_LATENCY + WEIGHT_PICK_STAGES - 1
+#: the pg words' banks too: a one-stage pick of the pg banks routed 9.6-10.8 ns in four of seven
+#: ULX3S builds (818956c to ebc03ed)
+PG_PICK_STAGES = 2
+PG_READ_LATENCY = BANKED_READ_LATENCY + PG_PICK_STAGES - 1
 #: log2 of the rows of x per LUT RAM bank: each bank is read through a 4:1 multiplexer of
 #: 16-word RAMs into its own register (``_x_banks``)
 X_BANK_BITS = 6
@@ -374,7 +378,10 @@ class TokenEngine(wiring.Component):
         # slowest path (11.2 ns at db8e891)
         start = Signal()
         bus_idle = Signal()
+        # versions of x complete in this step, and the rows of the next one written so far
         x_version = Signal(range(lay.x_commits + 1))
+        x_rows = Signal(range(d + 1))
+        x_commit = Signal()  # the write of a version's last row
         argmax = Signal(TOKEN_WIDTH)
         # a waiting bus request goes first: the link's requests reach the engine in their order
         m.d.comb += [self.step.ready.eq(~busy & bus_idle & ~self.done.valid & ~self.bus.valid),
@@ -385,7 +392,7 @@ class TokenEngine(wiring.Component):
         with m.If(step_taken):
             with m.If(self.step.payload < vocab):
                 m.d.sync += [token.eq(self.step.payload), first.eq(fresh | self.reset),
-                             fresh.eq(0), x_version.eq(0)] + [b.eq(1) for b in busy_copies]
+                             fresh.eq(0), x_version.eq(0), x_rows.eq(0)] + [b.eq(1) for b in busy_copies]
             with m.Else():
                 m.d.sync += [self.done.valid.eq(1), self.done.payload.eq(INVALID_TOKEN)]
         with m.If(self.done.valid & self.done.ready):
@@ -412,15 +419,18 @@ class TokenEngine(wiring.Component):
             m.d.sync += [copy_k.eq(copy_k + 1), copy_more.eq(copy_k != d - 1)]
         with m.If(copy_landed):
             m.d.sync += copy_row.eq(copy_row + 1)
-            with m.If(copy_row == d - 1):
-                m.d.sync += x_version.eq(x_version + 1)
 
         # ---- the feeder: op inputs into the quantiser ------------------------------------------
-        f_op = Signal(range(n_ops + 1), init=n_ops)
+        # The feeder is armed for the first op between steps (after the last op it goes back to
+        # the first), so it starts with the step's handshake, a cycle before the other units'
+        # ``start``, and the step's first pg words land a cycle sooner
+        f_op = Signal(range(n_ops))
         f_hdr = Signal(init=1)  # the op's header (c, eps) goes first
         f_k = Signal(range(max(op.cols for op in ops)))
-        f_cols = _table(m, "f_cols", [op.cols for op in ops] + [1], f_op)
-        f_pg = _table(m, "f_pg", [op.pg_base for op in ops] + [0], f_op)
+        f_cols = _table(m, "f_cols", [op.cols for op in ops], f_op)
+        f_pg = _table(m, "f_pg", [op.pg_base for op in ops], f_op)
+        after = ops[1:] + ops[:1]  # the op after each: the first after the last
+        f_op_next = _table(m, "f_op_next", [*range(1, n_ops), 0], f_op, f_op.shape())
         # the op's source and the x commits an element read from x waits for, in registers kept
         # in step with f_op (loaded from tables of the next op as it moves on): the tables of
         # f_op in front of the x version's compare and the issue's enables were the slowest
@@ -428,8 +438,8 @@ class TokenEngine(wiring.Component):
         src_w = (len(SOURCES) - 1).bit_length()
         f_src = Signal(src_w, init=SOURCES.index(ops[0].source))
         f_xver = Signal(range(lay.x_commits + 1), init=ops[0].x_version)
-        f_src_next = _table(m, "f_src_next", [SOURCES.index(op.source) for op in ops[1:]] + [0, 0], f_op, src_w)
-        f_xver_next = _table(m, "f_xver_next", [op.x_version for op in ops[1:]] + [0, 0], f_op, f_xver.shape())
+        f_src_next = _table(m, "f_src_next", [SOURCES.index(op.source) for op in after], f_op, src_w)
+        f_xver_next = _table(m, "f_xver_next", [op.x_version for op in after], f_op, f_xver.shape())
         src_x, src_mlgru, src_glu, src_resid, src_emb = (SOURCES.index(s) for s in SOURCES)
         # f_k == f_cols - 1 as a register kept in step with f_k and f_op, and f_k's copy for the
         # x read: the compare and the LUT RAM's address pins behind one register were the
@@ -437,26 +447,25 @@ class TokenEngine(wiring.Component):
         # a global network)
         f_last = Signal(init=ops[0].cols == 1)
         f_k_x, = replicas("f_k_x", f_k.shape(), 1)
-        f_one_next = _table(m, "f_one_next", [op.cols == 1 for op in ops[1:]] + [0, 0], f_op)
+        f_one_next = _table(m, "f_one_next", [op.cols == 1 for op in after], f_op)
         f_more = Signal()
-        with m.If(start):
-            m.d.sync += [f_op.eq(0), f_more.eq(1), f_hdr.eq(1), f_k.eq(0), f_k_x.eq(0), f_last.eq(ops[0].cols == 1),
-                         f_src.eq(SOURCES.index(ops[0].source)), f_xver.eq(ops[0].x_version)]
+        with m.If(step_taken & (self.step.payload < vocab)):
+            m.d.sync += f_more.eq(1)
 
         # The feeder generates each op's header and elements, reading their pg words (and x, for
-        # an op that reads x from memory, once every write to x before it has landed) ahead into
-        # a queue (``_read_ahead``); the consumer at the queue's output joins each element with
+        # an op that reads x from memory, once the write of its row has landed) ahead into a
+        # queue (``_read_ahead``); the consumer at the queue's output joins each element with
         # its x from a stream where the op takes one. The generator runs ahead of the consumer by
         # the queue's depth, so the read's latency shows only at the step's start and where an
-        # op waits for x (where the quantiser's gap between two vectors hides it).
+        # element waits for its row of x.
         pg_addr = Signal(range(lay.pg_words))
-        pg_word, pg_addrs = _banked_read(m, "pg", pg, pg_addr, PG_BANK_BITS)
+        pg_word, pg_addrs = _banked_read(m, "pg", pg, pg_addr, PG_BANK_BITS, PG_PICK_STAGES)
         # x read at the element's issue, then delayed to land with its pg word: the address into
         # a copy beside each bank (_x_banks), each bank's word into its own register, the bank's
         # word picked into a register; the read happens a cycle after the issue, after the
         # writes it waits for have landed (``_x_banks``: a write lands a cycle after the version
-        # counts it), and no write to the same row follows within a cycle: the next write of a
-        # row needs this op's codes
+        # or the row count counts it), and no write to the same row follows within a cycle: the
+        # next write of a row needs this op's codes
         x_feed_addrs = replicas("x_feed_addr", range(1 << X_BANK_BITS), len(x_banks))
         x_feed_sel = [Signal.like(x_bank_of(f_k_x), name=f"x_feed_sel{k}") for k in range(2)]
         m.d.sync += [a.eq(f_k_x[:X_BANK_BITS]) for a in x_feed_addrs]
@@ -470,31 +479,37 @@ class TokenEngine(wiring.Component):
             x_bank_words.append(word)
         x_landing = Signal(16, name="x_feed_picked", reset_less=True)
         m.d.sync += x_landing.eq(Array(x_bank_words)[x_feed_sel[1]] if len(x_banks) > 1 else x_bank_words[0])
-        for k in range(BANKED_READ_LATENCY - 3):
+        for k in range(PG_READ_LATENCY - 3):
             later = Signal(16, name=f"feed_x{k + 1}", reset_less=True)
             m.d.sync += later.eq(x_landing)
             x_landing = later
         lk_tag = Signal(data.StructLayout({"hdr": 1, "glu": 1, "mlgru": 1, "resid": 1, "emb": 1, "last": 1}))
-        x_ready = f_hdr | (f_src != src_x) | (x_version >= f_xver)
-        gen_fire, _, lk = _read_ahead(m, "pg", Cat(pg_word, x_landing), busy_pg & f_more & x_ready, lk_tag)
+        # an element of x is read once its version is complete, or its row of the version being
+        # written is: an op reading x right after the residual add that writes it (f after i)
+        # reads each row behind the add's write rather than waiting for the whole vector
+        # (that row's landing known a cycle late, in a register: true of the next element too, as
+        # f_k moves on by one at most; false from the cycle the version completes)
+        x_row_landed = Signal()
+        m.d.sync += x_row_landed.eq((f_k + 1 < x_rows) & ~x_commit)
+        x_ready = f_hdr | (f_src != src_x) | (x_version >= f_xver) | ((x_version + 1 == f_xver) & x_row_landed)
+        gen_fire, _, lk = _read_ahead(m, "pg", Cat(pg_word, x_landing), busy_pg & f_more & x_ready, lk_tag,
+                                      latency=PG_READ_LATENCY)
         m.d.comb += [lk_tag.hdr.eq(f_hdr), lk_tag.glu.eq(f_src == src_glu), lk_tag.mlgru.eq(f_src == src_mlgru),
                      lk_tag.resid.eq(f_src == src_resid), lk_tag.emb.eq(f_src == src_emb),
                      lk_tag.last.eq(f_last)]
         # the pg address of the element generated next, in a register kept in step with the
         # feeder's state (the op tables and an adder in front of the block RAMs' address copies
         # were one of the device's slowest paths)
-        feed_pg_addr = Signal.like(pg_addr)
-        f_hdr_addr_next = _table(m, "f_hdr_addr_next", [op.pg_header for op in ops[1:]] + [0, 0], f_op)
-        with m.If(start):
-            m.d.sync += feed_pg_addr.eq(ops[0].pg_header)
+        feed_pg_addr = Signal.like(pg_addr, init=ops[0].pg_header)
+        f_hdr_addr_next = _table(m, "f_hdr_addr_next", [op.pg_header for op in after], f_op, pg_addr.shape())
         with m.If(gen_fire):
             with m.If(f_hdr & (f_src == src_glu)):
-                m.d.sync += [f_op.eq(f_op + 1), f_more.eq(f_op != n_ops - 1), feed_pg_addr.eq(f_hdr_addr_next),
+                m.d.sync += [f_op.eq(f_op_next), f_more.eq(f_op != n_ops - 1), feed_pg_addr.eq(f_hdr_addr_next),
                              f_last.eq(f_one_next), f_src.eq(f_src_next), f_xver.eq(f_xver_next)]
             with m.Elif(f_hdr):
                 m.d.sync += [f_hdr.eq(0), feed_pg_addr.eq(f_pg)]
             with m.Elif(f_last):
-                m.d.sync += [f_op.eq(f_op + 1), f_more.eq(f_op != n_ops - 1), f_hdr.eq(1), f_k.eq(0), f_k_x.eq(0),
+                m.d.sync += [f_op.eq(f_op_next), f_more.eq(f_op != n_ops - 1), f_hdr.eq(1), f_k.eq(0), f_k_x.eq(0),
                              feed_pg_addr.eq(f_hdr_addr_next), f_last.eq(f_one_next), f_src.eq(f_src_next),
                              f_xver.eq(f_xver_next)]
             with m.Else():
@@ -787,7 +802,11 @@ class TokenEngine(wiring.Component):
         with m.Else():
             m.d.comb += [x_wr.addr.eq(rt_out.row), x_wr.data.eq(resid_o.payload.sum),
                          x_wr.en.eq(resid_o.valid & resid_o.ready)]
-        with m.If(resid_o.valid & resid_o.ready & rt_out.last):
+        # a version of x is complete with the write of its last row (the rows come in order)
+        m.d.comb += x_commit.eq(Mux(copy_landed, copy_row == d - 1, rt_out.last) & x_wr.en)
+        with m.If(x_wr.en):
+            m.d.sync += x_rows.eq(Mux(x_commit, 0, x_rows + 1))
+        with m.If(x_commit):
             m.d.sync += x_version.eq(x_version + 1)
 
         # ---- counters -------------------------------------------------------------------------
