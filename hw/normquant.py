@@ -99,8 +99,9 @@ class NormQuant(wiring.Component):
     40 cycles) while the next vector streams out. With no stalls: a vector's first beat leaves
     ``FIRST_BEAT_LATENCY`` (29) cycles after its last element was accepted, one beat per cycle;
     its scale ``SCALE_LATENCY`` (38) cycles after its last beat; and the next vector's elements
-    are accepted after ``LOAD_GAP`` (8) idle cycles (the last element's way into the buffer),
-    the stream-out being free again by then for vectors of K >= ceil(K / W) + 30 or so.
+    are accepted after ``LOAD_GAP`` (2) idle cycles, while the last element is still on its way
+    into the buffer, if the stream-out of the vector before is done by then (for vectors of
+    K >= ceil(K / W) + 30 or so); else from the cycle after it is done.
 
     The units never stall: the scalar steps run one at a time in each half, and the stream-out
     reads a beat only while the code queue (``hw.pipeline.CreditQueue``) has a place reserved for
@@ -112,7 +113,7 @@ class NormQuant(wiring.Component):
     # stream-out, beat issued to code: the address copies, the read port, its copy, the masking register,
     # L-Mul, conversion
     CODE_CHAIN = 4 + LMul.LATENCY + FloatToInt8.LATENCY
-    FIRST_BEAT_LATENCY, SCALE_LATENCY, LOAD_GAP = 29, 38, 8  # the docstring's, checked by a test
+    FIRST_BEAT_LATENCY, SCALE_LATENCY, LOAD_GAP = 29, 38, 2  # the docstring's, checked by a test
 
     def __init__(self, max_len: int, with_pre: bool = True, codes_per_beat: int = 1):
         self.max_len = _check_positive("max_len", max_len)
@@ -150,6 +151,17 @@ class NormQuant(wiring.Component):
         # -- load: u = x * gain (tag: x, pre, last), then v = x * pre ---------------------------
         fresh = Signal(init=1)  # no element of this vector taken yet
         closed = Signal()  # the last element has entered
+        # The next vector enters ("reopened") while this one's last element is on its way into
+        # the buffer, once that element is two cycles in and the streamer is idle: then the
+        # hand-over comes two cycles after the last element is stored (``loaded``, then
+        # ``hand_over``) at the latest, so the write pointers, the bank and the maxima move on
+        # for the next vector before its first element (6 cycles through the two L-Muls) is
+        # stored. The closed vector's c and eps wait in ``l_c``/``l_eps`` while ``c_in`` samples
+        # the next one's; a second reopening waits for the hand-over (``~reopened``), after which
+        # the streamer is busy, so at most two vectors are between the input and the stream-out.
+        closed_since = Signal()  # ``closed`` a cycle ago
+        reopened = Signal()  # the next vector entered before this one's hand-over
+        l_c, l_eps = Signal(16), Signal(16)  # the closed vector's c and eps, for the hand-over
         tag_u = data.StructLayout({"x": 16, "pre": 16, "last": 1})
         m.submodules.mul_u = mul_u = LMul("bf16", tag_width=tag_u.size)
         tag_v = data.StructLayout({"u": 16, "x": 16, "last": 1})
@@ -173,6 +185,9 @@ class NormQuant(wiring.Component):
             m.d.sync += fresh.eq(0)
             with m.If(x.last):
                 m.d.sync += closed.eq(1)
+        m.d.sync += closed_since.eq(closed)
+        with m.If(closed & ~reopened):  # c_in holds the closed vector's until a reopening
+            m.d.sync += [l_c.eq(c_in), l_eps.eq(eps_in)]
 
         u_tag = data.View(tag_u, mul_u.o.payload.tag)
         v_in_tag = data.View(tag_v, mul_v.i.payload.tag)
@@ -226,16 +241,18 @@ class NormQuant(wiring.Component):
         stream_idle = Signal()
         hand_over = Signal()
         m.d.sync += hand_over.eq(loaded & stream_idle & ~hand_over)
+        with m.If(closed & closed_since & stream_idle & ~reopened & ~hand_over):
+            m.d.sync += [closed.eq(0), fresh.eq(1), reopened.eq(1)]
         read_word = Signal(aw)
         read_addr = Signal(range(2 * words))  # the next beat's, in the streaming bank
         unread = Signal()  # beats left to read, a register: no comparison before the credits
         with m.If(hand_over):
             m.d.sync += [s_last_word.eq(last_word), s_tail.eq(tail), s_max_u.eq(max_u), s_max_v.eq(max_v),
-                         s_c.eq(c_in), s_eps.eq(eps_in),
+                         s_c.eq(l_c), s_eps.eq(l_eps),
                          read_word.eq(0), read_addr.eq(Mux(load_bank, words, 0)), unread.eq(1),
                          load_bank.eq(~load_bank), write_addr.eq(Mux(load_bank, 0, words)),
-                         fresh.eq(1), closed.eq(0), loaded.eq(0), write_word.eq(0), write_lane.eq(1),
-                         max_u.eq(0), max_v.eq(0)]
+                         loaded.eq(0), write_word.eq(0), write_lane.eq(1), max_u.eq(0), max_v.eq(0),
+                         reopened.eq(0)]
 
         # -- stream-out: codes = int8(u * t); squares = v * v, aligned and summed ---------------
         streaming = Signal()

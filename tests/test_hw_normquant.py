@@ -1,6 +1,8 @@
 """The RMSNorm + int8 quantiser block against golden.bitexact.norm_quant, bit for bit: random
 vectors of every length class, with and without a pre norm, random back-pressure on every stream."""
 
+import random
+
 import pytest
 
 from hw.normquant import NormQuant
@@ -29,6 +31,45 @@ def test_codes_held_back_while_next_vectors_load():
     codes, scales = simulate_quantiser(NormQuant(12, codes_per_beat=4), inputs, exp_codes, len(vectors), eps, c, busy=0.9)
     assert codes == code_beats(exp_codes, 4)
     assert scales == exp_scales
+
+
+@pytest.mark.parametrize("in_busy, out_busy", [(0.0, 0.0), (0.0, 0.5), (0.3, 0.3)])
+def test_each_vector_keeps_its_own_c_and_eps(in_busy, out_busy):
+    """Each vector with its own eps and c, presented with its elements: the next vector loads
+    while the last one's are still needed (entering early after long vectors, a short one's
+    last element held back), and each scale and code uses its own vector's."""
+    from amaranth.sim import Simulator
+
+    from sim.streams import collect
+
+    lengths = [40, 40, 2, 40, 1, 1, 40, 7, 40]
+    exp_codes, exp_scales, vectors, eps, c = expected_and_inputs(lengths, True, seed=9, per_vector_constants=True)
+    assert all(a != b for values in (c, eps) for a, b in zip(values, values[1:]))  # neighbours differ
+    dut = NormQuant(40, codes_per_beat=5)
+    codes, scales = [], []
+
+    async def feed(ctx):
+        rng = random.Random(3)
+        for vec, e, cc in zip(vectors, eps, c):
+            for p in vec:
+                while rng.random() < in_busy:
+                    await ctx.tick()
+                ctx.set(dut.i.valid, 1)
+                ctx.set(dut.i.payload, p)
+                ctx.set(dut.eps, e)
+                ctx.set(dut.c, cc)
+                while not (await ctx.tick().sample(dut.i.ready))[2]:
+                    pass
+                ctx.set(dut.i.valid, 0)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(feed)
+    sim.add_testbench(collect(dut.q, len(code_beats(exp_codes, 5)), codes, busy=out_busy, seed=4))
+    sim.add_testbench(collect(dut.scale, len(lengths), scales, busy=out_busy, seed=5))
+    sim.run()
+    assert [int(s) for s in scales] == exp_scales
+    assert [(tuple(int(v) for v in q.codes), int(q.last)) for q in codes] == code_beats(exp_codes, 5)
 
 
 def test_schedule_without_stalls():

@@ -15,13 +15,18 @@ from hw.normquant import normquant_code, normquant_input
 from sim.benches.streams import start_clock
 
 
-def expected_and_inputs(lengths, with_pre, seed):
-    """Random vectors (residual-like magnitudes, some zeros), gains near 1; eps and c fixed."""
+def expected_and_inputs(lengths, with_pre, seed, *, per_vector_constants=False):
+    """Random vectors (residual-like magnitudes, some zeros), gains near 1; eps and c fixed, or
+    with ``per_vector_constants`` random for each vector (then eps and c come back as lists of
+    bf16 bits, one per vector)."""
     rng = np.random.default_rng(seed)
     nx = Numerics()
     eps, c = round_to(1e-6 * 192), round_to(0.0123)
-    codes, scales, vectors = [], [], []
+    codes, scales, vectors, constants = [], [], [], []
     for n in lengths:
+        if per_vector_constants:
+            eps, c = round_to(10.0 ** rng.uniform(-7, -3) * n), round_to(rng.uniform(0.001, 0.1))
+            constants.append((int(encode(eps, "bf16")), int(encode(c, "bf16"))))
         x = round_to(rng.standard_normal(n) * rng.choice([0.01, 1.0, 30.0]))
         x[rng.random(n) < 0.05] = 0
         gain = round_to(1 + 0.2 * rng.standard_normal(n))
@@ -38,6 +43,8 @@ def expected_and_inputs(lengths, with_pre, seed):
                 p["pre"] = int(pb[k])
             vec.append(p)
         vectors.append(vec)
+    if per_vector_constants:
+        return codes, scales, vectors, [e for e, _ in constants], [c for _, c in constants]
     return codes, scales, vectors, int(encode(eps, "bf16")), int(encode(c, "bf16"))
 
 
