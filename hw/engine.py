@@ -681,14 +681,19 @@ class TokenEngine(wiring.Component):
         with m.If(take):
             m.d.sync += [best.eq(cmp_acc), argmax.eq(cmp_row)]
 
+        # the conversion's output through a skid buffer: the post stage's stall (the values' skid
+        # buffer back through the rescale and the conversion into ``acc_q``, ``p_run`` and
+        # ``p_op``) was the slowest chain of 402e4fd, ebc03ed and 1377152 (11.1-13.2 ns); a cycle
+        # per accumulator on the way, 10 per token
+        floats = registered(m, "float_q", to_float.o)
         side_out = data.View(side, side_fifo.r_data)
         m.d.comb += [
-            rescale.i.valid.eq(to_float.o.valid),
-            to_float.o.ready.eq(rescale.i.ready),
-            rescale.i.payload.a.eq(to_float.o.payload),
+            rescale.i.valid.eq(floats.valid),
+            floats.ready.eq(rescale.i.ready),
+            rescale.i.payload.a.eq(floats.payload),
             rescale.i.payload.b.eq(side_out.scale),
             rescale.i.payload.tag.eq(side_out.tag),
-            side_fifo.r_en.eq(to_float.o.valid & rescale.i.ready),
+            side_fifo.r_en.eq(floats.valid & rescale.i.ready),
         ]
         # not a ring (``SkidBuffer(ring=True)``): the row it gives addresses the LUT RAM reads of
         # the lookup stage, and a multiplexer in front of those addresses was the slowest path
@@ -1022,12 +1027,18 @@ class TokenEngine(wiring.Component):
 
         # read ports: the engine's addresses during a step, the bus's between steps
         lg_rd, sc_rd = logits.read_port(), scratch.read_port()
+        # the bus's address into a register beside each small memory (the offset register to the
+        # logits' LUT RAM routed 8.2 ns at 1377152 seed 1); the word is in ``held`` 3 cycles after
+        # ACCESS, long before SELECT
+        (lg_addr,), (sc_addr,) = replicas("bus_logits_addr", lg_rd.addr.shape(), 1), replicas(
+            "bus_scratch_addr", sc_rd.addr.shape(), 1)
+        m.d.sync += [lg_addr.eq(offset >> 1), sc_addr.eq(offset)]
         m.d.comb += [
             w_rd_addr.eq(Mux(busy_addr, w_addr, w_word)),
             emb_addr.eq(Mux(busy_addr, token_base + copy_k, offset >> 1)),
             pg_addr.eq(Mux(busy_addr, feed_pg_addr, offset >> 2)),
             aux_addr.eq(Mux(busy_addr, feed_aux_addr, offset >> 1)),
-            lg_rd.addr.eq(offset >> 1), sc_rd.addr.eq(offset),
+            lg_rd.addr.eq(lg_addr), sc_rd.addr.eq(sc_addr),
         ]
         rdata = Signal(8)
         ports = {"scratch": sc_rd, "logits": lg_rd}

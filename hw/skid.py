@@ -152,10 +152,11 @@ def registered(m: Module, name: str, source, *, ring: bool = False, half_rate: b
     return skid.o
 
 
-def registered_into(m: Module, name: str, sink, *, ring: bool = False, enable_groups: int = 1):
+def registered_into(m: Module, name: str, sink, *, ring: bool = False, half_rate: bool = False,
+                    enable_groups: int = 1):
     """A new stream to drive in place of ``sink`` (a submodule's input), which it reaches through
-    a new ``SkidBuffer``: the sink's ready and the logic in front of its payload no longer meet
-    in one cycle."""
+    a new ``SkidBuffer`` (a ``HalfRateRegister`` with ``half_rate``): the sink's ready and the
+    logic in front of its payload no longer meet in one cycle."""
     feed = stream.Signature(sink.payload.shape()).create()
-    wiring.connect(m, registered(m, name, feed, ring=ring, enable_groups=enable_groups), sink)
+    wiring.connect(m, registered(m, name, feed, ring=ring, half_rate=half_rate, enable_groups=enable_groups), sink)
     return feed
