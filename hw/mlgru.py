@@ -86,8 +86,8 @@ class MLGRUEngine(wiring.Component):
     # state read and its output register (2) .. write-back: fp32 L-Mul, two fp32 additions
     READ_TO_WRITE = 2 + LMul.LATENCY + 2 * FAdd.LATENCY
     MIN_CHANNELS = READ_TO_WRITE + 2
-    # output queue places beyond the chain's latency (the queue's own latency, a cycle of room)
-    QUEUE_SLACK = CreditQueue.LATENCY + 1
+    # output queue places beyond the chain's latency (the queue's own latency, and the credits')
+    QUEUE_SLACK = CreditQueue.depth_for(0)
 
     @property
     def CHAIN_LATENCY(self):

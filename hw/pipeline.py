@@ -172,8 +172,9 @@ class CreditQueue(wiring.Component):
     chain's output is always taken.
 
     ``room`` is a register. Latency ``i`` to ``o`` ``LATENCY`` cycles (a ring in distributed RAM
-    written whenever ``i.valid``, a register after its read, then a skid buffer). A chain of latency ``L`` runs at one element per cycle with ``depth >= L +
-    LATENCY + 1`` (``depth_for``); a smaller depth only slows it. Back-pressure on ``o`` fills
+    written whenever ``i.valid``, a register after its read, then a skid buffer). A chain of
+    latency ``L`` runs at one element per cycle with ``depth >= L + LATENCY + 2``
+    (``depth_for``); a smaller depth only slows it. Back-pressure on ``o`` fills
     the queue, then ``room`` falls: nothing is lost or reordered. ``ring=True`` makes the skid
     buffer a ring of two entries (``hw.skid.SkidBuffer``): for a wide element whose consumer is
     far away, ``o.ready`` then reaches a read pointer instead of every bit's output register.
@@ -183,8 +184,9 @@ class CreditQueue(wiring.Component):
 
     @classmethod
     def depth_for(cls, latency: int) -> int:
-        """The depth that lets a chain of ``latency`` cycles run at one element per cycle."""
-        return latency + cls.LATENCY + 1
+        """The depth that lets a chain of ``latency`` cycles run at one element per cycle (a
+        place is free again two cycles after its element is taken: ``_credits``)."""
+        return latency + cls.LATENCY + 2
 
     def __init__(self, shape, depth: int, *, ring: bool = False):
         if not isinstance(depth, int) or depth < 2:
@@ -230,9 +232,15 @@ class CreditQueue(wiring.Component):
 
 def _credits(m: Module, depth: int, admit, taken, room):
     """Drive ``room`` (a register, initially 1): high while fewer than ``depth`` elements are
-    admitted and not yet taken from the queue's output."""
+    admitted and not yet counted as taken from the queue's output. A take is counted a cycle
+    late, from a register: the consumer's ready, often from across the die, then reaches that
+    one flip-flop and not the count (10.7 ns into the quantiser's code queue's count at 1377152
+    seed 1). The queue only frees places later for it (``depth_for``)."""
     # ``room`` for the next cycle from two comparisons of the current count, so no comparison
     # waits for the count's adder
+    taken_q = Signal()
+    m.d.sync += taken_q.eq(taken)
+    taken = taken_q
     used = Signal(range(depth + 1))
     m.d.sync += used.eq(used + admit - taken)
     with m.If(admit & ~taken):
@@ -260,16 +268,17 @@ class CreditRing(wiring.Component):
     of latency ``L`` in front runs at one element per cycle with ``depth >= depth_for(L)``.
     ``o.payload`` is combinational (a LUT RAM read after a register). ``o.valid`` and ``room``
     are registers; back-pressure on ``o`` fills the ring, then ``room`` falls: nothing is lost
-    or reordered. A taken word's place is written again no earlier than two cycles after the
-    take (its credit returns through ``room``, a register), so the late read is never overwritten.
+    or reordered. A taken word's place is written again no earlier than three cycles after the
+    take (its credit returns through two registers), so the late read is never overwritten.
     """
 
     LATENCY = 2
 
     @classmethod
     def depth_for(cls, latency: int) -> int:
-        """The depth that lets a chain of ``latency`` cycles run at one element per cycle."""
-        return latency + cls.LATENCY + 1
+        """The depth that lets a chain of ``latency`` cycles run at one element per cycle (a
+        place is free again two cycles after its element is taken: ``_credits``)."""
+        return latency + cls.LATENCY + 2
 
     def __init__(self, shape, depth: int, slices: int = 1):
         if not isinstance(depth, int) or isinstance(depth, bool) or depth < 2:

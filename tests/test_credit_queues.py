@@ -90,6 +90,9 @@ def test_full_rate_and_latency(kind):
     # one element per cycle from the first admit on, each CHAIN + LATENCY cycles after its admit
     assert admitted_at == list(range(len(out)))
     assert [o - a for a, o in zip(admitted_at, out_at)] == [CHAIN + cls.LATENCY] * len(out)
+    # the least depth that does
+    out, admitted_at, _, _ = run_chain(kind, cls.depth_for(CHAIN) - 1, 1.0)
+    assert admitted_at != list(range(len(out)))
 
 
 @pytest.mark.parametrize("kind", ["queue", "ring"])
