@@ -36,8 +36,9 @@ def test_codes_held_back_while_next_vectors_load():
 @pytest.mark.parametrize("in_busy, out_busy", [(0.0, 0.0), (0.0, 0.5), (0.3, 0.3)])
 def test_each_vector_keeps_its_own_c_and_eps(in_busy, out_busy):
     """Each vector with its own eps and c, presented with its elements: the next vector loads
-    while the last one's are still needed (entering early after long vectors, a short one's
-    last element held back), and each scale and code uses its own vector's."""
+    while the last one's are still needed (entering early after long vectors, short ones
+    closing before the vector ahead is handed over), and each scale and code uses its own
+    vector's."""
     from amaranth.sim import Simulator
 
     from sim.streams import collect
