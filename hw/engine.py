@@ -897,7 +897,13 @@ class TokenEngine(wiring.Component):
         # "a weight-space address that does not follow the last one", compared as the request is
         # taken (exp_addr holds in IDLE): in DECODE the compare fanned out to the division's registers
         b_divide = Signal()
-        m.d.sync += [div_ge.eq(0), div_shift.eq(0)]
+        # the word moves on a cycle after ACCESS, so that the weights' read address still holds
+        # the written word in that cycle: the bus writes at the read ports' address registers,
+        # which take it two cycles later, as the write lands (below)
+        w_carry = Signal()
+        m.d.sync += [div_ge.eq(0), div_shift.eq(0), w_carry.eq(0)]
+        with m.If(w_carry):
+            m.d.sync += w_word.eq(w_word + 1)
         with m.If(div_shift):
             m.d.sync += [trial.eq(trial >> 1), q_bit.eq(q_bit >> 1)]
         with m.If(div_ge):
@@ -934,7 +940,7 @@ class TokenEngine(wiring.Component):
                 m.d.sync += b_lane.eq(w_lane)
                 with m.If(~b_addr[ADDR_WIDTH - 1]):
                     m.d.sync += [exp_addr.eq(b_addr + 1), w_lane.eq(Mux(w_lane == L - 1, 0, w_lane + 1)),
-                                 w_word.eq(w_word + (w_lane == L - 1))]
+                                 w_carry.eq(w_lane == L - 1)]
                 with m.If(~b_write & at_counters):
                     m.d.sync += [snapshot[k].eq(counters[name]) for k, name in enumerate(COUNTERS)]
                 m.next = "IDLE"
@@ -974,40 +980,52 @@ class TokenEngine(wiring.Component):
             (2, "aux", offset >> 1, offset[0], lay.aux_words * 2),
             (1, "scratch", offset, Const(0, 1), SCRATCH_BYTES),
         ]
-        # (columns of the bank, their address registers or None, selected, word address, byte
+        # (region, columns of the bank, their address registers or None, selected, word address, byte
         # within the word, word bytes) per memory or bank
-        targets = [(bank, w_addrs[b], in_weights & (w_word >> WEIGHT_BANK_BITS == b), w_word, w_lane, L)
+        targets = [("weights", bank, w_addrs[b], in_weights & (w_word >> WEIGHT_BANK_BITS == b), w_word, w_lane, L)
                    for b, bank in enumerate(weights)]
         banked = {"embedding": (embedding, emb_addrs, EMBEDDING_BANK_BITS), "pg": (pg, pg_addrs, PG_BANK_BITS),
                   "aux": (aux, aux_addrs, AUX_BANK_BITS), "scratch": ([[scratch]], [None], 0)}
         for width, name, addr, byte, size in writes:
             banks, addrs, bank_bits = banked[name]
-            targets += [(bank, bank_addrs, in_region(name, size) & ((addr >> bank_bits == b) if len(banks) > 1 else 1),
+            targets += [(name, bank, bank_addrs, in_region(name, size) & ((addr >> bank_bits == b) if len(banks) > 1 else 1),
                          addr, byte, width) for b, (bank, bank_addrs) in enumerate(zip(banks, addrs))]
-        # Each memory or column is written from its own registers (one address and enable driving
-        # all the banks' write ports would span the die). A banked memory is written
-        # BUS_WRITE_LATENCY cycles after ACCESS, at the address its read port had a cycle before
-        # (between steps the reads are addressed by the bus's address), copied into a register
-        # beside the column; its enable and data follow in as many registers, three hops from
-        # the bus to a block RAM across the die (two were 10.2 ns at 818956c seeds 1 and 3).
-        # Before any later request can read it.
+        # Each column of block RAMs is written from its own registers (one enable driving all the
+        # banks' write ports would span the die). A banked memory is written BUS_WRITE_LATENCY
+        # cycles after ACCESS at its read port's address register, which holds the bus's address
+        # then (the word moves on a cycle after ACCESS: ``w_carry``), so one address net reaches
+        # both ports of a block RAM (a write address copy per column was 8% of the placed
+        # design's wire length, a94de7d seed 2). The data follows in as many registers, three
+        # hops from the bus across the die, the first two shared by the column's banks (the
+        # same bits of the word): a chain per block RAM was another 12%. Before any later
+        # request can read it.
+        shared = {}  # (region, column): the data's registers in front of the banks' own
         k = 0
-        for bank, bank_addrs, selected, addr, byte, width in targets:
+        for region, bank, bank_addrs, selected, addr, byte, width in targets:
             word, lo = Cat(pending[:8 * (width - 1)], b_data), 0
             stages = 1 if bank_addrs is None else BUS_WRITE_LATENCY
             for c, memory in enumerate(bank):
                 port = memory.write_port()
                 bits = len(port.data)
-                data_q = replicas(f"bus_wr{k}_data", bits, stages)
                 # replicas, not plain registers: every column of a bank has the same enable, and
                 # Yosys merged them into one register on all of a bank's block RAMs (35 for a
                 # weight bank), across the die
                 en_q = replicas(f"bus_wr{k}_en", 1, stages, reset_less=False)
-                m.d.sync += [data_q[0].eq(word[lo:lo + bits]), en_q[0].eq(store & selected & (byte == width - 1))]
-                m.d.sync += [reg[n].eq(reg[n - 1]) for reg in (data_q, en_q) for n in range(1, stages)]
-                addr_q = replicas(f"bus_wr{k}_addr", port.addr.shape(), 1)[0]
-                m.d.sync += addr_q.eq(addr if bank_addrs is None else bank_addrs[c])
-                m.d.comb += [port.addr.eq(addr_q), port.data.eq(data_q[-1]), port.en.eq(en_q[-1])]
+                data_q = replicas(f"bus_wr{k}_data", bits, 1)
+                m.d.sync += [en_q[0].eq(store & selected & (byte == width - 1))]
+                m.d.sync += [en_q[n].eq(en_q[n - 1]) for n in range(1, stages)]
+                if bank_addrs is None:  # a memory beside the bus: its own address register
+                    (addr_q,) = replicas(f"bus_wr{k}_addr", port.addr.shape(), 1)
+                    m.d.sync += [addr_q.eq(addr), data_q[0].eq(word[lo:lo + bits])]
+                    m.d.comb += port.addr.eq(addr_q)
+                else:
+                    if (region, c) not in shared:
+                        chain = shared[region, c] = replicas(f"bus_wr_{region}_c{c}_data", bits, stages - 1)
+                        m.d.sync += [chain[0].eq(word[lo:lo + bits])]
+                        m.d.sync += [chain[n].eq(chain[n - 1]) for n in range(1, stages - 1)]
+                    m.d.sync += data_q[0].eq(shared[region, c][-1])
+                    m.d.comb += port.addr.eq(bank_addrs[c])
+                m.d.comb += [port.data.eq(data_q[0]), port.en.eq(en_q[-1])]
                 k, lo = k + 1, lo + bits
         # the bytes below a word's last one wait in pending, written a cycle after ACCESS from
         # registers: a write enable per byte, decoded in ACCESS (the decode of the byte's index
