@@ -58,12 +58,21 @@ EMBEDDING_COLUMN_BITS = 2
 #: cycles from an address to its word out of ``_banked_read``, and to the block RAMs' address pins
 BANKED_READ_LATENCY = 5
 BANK_ADDRESS_LATENCY = 2
-#: cycles from the bus's ACCESS to a banked memory's write port (``TokenEngine``)
-BUS_WRITE_LATENCY = BANK_ADDRESS_LATENCY + 1
+#: the weights' address reaches their 140 block RAMs' copies through two levels of group
+#: copies, not one: a group's copy to a RAM's was 10.96 ns of routing (145380d seed 1)
+WEIGHT_ADDRESS_LATENCY = BANK_ADDRESS_LATENCY + 1
+#: cycles from the bus's ACCESS to a banked memory's write port (``TokenEngine``): the read
+#: ports' address registers hold the bus's address then (``WEIGHT_ADDRESS_LATENCY`` and
+#: ``BANK_ADDRESS_LATENCY`` cycles after it, for the three cycles the bus holds it)
+BUS_WRITE_LATENCY = WEIGHT_ADDRESS_LATENCY + 1
+#: of the bus write data's registers, those shared by a column's banks (the first two); each
+#: block RAM has its own after them (one shared register to a column's four RAMs, in EBR rows
+#: across the die, routed 11.5 ns at 145380d seed 1)
+SHARED_WRITE_STAGES = 2
 #: the weights' banks are picked in two stages (a bank within each pair, then the pair): their
 #: block RAMs lie in EBR rows across the die, and one 4-way pick register took 12 ns of routing
 WEIGHT_PICK_STAGES = 2
-WEIGHT_READ_LATENCY = BANKED_READ_LATENCY + WEIGHT_PICK_STAGES - 1
+WEIGHT_READ_LATENCY = BANKED_READ_LATENCY + WEIGHT_PICK_STAGES - 1 + WEIGHT_ADDRESS_LATENCY - BANK_ADDRESS_LATENCY
 #: the pg words' banks too: a one-stage pick of the pg banks routed 9.6-10.8 ns in four of seven
 #: ULX3S builds (818956c to ebc03ed)
 PG_PICK_STAGES = 2
@@ -120,31 +129,39 @@ def _banks(mem, name, width, depth, init, bank_bits, attrs, *, whole_last=False,
     return banks
 
 
-def _banked_read(m, name, banks, addr, bank_bits, pick_stages=1):
-    """The word at ``addr``, ``BANKED_READ_LATENCY + pick_stages - 1`` (5 or 6) cycles later, in
-    a register; and the address registers of the block RAMs (``[bank][column]``), which hold
-    ``addr`` of ``BANK_ADDRESS_LATENCY`` (2) cycles before.
+def _banked_read(m, name, banks, addr, bank_bits, pick_stages=1, address_latency=BANK_ADDRESS_LATENCY):
+    """The word at ``addr``, ``BANKED_READ_LATENCY + pick_stages - 1`` (5 or 6) cycles later, plus
+    a cycle per address level above ``BANK_ADDRESS_LATENCY``, in a register; and the address
+    registers of the block RAMs (``[bank][column]``), which hold ``addr`` of ``address_latency``
+    (2 or 3) cycles before.
 
     The banks spread over the die, so each cycle spans one hop: the address into a copy per group
-    of block RAMs, then into a copy beside each bank's column (``_banks``), the block RAM's output
-    into its own register, the bank of ``addr`` picked into a register per column beside the
-    banks (with ``pick_stages`` 2: a bank within each pair, then the pair); the consumer is the
-    next hop. The read ports are always enabled (a held address rereads its word). The bus
-    writes through the same address registers (``TokenEngine``)."""
+    of block RAMs (with ``address_latency`` 3, through a copy per group of groups first), then
+    into a copy beside each bank's column (``_banks``), the block RAM's output into its own
+    register, the bank of ``addr`` picked into a register per column beside the banks (with
+    ``pick_stages`` 2: a bank within each pair, then the pair); the consumer is the next hop. The
+    read ports are always enabled (a held address rereads its word). The bus writes at the same
+    address registers (``TokenEngine``)."""
     if pick_stages not in (1, 2):
         raise ValueError(f"pick_stages must be 1 or 2, got {pick_stages!r}")
-    latency = BANKED_READ_LATENCY + pick_stages - 1
+    if address_latency not in (2, 3):
+        raise ValueError(f"address_latency must be 2 or 3, got {address_latency!r}")
+    latency = BANKED_READ_LATENCY + pick_stages - 1 + address_latency - BANK_ADDRESS_LATENCY
     n_banks, n_columns = len(banks), len(banks[0])
-    # the copies beside the RAMs, in groups of about sqrt(count), each group fed by its own copy.
-    # A group is a run of whole columns (every bank's RAM of a column), whose RAMs meet in the
-    # columns' pick registers, rather than a run of one bank's columns (one hop of 10.9 ns from
-    # a group's copy to a column's at db8e891). The builds so far disagree on which is better
-    # (BENCHMARKS.md, "ULX3S fmax history": 141fd09 and d707453)
-    per_group = max(1, round((n_banks * n_columns) ** 0.5))
-    groups = replicas(f"{name}_addr_g", addr.shape(), -(-n_banks * n_columns // per_group))
+    # the copies beside the RAMs, in groups of about the address levels' root of their count,
+    # each group fed by its own copy. A group is a run of whole columns (every bank's RAM of a
+    # column), whose RAMs meet in the columns' pick registers, rather than a run of one bank's
+    # columns (one hop of 10.9 ns from a group's copy to a column's at db8e891). The builds so
+    # far disagree on which is better (BENCHMARKS.md, "ULX3S fmax history": 141fd09 and d707453)
+    count = n_banks * n_columns
+    per_group = max(1, round(count ** (1 / address_latency)))
     addrs = [replicas(f"{name}_addr_b{b}_c", addr.shape(), n_columns) for b in range(n_banks)]
-    m.d.sync += [group.eq(addr) for group in groups]
-    m.d.sync += [addrs[b][c].eq(groups[(c * n_banks + b) // per_group]) for b in range(n_banks) for c in range(n_columns)]
+    below = [addrs[b][c] for c in range(n_columns) for b in range(n_banks)]
+    for level in range(address_latency - 1):
+        groups = replicas(f"{name}_addr_g" if level == 0 else f"{name}_addr_t", addr.shape(), -(-len(below) // per_group))
+        m.d.sync += [copy.eq(groups[k // per_group]) for k, copy in enumerate(below)]
+        below = groups
+    m.d.sync += [group.eq(addr) for group in below]
     parts = []
     for c in range(n_columns):
         column = [bank[c] for bank in banks]
@@ -592,7 +609,8 @@ class TokenEngine(wiring.Component):
         # ---- the weight reader: every word of the step, in order --------------------------------
         # a word comes out WEIGHT_READ_LATENCY cycles after its address (the engine's or the bus's)
         w_rd_addr = Signal(range(lay.weight_words + 1))
-        w_word_out, w_addrs = _banked_read(m, "w", weights, w_rd_addr, WEIGHT_BANK_BITS, WEIGHT_PICK_STAGES)
+        w_word_out, w_addrs = _banked_read(m, "w", weights, w_rd_addr, WEIGHT_BANK_BITS, WEIGHT_PICK_STAGES,
+                                           WEIGHT_ADDRESS_LATENCY)
         w_addr = Signal(range(lay.weight_words + 1), init=lay.weight_words)
         # The words are decoded on their way into a ring that the lanes read directly: no stall
         # enable reaches the 2 P trit bits (a skid buffer's enable across them was one of the
@@ -897,12 +915,13 @@ class TokenEngine(wiring.Component):
         # "a weight-space address that does not follow the last one", compared as the request is
         # taken (exp_addr holds in IDLE): in DECODE the compare fanned out to the division's registers
         b_divide = Signal()
-        # the word moves on a cycle after ACCESS, so that the weights' read address still holds
-        # the written word in that cycle: the bus writes at the read ports' address registers,
-        # which take it two cycles later, as the write lands (below)
-        w_carry = Signal()
-        m.d.sync += [div_ge.eq(0), div_shift.eq(0), w_carry.eq(0)]
-        with m.If(w_carry):
+        # the word moves on two cycles after ACCESS, so that the weights' read address holds the
+        # written word for three cycles, as the bus's other addresses do (a write is followed by
+        # SETTLE): the bus writes at the read ports' address registers, which take it
+        # WEIGHT_ADDRESS_LATENCY cycles later, as the write lands (below)
+        w_carry = Signal(2)
+        m.d.sync += [div_ge.eq(0), div_shift.eq(0), w_carry.eq(w_carry << 1)]
+        with m.If(w_carry[1]):
             m.d.sync += w_word.eq(w_word + 1)
         with m.If(div_shift):
             m.d.sync += [trial.eq(trial >> 1), q_bit.eq(q_bit >> 1)]
@@ -940,12 +959,14 @@ class TokenEngine(wiring.Component):
                 m.d.sync += b_lane.eq(w_lane)
                 with m.If(~b_addr[ADDR_WIDTH - 1]):
                     m.d.sync += [exp_addr.eq(b_addr + 1), w_lane.eq(Mux(w_lane == L - 1, 0, w_lane + 1)),
-                                 w_carry.eq(w_lane == L - 1)]
+                                 w_carry[0].eq(w_lane == L - 1)]
                 with m.If(~b_write & at_counters):
                     m.d.sync += [snapshot[k].eq(counters[name]) for k, name in enumerate(COUNTERS)]
-                m.next = "IDLE"
+                m.next = "SETTLE"
                 with m.If(~b_write):
                     m.next = "READ1"
+            with m.State("SETTLE"):  # a write's address holds a cycle more (``BUS_WRITE_LATENCY``)
+                m.next = "IDLE"
             # the memories' words land in registers: a cycle for the small memories, one per hop
             # for the banked ones, and two more for the weights word's copy and its groups of
             # bytes (its address moves on after ACCESS, so its copy is taken exactly
@@ -993,12 +1014,12 @@ class TokenEngine(wiring.Component):
         # Each column of block RAMs is written from its own registers (one enable driving all the
         # banks' write ports would span the die). A banked memory is written BUS_WRITE_LATENCY
         # cycles after ACCESS at its read port's address register, which holds the bus's address
-        # then (the word moves on a cycle after ACCESS: ``w_carry``), so one address net reaches
-        # both ports of a block RAM (a write address copy per column was 8% of the placed
-        # design's wire length, a94de7d seed 2). The data follows in as many registers, three
-        # hops from the bus across the die, the first two shared by the column's banks (the
-        # same bits of the word): a chain per block RAM was another 12%. Before any later
-        # request can read it.
+        # then (the bus holds it three cycles, through SETTLE; the word moves on after them:
+        # ``w_carry``), so one address net reaches both ports of a block RAM (a write address
+        # copy per column was 8% of the placed design's wire length, a94de7d seed 2). The data
+        # follows in as many registers, four hops from the bus across the die, the first
+        # SHARED_WRITE_STAGES shared by the column's banks (the same bits of the word): a chain
+        # per block RAM was another 12%. Before any later request can read it.
         shared = {}  # (region, column): the data's registers in front of the banks' own
         k = 0
         for region, bank, bank_addrs, selected, addr, byte, width in targets:
@@ -1011,21 +1032,22 @@ class TokenEngine(wiring.Component):
                 # Yosys merged them into one register on all of a bank's block RAMs (35 for a
                 # weight bank), across the die
                 en_q = replicas(f"bus_wr{k}_en", 1, stages, reset_less=False)
-                data_q = replicas(f"bus_wr{k}_data", bits, 1)
                 m.d.sync += [en_q[0].eq(store & selected & (byte == width - 1))]
                 m.d.sync += [en_q[n].eq(en_q[n - 1]) for n in range(1, stages)]
                 if bank_addrs is None:  # a memory beside the bus: its own address register
-                    (addr_q,) = replicas(f"bus_wr{k}_addr", port.addr.shape(), 1)
+                    (addr_q,), data_q = replicas(f"bus_wr{k}_addr", port.addr.shape(), 1), replicas(f"bus_wr{k}_data", bits, 1)
                     m.d.sync += [addr_q.eq(addr), data_q[0].eq(word[lo:lo + bits])]
                     m.d.comb += port.addr.eq(addr_q)
                 else:
                     if (region, c) not in shared:
-                        chain = shared[region, c] = replicas(f"bus_wr_{region}_c{c}_data", bits, stages - 1)
+                        chain = shared[region, c] = replicas(f"bus_wr_{region}_c{c}_data", bits, SHARED_WRITE_STAGES)
                         m.d.sync += [chain[0].eq(word[lo:lo + bits])]
-                        m.d.sync += [chain[n].eq(chain[n - 1]) for n in range(1, stages - 1)]
-                    m.d.sync += data_q[0].eq(shared[region, c][-1])
+                        m.d.sync += [chain[n].eq(chain[n - 1]) for n in range(1, SHARED_WRITE_STAGES)]
+                    data_q = replicas(f"bus_wr{k}_data", bits, stages - SHARED_WRITE_STAGES)
+                    m.d.sync += [data_q[0].eq(shared[region, c][-1])]
+                    m.d.sync += [data_q[n].eq(data_q[n - 1]) for n in range(1, len(data_q))]
                     m.d.comb += port.addr.eq(bank_addrs[c])
-                m.d.comb += [port.data.eq(data_q[0]), port.en.eq(en_q[-1])]
+                m.d.comb += [port.data.eq(data_q[-1]), port.en.eq(en_q[-1])]
                 k, lo = k + 1, lo + bits
         # the bytes below a word's last one wait in pending, written a cycle after ACCESS from
         # registers: a write enable per byte, decoded in ACCESS (the decode of the byte's index
