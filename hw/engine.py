@@ -78,7 +78,7 @@ WEIGHT_READ_LATENCY = BANKED_READ_LATENCY + WEIGHT_PICK_STAGES - 1 + WEIGHT_ADDR
 PG_PICK_STAGES = 2
 PG_READ_LATENCY = BANKED_READ_LATENCY + PG_PICK_STAGES - 1
 #: log2 of the rows of x per LUT RAM bank: each bank is read through a 4:1 multiplexer of
-#: 16-word RAMs into its own register (``_x_banks``)
+#: 16-word RAMs into its own register (``_row_banks``)
 X_BANK_BITS = 6
 #: the weight words' ring in front of the lanes: deep enough for the read and the decoder at one
 #: word per cycle, and 16 deep costs no more distributed RAM than 9
@@ -189,21 +189,22 @@ def _banked_read(m, name, banks, addr, bank_bits, pick_stages=1, address_latency
     return word, addrs
 
 
-def _x_banks(m, mem, d, attrs):
-    """The residual stream x (``d`` words of 16 bits) as LUT RAM banks of ``2**X_BANK_BITS``
-    consecutive rows. Returns ``(banks, write, read_async, bank_of)``: the banks' memories;
+def _row_banks(m, mem, name, d, attrs):
+    """``d`` words of 16 bits (the residual stream x, the MLGRU's i and f buffers) as LUT RAM
+    banks of ``2**X_BANK_BITS`` consecutive rows. Returns ``(banks, write, read_async, bank_of)``: the banks' memories;
     ``write`` a view with ``addr``, ``data`` and ``en`` to drive (one write a cycle, landing two
     clock edges after it is driven); ``read_async(addrs, name)`` the word at an address
     through a multiplexer of the banks' asynchronous reads, given a copy of the address per bank
     (the last one also picks the bank); ``bank_of(addr)`` the bank's index.
 
     One 192-row RAM read through a 12:1 multiplexer from a single address register was the
-    slowest path of aa18f17's build (12.2 ns into the feeder's x read); a bank's read is 4:1,
-    and the feeder (``TokenEngine``) reads each bank from its own address copy."""
+    slowest path of aa18f17's build (12.2 ns into the feeder's x read), and ``buf_i``'s read
+    through it into the MLGRU's input 11.1 ns (e2545d6 seed 1); a bank's read is 4:1, and each
+    reader (``TokenEngine``) reads each bank from its own address copy."""
     rows = 1 << X_BANK_BITS
     n = -(-d // rows)
-    banks = [mem(f"x{b}", 16, min(rows, d - b * rows), attrs=attrs) for b in range(n)]
-    write = Signal(data.StructLayout({"addr": range(d), "data": 16, "en": 1}), name="x_write")
+    banks = [mem(f"{name}{b}", 16, min(rows, d - b * rows), attrs=attrs) for b in range(n)]
+    write = Signal(data.StructLayout({"addr": range(d), "data": 16, "en": 1}), name=f"{name}_write")
     # the write reaches each bank through its own registers (the word picked between the
     # embedding copy and the residual sum, from one LUT to every bank's write data, was 7.3 ns
     # of routing, ce79bee seed 2), so it lands a cycle later than a direct write. No reader sees
@@ -212,9 +213,9 @@ def _x_banks(m, mem, d, attrs):
     # the cycle after that write lands; the post stage reads a row an op after its last write.
     # (In practice the reads come later still: the engine's tests pass with the write 7 cycles
     # later, so they do not pin this margin down.)
-    addrs = replicas("x_wr_addr", X_BANK_BITS, n)
-    words = replicas("x_wr_data", 16, n)
-    enables = replicas("x_wr_en", 1, n, reset_less=False)
+    addrs = replicas(f"{name}_wr_addr", X_BANK_BITS, n)
+    words = replicas(f"{name}_wr_data", 16, n)
+    enables = replicas(f"{name}_wr_en", 1, n, reset_less=False)
     for b, bank in enumerate(banks):
         port = bank.write_port()
         m.d.sync += [addrs[b].eq(write.addr[:X_BANK_BITS]), words[b].eq(write.data),
@@ -376,8 +377,10 @@ class TokenEngine(wiring.Component):
         aux = _banks(mem, "aux", 16, lay.aux_words, self._init("aux", 2), AUX_BANK_BITS, NO_RW_CHECK, whole_last=True)
         logits = mem("logits", 16, vocab, attrs=small)
         scratch = mem("scratch", 8, SCRATCH_BYTES, attrs=small)
-        x_banks, x_wr, x_read_async, x_bank_of = _x_banks(m, mem, d, small)
-        buf_i, buf_f = mem("buf_i", 16, d, attrs=small), mem("buf_f", 16, d, attrs=small)
+        x_banks, x_wr, x_read_async, x_bank_of = _row_banks(m, mem, "x", d, small)
+        # the MLGRU's i and f, written by the post stage and read by it an op later
+        _, bi_wr, bi_read_async, _ = _row_banks(m, mem, "buf_i", d, small)
+        _, bf_wr, bf_read_async, _ = _row_banks(m, mem, "buf_f", d, small)
 
         # ---- step control -----------------------------------------------------------------------
         # "a step runs", in copies, each beside the logic it steers: one register reached the read
@@ -478,9 +481,9 @@ class TokenEngine(wiring.Component):
         pg_addr = Signal(range(lay.pg_words))
         pg_word, pg_addrs = _banked_read(m, "pg", pg, pg_addr, PG_BANK_BITS, PG_PICK_STAGES)
         # x read at the element's issue, then delayed to land with its pg word: the address into
-        # a copy beside each bank (_x_banks), each bank's word into its own register, the bank's
+        # a copy beside each bank (_row_banks), each bank's word into its own register, the bank's
         # word picked into a register; the read happens a cycle after the issue, after the
-        # writes it waits for have landed (``_x_banks``: a write lands a cycle after the version
+        # writes it waits for have landed (``_row_banks``: a write lands a cycle after the version
         # or the row count counts it), and no write to the same row follows within a cycle: the
         # next write of a row needs this op's codes
         x_feed_addrs = replicas("x_feed_addr", range(1 << X_BANK_BITS), len(x_banks))
@@ -715,14 +718,14 @@ class TokenEngine(wiring.Component):
         ]
         # not a ring (``SkidBuffer(ring=True)``): the row it gives addresses the LUT RAM reads of
         # the lookup stage, and a multiplexer in front of those addresses was the slowest path
-        # (13.2 ns at 972dd28). Each memory read there, and each bank of x, has its own copy of
+        # (13.2 ns at 972dd28). Each bank of x, i and f read there has its own copy of
         # the output register (one register's row across all their LUT RAMs was 11-12 ns; one
         # across x's banks, 10.6 ns at 818956c seed 1). The copies hold the row's low bits only,
         # those that address the memories of d rows.
         row_bits = max(1, (d - 1).bit_length())
         row_at = rescale.o.payload.shape()["tag"].offset + post_tag["row"].offset
         m.submodules.value_skid = value_skid = SkidBuffer(
-            rescale.o.payload.shape(), copies=2 + len(x_banks), copy_bits=slice(row_at, row_at + row_bits))
+            rescale.o.payload.shape(), copies=3 * len(x_banks), copy_bits=slice(row_at, row_at + row_bits))
         wiring.connect(m, rescale.o, value_skid.i)
         value_s = value_skid.o
         v_tag = data.View(post_tag, value_s.payload.tag)
@@ -731,17 +734,15 @@ class TokenEngine(wiring.Component):
         # lookup stage: everything a destination needs about row r, read with the value
         pl = stream.Signature(data.StructLayout({"value": 16, "tag": post_tag})).create()
         pl_advance = ~pl.valid | pl.ready
-        bi_rd, bf_rd = buf_i.read_port(), buf_f.read_port()
-        # x: the banks' asynchronous reads picked into a register, as a registered read would be
-        x_post_word = x_read_async(row_copies[2:], "x_post_word")
-        x_post = Signal(16, name="x_post", reset_less=True)
-        with m.If(pl_advance):
-            m.d.sync += x_post.eq(x_post_word)
-        m.d.comb += [
-            value_s.ready.eq(pl_advance),
-            bi_rd.addr.eq(row_copies[0]), bf_rd.addr.eq(row_copies[1]),
-            bi_rd.en.eq(pl_advance), bf_rd.en.eq(pl_advance),
-        ]
+        # x, i and f: each one's banks' asynchronous reads picked into a register, as a registered
+        # read would be
+        n_row_banks = len(x_banks)
+        x_post, bi_post, bf_post = (Signal(16, name=f"{name}_post", reset_less=True) for name in ("x", "buf_i", "buf_f"))
+        for k, (read_async, post) in enumerate(((x_read_async, x_post), (bi_read_async, bi_post), (bf_read_async, bf_post))):
+            word = read_async(row_copies[k * n_row_banks:(k + 1) * n_row_banks], f"{post.name}_word")
+            with m.If(pl_advance):
+                m.d.sync += post.eq(word)
+        m.d.comb += value_s.ready.eq(pl_advance)
         with m.If(pl_advance):
             m.d.sync += [pl.valid.eq(value_s.valid), pl.payload.value.eq(value_s.payload.product),
                          pl.payload.tag.eq(v_tag)]
@@ -778,7 +779,7 @@ class TokenEngine(wiring.Component):
         # them routed for 6.3-11.6 ns in three builds: ``SkidBuffer``'s ``enable_groups``)
         mlgru_in = registered_into(m, "mlgru_feed", mlgru.i, enable_groups=4)
         resid_in, glu_in = (registered_into(m, f"{unit}_feed", port) for unit, port in (("resid", resid.i), ("glu", glu.i)))
-        bi_wr, bf_wr, lg_wr = buf_i.write_port(), buf_f.write_port(), logits.write_port()
+        lg_wr = logits.write_port()
         m.d.comb += [
             bi_wr.addr.eq(tag.row), bi_wr.data.eq(value), bi_wr.en.eq(is_dest["buf_i"]),
             bf_wr.addr.eq(tag.row), bf_wr.data.eq(value), bf_wr.en.eq(is_dest["buf_f"]),
@@ -788,7 +789,7 @@ class TokenEngine(wiring.Component):
         has_keep = ~use_keep | aux_words.valid
         m.d.comb += [
             mlgru_in.valid.eq(is_dest["mlgru"] & has_keep),
-            mlgru_in.payload.i.eq(bi_rd.data), mlgru_in.payload.f.eq(bf_rd.data), mlgru_in.payload.g.eq(value),
+            mlgru_in.payload.i.eq(bi_post), mlgru_in.payload.f.eq(bf_post), mlgru_in.payload.g.eq(value),
             mlgru_in.payload.first.eq(first),
         ]
         if cfg.use_lower_bound:
