@@ -29,7 +29,10 @@ class SkidBuffer(wiring.Component):
     ``enable_groups`` (``ring=False`` only): the payload's bits in that many slices, each loaded
     under its own copy of the valid and skid flags. The enable of a wide payload is one net to
     every bit; its slices' loads spread over the die, and that net routed for 6-11 ns on ECP5
-    (the MLGRU's input, 66 bits). A copy per slice gives each slice its own enable LUT.
+    (the MLGRU's input, 66 bits). A copy per slice gives each slice its own enable LUT. With
+    more than one group, ``i.ready`` comes from a flag copy of its own too, and the payload copies
+    are shared out over the groups in order (copy ``j`` of ``c`` under group ``j * n // c``), so no
+    flag drives both the upstream's ready logic and a slice, nor every copy's enable.
     """
 
     def __init__(self, shape, *, ring: bool = False, copies: int = 0, copy_bits: slice = None,
@@ -61,31 +64,35 @@ class SkidBuffer(wiring.Component):
             return self._elaborate_ring(m)
         from .pipeline import replicas
         n = self.enable_groups
-        skid_valid = Signal()
-        # the flags' copies for the slices after the first, driven alike
+        # a (valid, skid) pair of flags per slice, driven alike; each pair computes its next state
+        # from its own flags, so no one flag reaches every slice's logic
         valids = [self.o.valid] + (replicas("o_valid", 1, n - 1, reset_less=False) if n > 1 else [])
-        skids = [skid_valid] + (replicas("skid_valid", 1, n - 1, reset_less=False) if n > 1 else [])
+        skids = [Signal(name="skid_valid")] + (replicas("skid_valid", 1, n - 1, reset_less=False) if n > 1 else [])
+        pairs = list(zip(valids, skids))
+        if n > 1:  # the input's ready from a pair of its own once the slices have theirs
+            pairs.append(tuple(replicas(f"ready_{name}", 1, 1, reset_less=False)[0] for name in ("valid", "skid")))
         # data registers without reset (only the valid bits need one)
         skid_data = Signal(self.o.payload.shape(), reset_less=True)
         out = Signal(self.o.payload.shape(), reset_less=True)
         m.d.comb += self.o.payload.eq(out)
-        m.d.comb += self.i.ready.eq(~skid_valid)
+        m.d.comb += self.i.ready.eq(~pairs[-1][1])
         bits_out, bits_skid, bits_in = (Value.cast(v) for v in (out, skid_data, self.i.payload))
         copied = self.copy_bits
-        with m.If(~self.o.valid | self.o.ready):
-            with m.If(skid_valid):
-                m.d.sync += [v.eq(1) for v in valids] + [s.eq(0) for s in skids]
-                m.d.sync += [copy.eq(bits_skid[copied]) for copy in self.payload_copies]
-            with m.Else():
-                m.d.sync += [v.eq(self.i.valid) for v in valids]
-                m.d.sync += [copy.eq(bits_in[copied]) for copy in self.payload_copies]
-        with m.Elif(self.i.valid & ~skid_valid):
-            m.d.sync += [s.eq(1) for s in skids]
-        width = len(bits_out)
+        for valid, skid in pairs:
+            with m.If(~valid | self.o.ready):
+                with m.If(skid):
+                    m.d.sync += [valid.eq(1), skid.eq(0)]
+                with m.Else():
+                    m.d.sync += valid.eq(self.i.valid)
+            with m.Elif(self.i.valid & ~skid):
+                m.d.sync += skid.eq(1)
+        width, n_copies = len(bits_out), len(self.payload_copies)
         for g, (valid, skid) in enumerate(zip(valids, skids)):
             lo, hi = g * width // n, (g + 1) * width // n
+            copies = [c for j, c in enumerate(self.payload_copies) if j * n // n_copies == g]
             with m.If(~valid | self.o.ready):
                 m.d.sync += bits_out[lo:hi].eq(Mux(skid, bits_skid[lo:hi], bits_in[lo:hi]))
+                m.d.sync += [copy.eq(Mux(skid, bits_skid[copied], bits_in[copied])) for copy in copies]
             # the skid register follows the input while it is empty, so its enable is a register's
             # output, not the downstream ready (which comes from logic across the die: these
             # enables were among the device's slowest paths); it is read only once its flag is set

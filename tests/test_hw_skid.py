@@ -90,12 +90,14 @@ def test_rejects_a_bad_ring_flag():
         SkidBuffer(8, ring=1)
 
 
-@pytest.mark.parametrize("copies, copy_bits, lo, width, distinct", [(2, None, 0, 12, 100), (3, slice(3, 9), 3, 6, 40)])
-def test_payload_copies_follow_the_output(copies, copy_bits, lo, width, distinct):
+@pytest.mark.parametrize("copies, copy_bits, lo, width, distinct, groups",
+                         [(2, None, 0, 12, 100, 1), (3, slice(3, 9), 3, 6, 40, 1), (5, slice(3, 9), 3, 6, 40, 3)])
+def test_payload_copies_follow_the_output(copies, copy_bits, lo, width, distinct, groups):
     """Each copy equals its bits of ``o.payload`` (all 12, or bits 3..8) whenever ``o.valid``,
-    under random stalls on both sides."""
+    under random stalls on both sides; with the payload in slices, the copies shared out over
+    the slices' flags too."""
     import random
-    dut = SkidBuffer(12, copies=copies, copy_bits=copy_bits)
+    dut = SkidBuffer(12, copies=copies, copy_bits=copy_bits, enable_groups=groups)
     assert [len(c) for c in dut.payload_copies] == [width] * copies
     rng = random.Random(5)
     checked = []
