@@ -429,12 +429,6 @@ class Link(wiring.Component):
 
         m.submodules.rom = rom = Memory(shape=8, depth=len(self.rom), init=self.rom)
         rom_r = rom.read_port()
-        # the ROM's byte through a register of its own (the block RAM's output register, once
-        # the build moves it in) before the reply's byte multiplexer: the block RAM's slow
-        # clock-to-output through that multiplexer into the reply's skid buffer was 10.2 ns at
-        # 4ec7033. A reply runs at the UART's pace: a cycle more per ROM byte costs nothing
-        rom_byte = Signal(8, reset_less=True)
-        m.d.sync += rom_byte.eq(rom_r.data)
 
         r_cmd, r_seq, r_status = Signal(8), Signal(8), Signal(8)
         word = Signal(32)              # up to 4 fixed payload bytes, sent LSB first
@@ -704,15 +698,12 @@ class Link(wiring.Component):
                     m.d.sync += [word.eq(word >> 8), word_len.eq(word_len - 1)]
                     with m.If(word_len == 1):
                         reply_continues(0, rom_en, ~count_zero)
-            with m.State("ROM"):  # the ROM's output holds byte ridx: rom_byte takes it
-                m.next = "ROM_SEND"
-            with m.State("ROM_SEND"):
+            with m.State("ROM"):
                 rom_end = ridx == len(self.rom) - 1
-                send(rom_byte, rom_end & count_zero)
+                send(rom_r.data, rom_end & count_zero)
                 with m.If(rb.ready):
                     m.d.comb += rom_r.addr.eq(ridx + 1)
                     m.d.sync += ridx.eq(ridx + 1)
-                    m.next = "ROM"
                     with m.If(rom_end):
                         m.d.comb += rom_r.addr.eq(0)
                         m.d.sync += [ridx.eq(0), rom_en.eq(0)]
