@@ -122,6 +122,26 @@ class BuildResult:
         return "\n".join(lines)
 
 
+RECORDED = ROOT / "benchmarks" / "recorded.json"
+
+
+def recorded_build(board, model, lanes, *, path=None):
+    """The last recorded build of ``board`` (``python -m benchmarks.boards``) if it carries
+    ``model`` (a directory) at ``lanes`` lanes: a dict with at least ``fmax_mhz``, ``clock_mhz``
+    and ``commit``. None when there is none: no such file (an installed package has no
+    ``benchmarks/``), no entry for the board, or a build of another model or lane count, whose
+    fmax says nothing about this one."""
+    try:
+        build = json.loads(Path(path or RECORDED).read_text())["boards"][board]
+        fmax, built_lanes = float(build["fmax_mhz"]), re.search(r"\((\d+) lanes\)", build["core"])
+        same_model = (ROOT / build["model"]).resolve() == Path(model).resolve()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not same_model or built_lanes is None or int(built_lanes.group(1)) != lanes or fmax <= 0:
+        return None
+    return build
+
+
 # --- the core --------------------------------------------------------------------------------------
 
 def core_factory(model, board):

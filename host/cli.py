@@ -166,6 +166,26 @@ def _session_options(args) -> dict:
                 progress=not args.json)
 
 
+def _at_fmax(args, lanes, cycles) -> dict:
+    """What ``cycles`` per token give at the fmax of the board's recorded build of this model
+    (``host.build.recorded_build``): the board's clock is what it runs at, the fmax what the
+    same gateware can reach. Nones when there is no such build."""
+    from .build import recorded_build
+
+    build = recorded_build(args.board, args.model, lanes)
+    if build is None or not cycles or not cycles > 0:  # no step counted (None, NaN)
+        return {"fmax_mhz": None, "fmax_build_commit": None, "tokens_per_second_at_fmax": None}
+    return {"fmax_mhz": build["fmax_mhz"], "fmax_build_commit": build.get("commit"),
+            "tokens_per_second_at_fmax": build["fmax_mhz"] * 1e6 / cycles}
+
+
+def _at_fmax_text(result) -> str:
+    if result["fmax_mhz"] is None:
+        return "no recorded build of this model and lanes for the board (benchmarks/recorded.json)"
+    return (f"{result['tokens_per_second_at_fmax']:,.0f} tokens/s at its recorded build's fmax "
+            f"({result['fmax_mhz']:.1f} MHz, commit {result['fmax_build_commit']}; BENCHMARKS.md)")
+
+
 def cmd_generate(args) -> int:
     from golden.bitexact import BitExactModel
     from golden.generate import Backend, generate
@@ -257,6 +277,7 @@ def _generate_on_device(args, model, prompt, sampler, stream) -> int:
         "tokens_per_second_wall": len(tokens) / elapsed if elapsed > 0 and tokens else None,
         "uploaded": session.uploaded, "upload_bytes_per_second": session.upload_rate,
         "energy_estimated_joules_per_token": energy.joules_per_token if energy else None,
+        **_at_fmax(args, session.layout.lanes, cycles),
     }
     if args.json:
         print(json.dumps(result))
@@ -266,7 +287,7 @@ def _generate_on_device(args, model, prompt, sampler, stream) -> int:
                if sampler else "greedy")
         print(f"[device: {args.board}, {where}] {len(tokens)} tokens {how}, {cycles:,.0f} cycles per token "
               f"(device counters): {result['tokens_per_second_at_clock'] or 0:,.0f} tokens/s at the board's "
-              f"{clock_mhz:g} MHz clock", file=sys.stderr)
+              f"{clock_mhz:g} MHz clock; {_at_fmax_text(result)}", file=sys.stderr)
         if energy:
             print(f"[energy] {energy.summary()}", file=sys.stderr)
     return 0
@@ -348,7 +369,8 @@ def cmd_bench(args) -> int:
     with open_session(model, force_upload=args.force_upload, **_session_options(args)) as session:
         result = bench(session, tokens=args.tokens, link_bytes=args.link_bytes,
                        clock_mhz=get_board(args.board).clock_mhz)
-        result.update(url=session.url, simulated=session.simulated, board=args.board)
+        result.update(url=session.url, simulated=session.simulated, board=args.board,
+                      **_at_fmax(args, session.layout.lanes, result["cycles_per_token"]))
     if args.json:
         print(json.dumps(result))
         return 0
@@ -358,6 +380,7 @@ def cmd_bench(args) -> int:
     print(f"device:   {result['cycles_per_token']:,.0f} busy cycles per token (counters): "
           f"{result['tokens_per_second_at_clock']:,.0f} tokens/s at {result['clock_mhz']:g} MHz; "
           f"{result['device_cycles_per_second']:,.0f} device cycles per wall second")
+    print(f"          {_at_fmax_text(result)}")
     print(f"link:     {result['link_bytes']:,} bytes written in {result['link_seconds']:.3f} s: "
           f"{result['link_bytes_per_second'] / 1024:,.1f} KiB/s, {result['link_efficiency']:.1%} of the "
           f"line rate ({result['line_rate_bytes_per_second'] / 1024:,.1f} KiB/s"

@@ -310,6 +310,27 @@ def test_core_clock_pick():
     assert _pick_core_clock([]) is None
 
 
+def test_recorded_build_only_for_its_model_and_lanes(tmp_path):
+    """The fmax the CLI quotes comes from the board's recorded build of the same model at the
+    same lanes; anything else (another model or lane count, no file, a corrupt one) gives None."""
+    from host.build import recorded_build
+
+    entry = {"core": "token engine for models/mmfree-ecp5 (195 lanes)", "model": "models/mmfree-ecp5",
+             "fmax_mhz": 100.01, "clock_mhz": 100.0, "commit": "abc1234"}
+    path = tmp_path / "recorded.json"
+    path.write_text(json.dumps({"boards": {"ulx3s-85f": entry}}))
+    ecp5 = ROOT / "models" / "mmfree-ecp5"
+    assert recorded_build("ulx3s-85f", ecp5, 195, path=path)["fmax_mhz"] == 100.01
+    assert recorded_build("ulx3s-85f", ROOT / "models" / "mmfree-up5k", 195, path=path) is None
+    assert recorded_build("ulx3s-85f", ecp5, 128, path=path) is None
+    assert recorded_build("icebreaker", ecp5, 195, path=path) is None
+    assert recorded_build("ulx3s-85f", ecp5, 195, path=tmp_path / "missing.json") is None
+    path.write_text('{"boards": {"ulx3s-85f": ')
+    assert recorded_build("ulx3s-85f", ecp5, 195, path=path) is None
+    path.write_text(json.dumps({"boards": {"ulx3s-85f": {**entry, "fmax_mhz": "fast"}}}))
+    assert recorded_build("ulx3s-85f", ecp5, 195, path=path) is None
+
+
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_core_factory_builds_the_device_core(tmp_path):
     from hw.top import DeviceCore

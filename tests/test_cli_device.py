@@ -199,15 +199,28 @@ def test_info_without_port_or_model(capsys):
     assert_one_line_error(code, err, "--model")
 
 
-def test_bench(capsys, board, model_dir):
+def test_bench(capsys, board, model_dir, tmp_path, monkeypatch):
     greedy = run_json(capsys, ["generate", "--model", str(model_dir), "--port", board.url,
                                "--prompt", PROMPT, "--max-tokens", "4"])
+    # no recorded build of this model: no rate at an fmax
+    assert greedy["fmax_mhz"] is None and greedy["tokens_per_second_at_fmax"] is None
+    # with one (a stand-in record of this model and lanes), the rate at its fmax
+    record = tmp_path / "recorded.json"
+    record.write_text(json.dumps({"boards": {"ulx3s-85f": {
+        "core": f"token engine for {model_dir} ({LANES} lanes)", "model": str(model_dir),
+        "fmax_mhz": 90.0, "clock_mhz": 90.0, "commit": "abc1234"}}}))
+    monkeypatch.setattr("host.build.RECORDED", record)
+    code, _, err = run(capsys, ["generate", "--model", str(model_dir), "--port", board.url,
+                                "--prompt", PROMPT, "--max-tokens", "4"])
+    cycles = greedy["cycles_per_token"]
+    assert code == 0 and f"{90e6 / cycles:,.0f} tokens/s at its recorded build's fmax (90.0 MHz, commit abc1234" in err
     result = run_json(capsys, ["bench", "--model", str(model_dir), "--port", board.url,
                                "--tokens", "20", "--link-bytes", "2303"])
     assert result["tokens"] == 20 and result["device_steps"] == 20
     # the engine's schedule does not depend on the tokens: the same cycles per token as generate
     assert result["cycles_per_token"] == greedy["cycles_per_token"]
     assert result["tokens_per_second_at_clock"] == pytest.approx(75e6 / result["cycles_per_token"])  # the ULX3S clock
+    assert result["fmax_mhz"] == 90.0 and result["tokens_per_second_at_fmax"] == pytest.approx(90e6 / cycles)
     assert result["link_bytes"] == 2300  # whole 4-byte words (lcm of 4 and the 2-byte weight word)
     # the simulated UART's line rate is its simulated clock / 4 cycles per bit / 10 bits per byte,
     # and no link carries more than its line rate
