@@ -166,13 +166,10 @@ def _session_options(args) -> dict:
                 progress=not args.json)
 
 
-def _at_fmax(args, lanes, cycles) -> dict:
-    """What ``cycles`` per token give at the fmax of the board's recorded build of this model
-    (``host.build.recorded_build``): the board's clock is what it runs at, the fmax what the
-    same gateware can reach. Nones when there is no such build."""
-    from .build import recorded_build
-
-    build = recorded_build(args.board, args.model, lanes)
+def _at_fmax(build, cycles) -> dict:
+    """What ``cycles`` per token give at the fmax of ``build``, the board's recorded build of this
+    model (``host.build.recorded_build``): the board's clock is what it runs at, the fmax what
+    the same gateware can reach. Nones when there is no such build."""
     if build is None or not cycles or not cycles > 0:  # no step counted (None, NaN)
         return {"fmax_mhz": None, "fmax_build_commit": None, "tokens_per_second_at_fmax": None}
     return {"fmax_mhz": build["fmax_mhz"], "fmax_build_commit": build.get("commit"),
@@ -242,6 +239,7 @@ def cmd_generate(args) -> int:
 def _generate_on_device(args, model, prompt, sampler, stream) -> int:
     from hw.boards import get_board
 
+    from .build import recorded_build
     from .energy import estimate
     from .generation import run_on_device
     from .latency import latency_warning
@@ -264,7 +262,12 @@ def _generate_on_device(args, model, prompt, sampler, stream) -> int:
     cycles = (after["busy_cycles"] - before["busy_cycles"]) / steps if steps else float("nan")
     spec = get_board(args.board)
     clock_mhz = spec.clock_mhz
-    energy = estimate(before, after, spec.family, clock_mhz * 1e6, lanes=session.layout.lanes) if steps else None
+    build = recorded_build(args.board, args.model, session.layout.lanes)
+    # the design's clocked cells: the recorded build's flip-flops when it is this model's
+    cells = dict(cells=build["ff"], cells_basis=f"the flip-flops of the build at {build.get('commit')}") \
+        if build and isinstance(build.get("ff"), int) else {}
+    energy = estimate(before, after, spec.family, clock_mhz * 1e6, lanes=session.layout.lanes,
+                      **cells) if steps else None
     result = {
         "backend": "device", "board": args.board, "simulated": session.simulated, "url": session.url,
         "model": str(args.model), "prompt_tokens": prompt, "tokens": tokens,
@@ -277,7 +280,7 @@ def _generate_on_device(args, model, prompt, sampler, stream) -> int:
         "tokens_per_second_wall": len(tokens) / elapsed if elapsed > 0 and tokens else None,
         "uploaded": session.uploaded, "upload_bytes_per_second": session.upload_rate,
         "energy_estimated_joules_per_token": energy.joules_per_token if energy else None,
-        **_at_fmax(args, session.layout.lanes, cycles),
+        **_at_fmax(build, cycles),
     }
     if args.json:
         print(json.dumps(result))
@@ -363,6 +366,7 @@ def cmd_bench(args) -> int:
     from hw.boards import get_board
 
     from .bench import bench
+    from .build import recorded_build
     from .session import open_session
 
     model = BitExactModel.from_pretrained(args.model)
@@ -370,7 +374,8 @@ def cmd_bench(args) -> int:
         result = bench(session, tokens=args.tokens, link_bytes=args.link_bytes,
                        clock_mhz=get_board(args.board).clock_mhz)
         result.update(url=session.url, simulated=session.simulated, board=args.board,
-                      **_at_fmax(args, session.layout.lanes, result["cycles_per_token"]))
+                      **_at_fmax(recorded_build(args.board, args.model, session.layout.lanes),
+                                 result["cycles_per_token"]))
     if args.json:
         print(json.dumps(result))
         return 0

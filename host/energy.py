@@ -176,6 +176,7 @@ class EnergyEstimate:
     events: dict             # event class -> its count over the window
     coefficients: tuple = field(repr=False)
     label: str = "estimated"
+    cells_basis: str = "assumed"   # where ``cells`` came from
 
     @property
     def joules_per_token(self) -> float:
@@ -191,9 +192,9 @@ class EnergyEstimate:
 
     def summary(self) -> str:
         lines = [f"estimated core-rail energy ({self.family}, {self.clock_hz / 1e6:g} MHz, "
-                 f"{self.lanes} lanes, {self.cells} clocked cells assumed): "
+                 f"{self.lanes} lanes, {self.cells:,} clocked cells, {self.cells_basis}): "
                  f"{self.joules_per_token * 1e6:.3f} uJ/token, {self.tokens_per_second:.1f} tokens/s "
-                 f"at this clock, {self.watts * 1e3:.3f} mW average",
+                 f"over the window (idle cycles included), {self.watts * 1e3:.3f} mW average",
                  "  per token, by event class (estimated):"]
         for name, joules in self.breakdown.items():
             lines.append(f"    {name:<14} {joules / self.tokens * 1e6:10.4f} uJ  "
@@ -203,11 +204,13 @@ class EnergyEstimate:
 
 
 def estimate(counters_before: dict, counters_after: dict, family: str, clock_hz: float, *,
-             lanes: int | None = None, cells: int | None = None) -> EnergyEstimate:
+             lanes: int | None = None, cells: int | None = None,
+             cells_basis: str = "given") -> EnergyEstimate:
     """Estimate the core-rail energy of the tokens stepped between two counter snapshots.
 
     ``lanes`` (the bitstream's lane count: a weight word is lanes/5 bytes) and ``cells`` (the
-    clocked logic cells of the placed design) default to the family's assumptions."""
+    clocked logic cells of the placed design) default to the family's assumptions; ``cells_basis``
+    says where a given ``cells`` came from (the summary prints it)."""
     try:
         model = FAMILIES[family]
     except KeyError:
@@ -215,7 +218,7 @@ def estimate(counters_before: dict, counters_after: dict, family: str, clock_hz:
     if not clock_hz > 0:
         raise ValueError(f"clock_hz must be positive, got {clock_hz!r}")
     lanes = model.lanes if lanes is None else lanes
-    cells = model.cells if cells is None else cells
+    cells, cells_basis = (model.cells, "assumed") if cells is None else (cells, cells_basis)
     d = counter_deltas(counters_before, counters_after)
     if d["steps"] == 0:
         raise ValueError("no token steps between the two counter snapshots")
@@ -245,7 +248,8 @@ def estimate(counters_before: dict, counters_after: dict, family: str, clock_hz:
         "elements": events["elements"] * k("element_j"),
     }
     return EnergyEstimate(family, float(clock_hz), lanes, cells, d["steps"], seconds,
-                          sum(breakdown.values()), breakdown, events, model.coefficients)
+                          sum(breakdown.values()), breakdown, events, model.coefficients,
+                          cells_basis=cells_basis)
 
 
 def _fmt(c: Coefficient) -> str:

@@ -208,12 +208,13 @@ def test_bench(capsys, board, model_dir, tmp_path, monkeypatch):
     record = tmp_path / "recorded.json"
     record.write_text(json.dumps({"boards": {"ulx3s-85f": {
         "core": f"token engine for {model_dir} ({LANES} lanes)", "model": str(model_dir),
-        "fmax_mhz": 90.0, "clock_mhz": 90.0, "commit": "abc1234"}}}))
+        "fmax_mhz": 90.0, "clock_mhz": 90.0, "commit": "abc1234", "ff": 1234}}}))
     monkeypatch.setattr("host.build.RECORDED", record)
     code, _, err = run(capsys, ["generate", "--model", str(model_dir), "--port", board.url,
                                 "--prompt", PROMPT, "--max-tokens", "4"])
     cycles = greedy["cycles_per_token"]
     assert code == 0 and f"{90e6 / cycles:,.0f} tokens/s at its recorded build's fmax (90.0 MHz, commit abc1234" in err
+    assert "1,234 clocked cells, the flip-flops of the build at abc1234" in err  # the energy estimate's
     result = run_json(capsys, ["bench", "--model", str(model_dir), "--port", board.url,
                                "--tokens", "20", "--link-bytes", "2303"])
     assert result["tokens"] == 20 and result["device_steps"] == 20

@@ -37,6 +37,12 @@ def test_estimate_by_hand_ice40():
     assert e.watts == pytest.approx(total / seconds)
     assert e.tokens_per_second == pytest.approx(8 / seconds)
     assert e.label == "estimated" and "estimated" in e.summary()
+    # the summary says where the cell count came from: the caller's, or the family's assumption
+    assert "3,000 clocked cells, given" in e.summary()
+    assert "3,000 clocked cells, a build's" in estimate(BEFORE, AFTER, "ice40", 24e6, cells=3000,
+                                                         cells_basis="a build's").summary()
+    default = estimate(BEFORE, AFTER, "ice40", 24e6)
+    assert f"{FAMILIES['ice40'].cells:,} clocked cells, assumed" in default.summary()
 
 
 def test_measured_coefficients_follow_from_the_quoted_measurements():
