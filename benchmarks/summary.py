@@ -111,7 +111,7 @@ def render_boards(rec: dict) -> str:
         return lambda f: fmt.format(f["build"][key]) if f["build"] else "not built"
 
     row("model, lanes", lambda f: f"{f['engine']['model']}, {f['engine']['lanes']}", "`hw.boards`, `benchmarks.boards.MODELS`")
-    row("LUT4 (CCU2C as 2)", build("lut"), "`mmfree build --board B --seed 1 --json` (recorded build)")
+    row("LUT4 (CCU2C as 2)", build("lut"), "`mmfree build --board B --seed S --json` (recorded build, below)")
     row("FF", build("ff"), "recorded build")
     def block_ram(f):
         if not f["build"]:
@@ -124,7 +124,7 @@ def render_boards(rec: dict) -> str:
     row("DSP", build("dsp"), "recorded build")
     row("fmax (target)", lambda f: (f"{f['build']['fmax_mhz']:.1f} MHz ({TARGET_MHZ[f['engine']['board']]:g})"
                                     if f["build"] else f"- ({TARGET_MHZ[f['engine']['board']]:g})"),
-        "nextpnr, seed 1 (recorded build)")
+        "nextpnr (recorded build)")
     row("**cycles per token**", lambda f: f"**{f['engine']['cycles_per_token']:,}**",
         "Amaranth simulation, `python -m benchmarks.regression --record`")
     def share(f, n):
