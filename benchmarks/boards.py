@@ -1,6 +1,6 @@
 """Whole-device builds per board: utilisation and fmax of the device core with the shipped model.
 
-    python -m benchmarks.boards [--boards ulx3s-85f icebreaker] [--seed 1] [--no-write]
+    python -m benchmarks.boards [--boards ulx3s-85f icebreaker] [--seed N] [--no-write]
     python -m benchmarks.boards --from-json build/ulx3s.json [--commit C]   # a saved `mmfree build --json` result
 
 Builds each board's bitstream with ``host.build`` (the command ``mmfree build`` runs: Yosys and
@@ -30,7 +30,7 @@ MODELS = {"ulx3s-85f": "models/mmfree-ecp5", "icebreaker": "models/mmfree-up5k"}
 TARGET_MHZ = {"ulx3s-85f": 100.0, "icebreaker": 24.0}
 
 
-def run(board: str, seed: int, log=print) -> dict:
+def run(board: str, seed: int | None, log=print) -> dict:
     from host.build import BuildError, build, core_factory
 
     model = MODELS[board]
@@ -81,7 +81,7 @@ def render(rows, command: str) -> str:
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m benchmarks.boards", description=__doc__.split("\n\n")[0])
     ap.add_argument("--boards", nargs="+", choices=list(MODELS), default=["ulx3s-85f"])
-    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=None, help="nextpnr seed (default: each board's, hw.boards)")
     ap.add_argument("--from-json", nargs="+", metavar="FILE",
                     help="render saved `mmfree build --board B --model M --json` results instead of building")
     ap.add_argument("--commit", help="with --from-json: the commit the saved builds were made at "
@@ -101,7 +101,8 @@ def main(argv=None):
             rows.append({"model": str(model), **result})
         command = "; ".join(_build_command(r) for r in rows)
     else:
-        command = "python -m benchmarks.boards " + shlex.join(["--boards", *args.boards, "--seed", str(args.seed)])
+        seed = [] if args.seed is None else ["--seed", str(args.seed)]
+        command = "python -m benchmarks.boards " + shlex.join(["--boards", *args.boards, *seed])
         rows = [run(board, args.seed, log=lambda s: print(s, file=sys.stderr)) for board in args.boards]
     if not args.no_write:
         for row in rows:

@@ -347,16 +347,17 @@ def read_figures(build_dir, family):
     return fmax, counts
 
 
-def build(board, core, *, clock_mhz=None, build_dir, seed=DEFAULT_SEED, progress=None,
+def build(board, core, *, clock_mhz=None, build_dir, seed=None, progress=None,
           core_name=None, placeholder=None):
     """Build ``core`` (a core-top factory called as ``core(divisor=...)``, or an instance) for
     ``board`` ("icebreaker", "ulx3s-85f") at ``clock_mhz`` (default: the board's) in
-    ``build_dir``. ``progress(stage, elapsed_s)`` hears "synthesis", "place", "route",
+    ``build_dir``, with nextpnr seed ``seed`` (default: the board's). ``progress(stage, elapsed_s)`` hears "synthesis", "place", "route",
     "bitstream", "done". Returns a BuildResult.
 
     ValueError: unknown board, unreachable clock, baud error too large. FileNotFoundError: a tool
     is missing (the message says to install the synth extra). BuildError: a tool failed."""
     brd = get_board(board)
+    seed = brd.seed if seed is None else seed
     family = brd.family
     env = _tool_env(family)                     # before any work: missing tools fail fast
     top, plan = _plan(brd, core, clock_mhz, seed)

@@ -48,6 +48,12 @@ def _board_clocks():
     return ", ".join(f"{b.clock_mhz:g} on {b.name}" for b in BOARDS.values())
 
 
+def _board_seeds():
+    from hw.boards import BOARDS
+
+    return ", ".join(f"{b.seed} for {b.name}" for b in BOARDS.values())
+
+
 def _add_device(p: argparse.ArgumentParser, force: str = "--force-upload") -> None:
     p.add_argument("--port", default=None,
                    help="serial port or URL of the board (/dev/ttyUSB0, socket://HOST:PORT); "
@@ -148,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     bld.add_argument("--clock-mhz", type=float, default=None,
                      help=f"core clock in MHz (default: the board's, {_board_clocks()})")
     bld.add_argument("--out", type=Path, default=None, help="build folder (default: build/BOARD)")
-    bld.add_argument("--seed", type=int, default=1, help="nextpnr seed (default 1)")
+    bld.add_argument("--seed", type=int, default=None,
+                     help=f"nextpnr seed (default: the board's, one that meets its clock: {_board_seeds()})")
     _add_common(bld)
     bld.set_defaults(func=cmd_build)
     return parser

@@ -431,6 +431,7 @@ def test_cli_build_json(tmp_path, monkeypatch, capsys):
     out = json.loads(captured.out)
     assert {"lut", "ff", "bram", "dsp", "fmax_mhz", "clock_mhz"} <= set(out)
     assert out["clock_mhz"] == 24 and out["dsp"] == 0 and out["placeholder"] is True
+    assert out["seed"] == BOARDS["icebreaker"].seed  # no --seed: the board's
     assert "synthesis" in captured.err and "done" in captured.err
 
 
